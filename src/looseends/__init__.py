@@ -1,0 +1,56 @@
+"""looseends: find the threads and asyncio tasks a program forgot to stop, and say why each is stuck.
+
+    with looseends.check():          # or @looseends.check(), or async with looseends.check()
+        do_jobs()
+
+    print(looseends.snapshot())      # a grouped dump of everything running now
+"""
+
+from looseends._check import check
+from looseends._find import find, find_async, snapshot, verify_none
+from looseends.analysis.group import Group
+from looseends.analysis.ignore import (
+    BUILTIN_IGNORES,
+    IgnoreRule,
+    ignore_any_function,
+    ignore_created_at,
+    ignore_if,
+    ignore_kind,
+    ignore_name,
+    ignore_top_function,
+)
+from looseends.analysis.patterns import Pattern
+from looseends.errors import LeakError, LooseEndsError, OptionError
+from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
+from looseends.report import Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUILTIN_IGNORES",
+    "BlockedOn",
+    "Frame",
+    "Group",
+    "IgnoreRule",
+    "Kind",
+    "LeakError",
+    "LooseEndsError",
+    "OptionError",
+    "Origin",
+    "Pattern",
+    "Report",
+    "Snapshot",
+    "Unit",
+    "__version__",
+    "check",
+    "find",
+    "find_async",
+    "ignore_any_function",
+    "ignore_created_at",
+    "ignore_if",
+    "ignore_kind",
+    "ignore_name",
+    "ignore_top_function",
+    "snapshot",
+    "verify_none",
+]

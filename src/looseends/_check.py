@@ -1,0 +1,99 @@
+"""`check()`: a baseline on entry, a settled verdict on exit; a sync or async context manager or a decorator."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from looseends._find import settle_steps, to_report
+from looseends.analysis.baseline import ignore_current
+from looseends.analysis.ignore import IgnoreRule
+from looseends.analysis.settle import Settled, run_async, run_sync
+from looseends.errors import LeakError
+from looseends.options import Options, build_options
+from looseends.report import Report
+from looseends.sources import take_snapshot
+from looseends.sources._origins import tracking
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class check:  # noqa: N801 - used like a function: `with looseends.check():`
+    """Fail when the block leaves threads or tasks running that were not running when it started.
+
+    Use as `with check():`, `async with check():` (settles without blocking the loop), or as a
+    decorator on a sync or async function (the signature is preserved, so pytest still injects
+    fixtures). Creation tracking is on inside the block, so reports say who started each leak.
+    The report of the last exit is kept in `.report`.
+    """
+
+    def __init__(self, *, label: str | None = None, _options: Options | None = None, **options: Any) -> None:
+        self._options = _options or build_options(source="looseends.check()", **options)
+        self._label = label
+        self._stack: list[tuple[contextlib.ExitStack, IgnoreRule]] = []
+        self.report: Report | None = None
+
+    def _enter(self) -> None:
+        stack = contextlib.ExitStack()
+        stack.enter_context(tracking(self._label))
+        self._stack.append((stack, ignore_current(take_snapshot())))
+
+    def _finish(self, settled: Settled, error: BaseException | None) -> None:
+        report = to_report(settled, self._options)
+        self.report = report
+        if not report:
+            return
+        if error is None:
+            raise LeakError(report)
+        # The body's own exception explains more; keep it, and carry the leaks along as a note.
+        error.add_note(report.render())
+
+    def __enter__(self) -> check:
+        self._enter()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, baseline = self._stack.pop()
+        with stack:
+            settled = run_sync(settle_steps(self._options, [baseline]))
+        self._finish(settled, exc)
+
+    async def __aenter__(self) -> check:
+        self._enter()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, baseline = self._stack.pop()
+        with stack:
+            settled = await run_async(settle_steps(self._options, [baseline]))
+        self._finish(settled, exc)
+
+    def _fresh(self, label: str) -> check:
+        """Each call of a decorated function gets its own baseline."""
+        return check(label=self._label or label, _options=self._options)
+
+    def __call__(self, func: F) -> F:
+        label = getattr(func, "__qualname__", None) or repr(func)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self._fresh(label):
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh(label):
+                return func(*args, **kwargs)
+
+        return cast(F, wrapper)

@@ -1,0 +1,85 @@
+"""The composing functions: snapshot, filter, settle, report (goleak's Find)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+from looseends.analysis.baseline import ignore_current
+from looseends.analysis.ignore import IgnoreRule
+from looseends.analysis.settle import Settled, run_async, run_sync, settle
+from looseends.errors import LeakError
+from looseends.model import Snapshot, Unit
+from looseends.options import Options, build_options
+from looseends.report import Report
+from looseends.sources import DEFAULT_SOURCES, Source, take_snapshot
+
+
+def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES) -> Snapshot:
+    """Every live thread and task now, unfiltered: `print(looseends.snapshot())` is a grouped dump."""
+    return take_snapshot(sources)
+
+
+def _me() -> frozenset[tuple[object, ...]]:
+    """Keys of the caller's own thread and task: the checker never reports itself."""
+    keys: set[tuple[object, ...]] = {("thread", threading.get_ident())}
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if task is not None:
+        keys.add(("task", id(task)))
+    return frozenset(keys)
+
+
+def leak_filter(options: Options, extra: Sequence[IgnoreRule] = ()) -> Callable[[Unit], bool]:
+    """True for units that count as leaks under these options."""
+    rules = options.rules + tuple(extra)
+    me = _me()
+    kinds = options.kinds
+
+    def is_leak(unit: Unit) -> bool:
+        if unit.kind not in kinds or unit.key in me:
+            return False
+        return not any(rule(unit) for rule in rules)
+
+    return is_leak
+
+
+def settle_steps(options: Options, extra: Sequence[IgnoreRule] = ()) -> Generator[float, None, Settled]:
+    return settle(take_snapshot, leak_filter(options, extra), options.timeout)
+
+
+def to_report(settled: Settled, options: Options) -> Report:
+    return Report.from_units(
+        settled.leaks,
+        now=settled.snapshot.taken_at,
+        errors=settled.snapshot.errors,
+        max_groups=options.max_groups,
+    )
+
+
+def _baseline_rules(baseline: Snapshot | None) -> list[IgnoreRule]:
+    return [] if baseline is None else [ignore_current(baseline)]
+
+
+def find(*, baseline: Snapshot | None = None, **options: Any) -> Report:
+    """Units still running after settling, other than the caller, the baseline and ignored ones."""
+    opts = build_options(source="looseends.find()", **options)
+    return to_report(run_sync(settle_steps(opts, _baseline_rules(baseline))), opts)
+
+
+async def find_async(*, baseline: Snapshot | None = None, **options: Any) -> Report:
+    """`find()` for async code: settles with `await asyncio.sleep`, so the loop keeps running."""
+    opts = build_options(source="looseends.find_async()", **options)
+    return to_report(await run_async(settle_steps(opts, _baseline_rules(baseline))), opts)
+
+
+def verify_none(*, baseline: Snapshot | None = None, **options: Any) -> None:
+    """Raise `LeakError` when `find()` reports anything."""
+    report = find(baseline=baseline, **options)
+    if report:
+        raise LeakError(report)
+

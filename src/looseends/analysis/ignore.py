@@ -1,0 +1,94 @@
+"""Ignore rules: composable predicates on units, and the few built-in ones for runtime helpers."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from looseends.model import Kind, Unit
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoreRule:
+    """A named predicate: units it matches are never reported."""
+
+    description: str
+    matches: Callable[[Unit], bool]
+
+    def __call__(self, unit: Unit) -> bool:
+        try:
+            return bool(self.matches(unit))
+        except Exception:  # a broken user predicate must not hide or crash the report
+            return False
+
+
+def ignore_top_function(*functions: str) -> IgnoreRule:
+    """Units whose innermost frame is one of `functions` (`module.Qualname` or bare `Qualname`)."""
+    wanted = frozenset(functions)
+    return IgnoreRule(
+        f"top function in {sorted(wanted)}",
+        lambda unit: unit.top is not None and bool({unit.top.qualified_name, unit.top.function} & wanted),
+    )
+
+
+def ignore_any_function(*functions: str) -> IgnoreRule:
+    """Units with any of `functions` anywhere in their stack."""
+    wanted = frozenset(functions)
+    return IgnoreRule(
+        f"any function in {sorted(wanted)}",
+        lambda unit: any({f.qualified_name, f.function} & wanted for f in unit.stack),
+    )
+
+
+def ignore_created_at(*patterns: str) -> IgnoreRule:
+    """Units created at a location matching a glob: `path/to/file.py:12`, `*/helpers.py:*`, or a function name."""
+
+    def matches(unit: Unit) -> bool:
+        if unit.origin is None:
+            return False
+        for frame in unit.origin.frames:
+            candidates = (f"{frame.filename}:{frame.lineno}", frame.location, frame.function, frame.qualified_name)
+            if any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
+                return True
+        return False
+
+    return IgnoreRule(f"created at {list(patterns)}", matches)
+
+
+def ignore_name(*globs: str) -> IgnoreRule:
+    """Units whose name matches a glob, such as `asyncio_*`."""
+    return IgnoreRule(
+        f"name matches {list(globs)}", lambda unit: any(fnmatch.fnmatchcase(unit.name, g) for g in globs)
+    )
+
+
+def ignore_kind(*kinds: Kind | str) -> IgnoreRule:
+    """Every unit of these kinds (`"thread"`, `"task"`, ...)."""
+    wanted = frozenset(Kind(k) for k in kinds)
+    return IgnoreRule(f"kind in {sorted(wanted)}", lambda unit: unit.kind in wanted)
+
+
+def ignore_if(predicate: Callable[[Unit], bool], description: str = "custom predicate") -> IgnoreRule:
+    """Units for which `predicate(unit)` is true."""
+    return IgnoreRule(description, predicate)
+
+
+def _module_prefix(*prefixes: str) -> Callable[[Unit], bool]:
+    return lambda unit: any(f.module.startswith(prefixes) for f in unit.stack)
+
+
+# Runtime and framework helpers that are not the program's leaks. Each says why it is here.
+BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
+    # pytest-xdist talks to its controller through execnet's I/O threads for the whole session.
+    IgnoreRule("execnet I/O threads (pytest-xdist)", _module_prefix("execnet.")),
+    # Debuggers (PyCharm/VS Code's pydevd) run helper threads for as long as they are attached.
+    IgnoreRule("debugger threads (pydevd)", _module_prefix("pydevd", "_pydevd", "_pydev_")),
+    # A loop's default executor lives until loop.shutdown_default_executor(), which asyncio.run calls;
+    # its idle workers are the loop's, not the code that happened to call run_in_executor first.
+    IgnoreRule(
+        "asyncio default-executor workers",
+        lambda unit: fnmatch.fnmatchcase(unit.name, "asyncio_*")
+        and unit.blocked_on.context == "ThreadPoolExecutor worker",
+    ),
+)

@@ -1,0 +1,141 @@
+"""Leak patterns: the names our reports give to a stuck unit, with the usual fix, in one line each.
+
+The vocabulary comes from Go's leak literature (forgotten sender, abandoned receiver, ...); each
+pattern is chosen from what the unit is blocked on and the machinery around the wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from looseends.model import BlockedOn
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    code: str
+    name: str
+    why: str
+    fix: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "name": self.name, "why": self.why, "fix": self.fix}
+
+
+FORGOTTEN_SENDER = Pattern(
+    "forgotten-sender",
+    "forgotten sender",
+    "it puts into a full queue that nobody will ever take from (the consumer has left)",
+    "make the queue big enough for every result, or stop the senders when the receiver gives up",
+)
+ABANDONED_RECEIVER = Pattern(
+    "abandoned-receiver",
+    "abandoned receiver",
+    "it waits on an empty queue that nobody will ever fill",
+    "send a sentinel (or a stop signal) when the producers are done",
+)
+LOOP_NEVER_STOPPED = Pattern(
+    "loop-never-stopped",
+    "loop never stopped",
+    "it sleeps, most likely in a loop that nothing tells to stop",
+    "check a stop Event in the loop (threads) or cancel the task on shutdown (asyncio)",
+)
+TIMER_NEVER_CANCELLED = Pattern(
+    "timer-never-cancelled",
+    "timer never cancelled",
+    "a threading.Timer is still waiting out its interval",
+    "call timer.cancel() and timer.join() when the delayed call is no longer wanted",
+)
+POOL_NEVER_SHUT_DOWN = Pattern(
+    "pool-never-shut-down",
+    "pool never shut down",
+    "an executor's worker is idle, waiting for work that will never come",
+    "use the executor in a `with` block, or call shutdown() when done",
+)
+SERVER_NEVER_SHUT_DOWN = Pattern(
+    "server-never-shut-down",
+    "server never shut down",
+    "a server is still polling for connections",
+    "call server.shutdown() and server.server_close(), or serve inside a `with` block",
+)
+EVENT_LOOP_NEVER_STOPPED = Pattern(
+    "event-loop-never-stopped",
+    "event loop never stopped",
+    "an event loop runs in this thread, idle, waiting for work",
+    "loop.call_soon_threadsafe(loop.stop), then join the thread and close the loop",
+)
+EVENT_NEVER_SET = Pattern(
+    "event-never-set",
+    "event never set",
+    "it waits for an Event that nobody sets",
+    "set the event on every shutdown path, or wait with a timeout",
+)
+LOCK_NEVER_RELEASED = Pattern(
+    "lock-never-released",
+    "lock never released",
+    "it waits for a lock that another unit holds and never releases",
+    "use `with lock:` so every path releases it; take locks in one fixed order",
+)
+CONDITION_NEVER_SIGNALLED = Pattern(
+    "condition-never-signalled",
+    "condition never signalled",
+    "it waits on a Condition that nobody notifies",
+    "notify on every path that changes the state, and wait with a predicate and a timeout",
+)
+WAIT_ON_STUCK_UNIT = Pattern(
+    "wait-on-stuck-unit",
+    "waiting on another unit",
+    "it waits for another thread or task to finish, which does not",
+    "fix the unit it waits for (see its own group), or cancel it when giving up",
+)
+STUCK_IO = Pattern(
+    "stuck-io",
+    "stuck I/O",
+    "it waits on a socket or file with no timeout",
+    "set a timeout, or shut the socket down from the side that gives up",
+)
+
+_BY_CONTEXT: Mapping[str, Pattern] = {
+    "threading.Timer": TIMER_NEVER_CANCELLED,
+    "ThreadPoolExecutor worker": POOL_NEVER_SHUT_DOWN,
+    "socketserver serve_forever": SERVER_NEVER_SHUT_DOWN,
+    "asyncio server": SERVER_NEVER_SHUT_DOWN,
+    "asyncio event loop": EVENT_LOOP_NEVER_STOPPED,
+}
+
+_BY_CODE: Mapping[str, Pattern] = {
+    "queue.put": FORGOTTEN_SENDER,
+    "asyncio.queue.put": FORGOTTEN_SENDER,
+    "queue.get": ABANDONED_RECEIVER,
+    "asyncio.queue.get": ABANDONED_RECEIVER,
+    "time.sleep": LOOP_NEVER_STOPPED,
+    "asyncio.sleep": LOOP_NEVER_STOPPED,
+    "event.wait": EVENT_NEVER_SET,
+    "asyncio.event.wait": EVENT_NEVER_SET,
+    "lock.acquire": LOCK_NEVER_RELEASED,
+    "rlock.acquire": LOCK_NEVER_RELEASED,
+    "semaphore.acquire": LOCK_NEVER_RELEASED,
+    "asyncio.lock.acquire": LOCK_NEVER_RELEASED,
+    "asyncio.semaphore.acquire": LOCK_NEVER_RELEASED,
+    "condition.wait": CONDITION_NEVER_SIGNALLED,
+    "asyncio.condition.wait": CONDITION_NEVER_SIGNALLED,
+    "thread.join": WAIT_ON_STUCK_UNIT,
+    "asyncio.task": WAIT_ON_STUCK_UNIT,
+    "asyncio.gather": WAIT_ON_STUCK_UNIT,
+    "asyncio.wait": WAIT_ON_STUCK_UNIT,
+    "asyncio.taskgroup": WAIT_ON_STUCK_UNIT,
+    "socket.recv": STUCK_IO,
+    "socket.accept": STUCK_IO,
+    "socket.connect": STUCK_IO,
+    "asyncio.stream.read": STUCK_IO,
+    "asyncio.socket.recv": STUCK_IO,
+    "asyncio.socket.accept": STUCK_IO,
+}
+
+
+def pattern_for(blocked_on: BlockedOn) -> Pattern | None:
+    """The machinery around the wait decides first (a Timer's Event.wait is a timer never cancelled)."""
+    if blocked_on.context is not None and blocked_on.context in _BY_CONTEXT:
+        return _BY_CONTEXT[blocked_on.context]
+    return _BY_CODE.get(blocked_on.code)

@@ -1,0 +1,88 @@
+"""Settling: look again, with capped exponential back-off, until nothing is left or the deadline passes.
+
+A thread that has finished its work but not yet exited, or an executor dropped without shutdown whose
+workers stop when the garbage collector reaps it, is a straggler, not a leak. The policy (how long to
+wait between looks) is separate from the loop, and the loop is a generator that yields the delays, so
+the same algorithm runs under `time.sleep` and under `await asyncio.sleep` without blocking a loop.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+from looseends.model import Snapshot, Unit
+
+# goleak sleeps 1µs << i, capped at 100 ms; we keep its shape with a deadline instead of a count.
+FIRST_DELAY = 1e-6
+MAX_DELAY = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    first: float = FIRST_DELAY
+    cap: float = MAX_DELAY
+
+    def delay(self, attempt: int) -> float:
+        return min(self.first * (2 ** min(attempt, 64)), self.cap)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    snapshot: Snapshot
+    leaks: tuple[Unit, ...]
+    looks: int
+
+
+def settle(
+    look: Callable[[], Snapshot],
+    is_leak: Callable[[Unit], bool],
+    timeout: float,
+    *,
+    backoff: Backoff = Backoff(),
+    _clock: Callable[[], float] = time.monotonic,
+    _collect: Callable[[], object] = gc.collect,
+) -> Generator[float, None, Settled]:
+    """Yield delays to sleep until `look()` shows no leak or `timeout` seconds have passed."""
+    deadline = _clock() + timeout
+    attempt = 0
+    collected = False
+    while True:
+        snapshot = look()
+        leaks = _leaks(snapshot.units, is_leak)
+        remaining = deadline - _clock()
+        if not leaks or remaining <= 0:
+            return Settled(snapshot, leaks, attempt + 1)
+        if not collected:
+            # Only paid when something looks leaked: a collection stops workers of executors that
+            # were dropped without shutdown(), which would otherwise linger until the next GC.
+            _collect()
+            collected = True
+        yield min(backoff.delay(attempt), remaining)
+        attempt += 1
+
+
+def _leaks(units: Sequence[Unit], is_leak: Callable[[Unit], bool]) -> tuple[Unit, ...]:
+    return tuple(unit for unit in units if is_leak(unit))
+
+
+def run_sync(steps: Generator[float, None, Settled], *, _sleep: Callable[[float], None] = time.sleep) -> Settled:
+    while True:
+        try:
+            delay = next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        _sleep(delay)
+
+
+async def run_async(steps: Generator[float, None, Settled]) -> Settled:
+    import asyncio
+
+    while True:
+        try:
+            delay = next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await asyncio.sleep(delay)

@@ -1,0 +1,27 @@
+"""The error tree: everything looseends raises derives from LooseEndsError."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from looseends.report import Report
+
+
+class LooseEndsError(Exception):
+    """Base class of every looseends error."""
+
+
+class OptionError(LooseEndsError, ValueError):
+    """A bad option value; the message says which option, where it came from, and what is accepted."""
+
+
+class LeakError(LooseEndsError, AssertionError):
+    """Units were left running. An AssertionError, so test runners report a failure, not an error.
+
+    `report` holds the structured findings (groups, stacks, creation sites).
+    """
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(report.render())
+        self.report = report

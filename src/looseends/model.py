@@ -1,0 +1,203 @@
+"""The one snapshot model: every source produces `Unit`s, every analysis and front end reads them.
+
+A unit is plain data (code locations, names, numbers). It never holds a frame, so a snapshot keeps no
+locals alive; the only live link is an optional weak reference used to tell "the same thread" from
+"a new thread that reused its ident".
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import linecache
+import os
+import sysconfig
+import weakref
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class Kind(enum.StrEnum):
+    """What sort of concurrency unit this is."""
+
+    THREAD = "thread"
+    TASK = "task"
+    PROCESS = "process"
+    GOROUTINE = "goroutine"
+
+
+@functools.cache
+def _library_prefixes() -> tuple[str, ...]:
+    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib")}
+    return tuple(os.path.join(os.path.realpath(p), "") for p in paths) + tuple(
+        os.path.join(p, "") for p in paths
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def is_library_file(filename: str) -> bool:
+    """True for the standard library and looseends itself: frames users did not write."""
+    if filename.startswith("<frozen ") or filename.startswith(_PACKAGE_DIR):
+        return True
+    if "site-packages" in filename or "dist-packages" in filename:
+        return False
+    return filename.startswith(_library_prefixes())
+
+
+@functools.lru_cache(maxsize=4096)
+def short_path(filename: str) -> str:
+    """A path relative to the working directory when inside it, else as given: short and clickable."""
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith(os.pardir) else rel
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One code location: file, line, qualified function name and module."""
+
+    filename: str
+    lineno: int
+    function: str
+    module: str = ""
+
+    @property
+    def location(self) -> str:
+        return f"{short_path(self.filename)}:{self.lineno}"
+
+    @property
+    def qualified_name(self) -> str:
+        """`module.Qualname`, the form ignore rules match against."""
+        return f"{self.module}.{self.function}" if self.module else self.function
+
+    @property
+    def is_library(self) -> bool:
+        return is_library_file(self.filename)
+
+    def source_line(self) -> str:
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.filename,
+            "line": self.lineno,
+            "function": self.function,
+            "module": self.module,
+            "source": self.source_line(),
+        }
+
+
+def first_user_frame(frames: tuple[Frame, ...]) -> Frame | None:
+    """The innermost frame the user wrote, or the innermost frame of all when there is none."""
+    for frame in frames:
+        if not frame.is_library:
+            return frame
+    return frames[0] if frames else None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedOn:
+    """What a unit is waiting for, as a stable `code` plus words for humans.
+
+    `context` names the standard-library machinery around the wait (a Timer, a server's
+    serve_forever, a pool worker, an event loop): it turns "Event.wait" into "a timer never cancelled".
+    """
+
+    code: str
+    description: str
+    detail: Mapping[str, int | float | str] = field(default_factory=dict)
+    context: str | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.code == "running"
+
+
+RUNNING = BlockedOn("running", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a unit was created: the creating call's stack (innermost first) and by which unit."""
+
+    frames: tuple[Frame, ...]
+    creator: str | None = None
+    created_at: float | None = None  # time.monotonic() at creation
+    during: str | None = None  # the check (or test) that was running when it was created
+
+    @property
+    def site(self) -> Frame | None:
+        return first_user_frame(self.frames)
+
+    @property
+    def user_frames(self) -> tuple[Frame, ...]:
+        return tuple(f for f in self.frames if not f.is_library)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One live thread, task, process or goroutine, reduced to data."""
+
+    kind: Kind
+    key: Hashable
+    name: str
+    ident: int | None = None
+    stack: tuple[Frame, ...] = ()  # innermost first
+    blocked_on: BlockedOn = RUNNING
+    origin: Origin | None = None
+    daemon: bool | None = None
+    native_id: int | None = None
+    target: str | None = None
+    thread: str | None = None  # for tasks: the thread whose loop runs them
+    ref: weakref.ref[object] | None = field(default=None, compare=False, repr=False)
+
+    def age(self, now: float) -> float | None:
+        if self.origin is None or self.origin.created_at is None:
+            return None
+        return max(0.0, now - self.origin.created_at)
+
+    @property
+    def top(self) -> Frame | None:
+        return self.stack[0] if self.stack else None
+
+    def same_object(self, other: Unit) -> bool:
+        """True when both describe one live object (not merely a reused ident)."""
+        if self.key != other.key:
+            return False
+        if self.ref is None or other.ref is None:
+            return self.ref is other.ref
+        obj = self.ref()
+        return obj is not None and obj is other.ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every unit seen at one moment, plus what the sources could not read."""
+
+    units: tuple[Unit, ...]
+    taken_at: float  # time.monotonic()
+    errors: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def counts(self) -> Mapping[Kind, int]:
+        out: dict[Kind, int] = {}
+        for unit in self.units:
+            out[unit.kind] = out.get(unit.kind, 0) + 1
+        return out
+
+    def render(self, debug: int = 1) -> str:
+        """A dump of everything: grouped with counts (`debug=1`) or every unit in full (`debug=2`)."""
+        from looseends.report import Report  # the report is built on the model, not the reverse
+
+        return Report.from_units(self.units, now=self.taken_at, errors=self.errors).render(
+            full=debug >= 2, title="looseends dump"
+        )
+
+    def __str__(self) -> str:
+        return self.render()

@@ -1,0 +1,255 @@
+"""Reports: grouped units rendered as short text for people and as versioned JSON for machines.
+
+Text is bounded: a hundred identical leaks are one paragraph, and past `max_groups` groups the rest
+are summarised in one line. JSON carries every group (schema in docs/json-schema.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from looseends.analysis.group import Group, group_units
+from looseends.model import Frame, Kind, Unit, first_user_frame
+
+SCHEMA = "looseends.report"
+SCHEMA_VERSION = 1
+MAX_GROUPS = 20
+MAX_NAMES = 8
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value >= 0.1 else f"{value * 1000:.0f} ms"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a check found: groups of units, largest first, and any source that could not be read."""
+
+    groups: tuple[Group, ...]
+    now: float = field(default_factory=time.monotonic)
+    errors: tuple[str, ...] = ()
+    max_groups: int = MAX_GROUPS  # groups shown in text; JSON always has all
+
+    @classmethod
+    def from_units(
+        cls,
+        units: Iterable[Unit],
+        *,
+        now: float | None = None,
+        errors: Sequence[str] = (),
+        max_groups: int = MAX_GROUPS,
+    ) -> Report:
+        now = time.monotonic() if now is None else now
+        return cls(tuple(group_units(units)), now, tuple(errors), max_groups)
+
+    @property
+    def units(self) -> tuple[Unit, ...]:
+        return tuple(unit for group in self.groups for unit in group.units)
+
+    def __len__(self) -> int:
+        return sum(group.count for group in self.groups)
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
+
+    def counts(self) -> dict[Kind, int]:
+        """Units per kind."""
+        counts: dict[Kind, int] = {}
+        for group in self.groups:
+            counts[group.kind] = counts.get(group.kind, 0) + group.count
+        return counts
+
+    def summary(self, what: str = "leaked") -> str:
+        counts = self.counts()
+        if not counts:
+            return f"no {what} units"
+        kinds = ", ".join(_plural(n, str(kind)) for kind, n in counts.items())
+        return f"{_plural(len(self), what + ' unit')} in {_plural(len(self.groups), 'group')}: {kinds}"
+
+    def render(self, *, full: bool = False, title: str = "looseends") -> str:
+        """Text: a summary line, then a paragraph per group. `full` lists every unit and frame."""
+        what = "live" if title.endswith("dump") else "leaked"
+        lines = [f"{title}: {self.summary(what)}"]
+        shown = self.groups if full else self.groups[: self.max_groups]
+        for group in shown:
+            lines.append("")
+            lines.extend(_render_group(group, self.now, full=full))
+        hidden = self.groups[len(shown) :]
+        if hidden:
+            lines.append("")
+            lines.append(
+                f"... and {_plural(len(hidden), 'more group')} ({sum(g.count for g in hidden)} units) not shown"
+            )
+        lines.extend(f"warning: could not read {error}" for error in self.errors)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "schema": SCHEMA,
+            "version": SCHEMA_VERSION,
+            "summary": {
+                "units": len(self),
+                "groups": len(self.groups),
+                "by_kind": {str(kind): count for kind, count in self.counts().items()},
+            },
+            "groups": [_group_dict(group, self.now) for group in self.groups],
+            "errors": list(self.errors),
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def _headline(group: Group, now: float) -> str:
+    unit_words = _plural(group.count, str(group.kind))
+    blocked = group.blocked_on
+    state = "running" if blocked.is_running else f"blocked in {blocked.description}"
+    ages = group.ages(now)
+    age = f" for {_seconds(max(ages))}" if ages else ""
+    pattern = f": {group.pattern.name}" if group.pattern is not None else ""
+    context = f" [{blocked.context}]" if blocked.context and group.pattern is None else ""
+    return f"{unit_words} {state}{age}{context}{pattern}"
+
+
+def _render_group(group: Group, now: float, *, full: bool) -> list[str]:
+    lines = [_headline(group, now)]
+    if group.pattern is not None:
+        lines.append(f"  why: {group.pattern.why}")
+        lines.append(f"  fix: {group.pattern.fix}")
+    lines.extend(_render_origin(group))
+    lines.append("  " + _render_members(group, now, full=full))
+    lines.append("  stack (innermost first):")
+    lines.extend(_render_stack(group.stack, full=full))
+    return lines
+
+
+def _render_origin(group: Group) -> list[str]:
+    origin = group.origin
+    if origin is None or origin.site is None:
+        return ["  created by: unknown (started before tracking began)"]
+    site = origin.site
+    creator = f" in {origin.creator}" if origin.creator else ""
+    during = group.during()
+    when = f", during {', '.join(during)}" if during else ""
+    lines = [f"  created by {site.function} at {site.location}{creator}{when}"]
+    if source := site.source_line():
+        lines.append(f"      {source}")
+    callers = [f for f in origin.user_frames if f is not site][:3]
+    lines.extend(f"      called from {f.function} at {f.location}" for f in callers)
+    return lines
+
+
+def _render_members(group: Group, now: float, *, full: bool) -> str:
+    """Names in natural order; per-unit facts only in the full dump, shared facts once."""
+    units = sorted(group.units, key=lambda u: _natural(u.name))
+    if not full:
+        units = units[:MAX_NAMES]
+    names = ", ".join(_member(unit, now) if full else unit.name for unit in units)
+    more = f", +{group.count - len(units)} more" if group.count > len(units) else ""
+    shared = []
+    if not full and all(u.daemon for u in group.units) and group.kind is Kind.THREAD:
+        shared.append("daemon")
+    threads = {u.thread for u in group.units if u.thread is not None}
+    if not full and len(threads) == 1:
+        shared.append(f"loop in thread {threads.pop()}")
+    facts = f" ({', '.join(shared)})" if shared else ""
+    return f"{'units' if group.count > 1 else 'unit'}: {names}{more}{facts}"
+
+
+def _natural(name: str) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _member(unit: Unit, now: float) -> str:
+    facts = []
+    if unit.ident is not None:
+        facts.append(f"ident {unit.ident}")
+    if unit.native_id is not None:
+        facts.append(f"native id {unit.native_id}")
+    if unit.daemon:
+        facts.append("daemon")
+    if unit.thread is not None:
+        facts.append(f"loop in thread {unit.thread}")
+    if unit.target is not None:
+        facts.append(f"target {unit.target}")
+    age = unit.age(now)
+    if age is not None:
+        facts.append(f"age {_seconds(age)}")
+    return f"{unit.name} ({', '.join(facts)})" if facts else unit.name
+
+
+def _render_stack(stack: tuple[Frame, ...], *, full: bool) -> list[str]:
+    """User frames with their source line; runs of library frames folded into one line unless `full`."""
+    lines: list[str] = []
+    folded: list[Frame] = []
+
+    def flush() -> None:
+        if folded:
+            names = " <- ".join(f.qualified_name for f in folded[:4])
+            extra = f" <- ... {len(folded) - 4} more" if len(folded) > 4 else ""
+            lines.append(f"    [library] {names}{extra}")
+            folded.clear()
+
+    for frame in stack:
+        if frame.is_library and not full:
+            folded.append(frame)
+            continue
+        flush()
+        lines.append(f"    {frame.qualified_name} at {frame.location}")
+        if source := frame.source_line():
+            lines.append(f"        {source}")
+    flush()
+    if not stack:
+        lines.append("    (no Python frames)")
+    return lines
+
+
+def _group_dict(group: Group, now: float) -> dict[str, object]:
+    ages = group.ages(now)
+    origin = group.origin
+    top_user = first_user_frame(group.stack)
+    return {
+        "count": group.count,
+        "kind": str(group.kind),
+        "blocked_on": {
+            "code": group.blocked_on.code,
+            "description": group.blocked_on.description,
+            "detail": dict(group.blocked_on.detail),
+            "context": group.blocked_on.context,
+        },
+        "pattern": group.pattern.as_dict() if group.pattern is not None else None,
+        "created_by": None
+        if origin is None
+        else {
+            "site": origin.site.as_dict() if origin.site is not None else None,
+            "user_stack": [f.as_dict() for f in origin.user_frames],
+            "creator": origin.creator,
+            "during": group.during(),
+        },
+        "age_seconds": {"min": min(ages), "max": max(ages)} if ages else None,
+        "top_user_frame": top_user.as_dict() if top_user is not None else None,
+        "stack": [f.as_dict() for f in group.stack],
+        "units": [
+            {
+                "name": unit.name,
+                "ident": unit.ident,
+                "native_id": unit.native_id,
+                "daemon": unit.daemon,
+                "target": unit.target,
+                "thread": unit.thread,
+                "age_seconds": unit.age(now),
+            }
+            for unit in group.units
+        ],
+    }

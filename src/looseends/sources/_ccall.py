@@ -1,0 +1,107 @@
+"""Which builtin a frame is calling, when a thread waits inside C (`lock.acquire()`, `time.sleep()`).
+
+Such a wait leaves no Python frame of its own: the innermost frame is the caller, stopped on a call
+instruction. Since 3.11 each instruction carries source positions, so the call expression can be cut
+out of the source line and parsed; its dotted name is then resolved against the frame's namespaces
+without running user code (`inspect.getattr_static`: no properties, no `__getattr__`).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import linecache
+import types
+
+_MISSING = object()
+
+
+def called_name(frame: types.FrameType) -> str | None:
+    """The fully qualified name of the builtin the frame is calling, e.g. `_thread.lock.acquire`."""
+    try:
+        dotted = _call_expression(frame)
+        if not dotted:
+            return None
+        return _resolve(frame, dotted)
+    except Exception:  # an odd frame must never break a snapshot
+        return None
+
+
+def _call_expression(frame: types.FrameType) -> list[str] | None:
+    code = frame.f_code
+    index = frame.f_lasti // 2
+    positions = list(code.co_positions())
+    if not 0 <= index < len(positions):
+        return None
+    start_line, end_line, start_col, end_col = positions[index]
+    if None in (start_line, end_line, start_col, end_col):
+        return None
+    assert start_line is not None and end_line is not None
+    assert start_col is not None and end_col is not None
+    lines = [linecache.getline(code.co_filename, n) for n in range(start_line, end_line + 1)]
+    if not lines or not lines[0]:
+        return None
+    # Columns are UTF-8 byte offsets.
+    raw = [line.encode() for line in lines]
+    if len(raw) == 1:
+        text = raw[0][start_col:end_col]
+    else:
+        text = raw[0][start_col:] + b"".join(raw[1:-1]) + raw[-1][:end_col]
+    try:
+        node = ast.parse(text.decode().strip(), mode="eval").body
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(node, ast.Call):
+        return None
+    return _dotted(node.func)
+
+
+def _dotted(node: ast.expr) -> list[str] | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    parts.reverse()
+    return parts
+
+
+def _resolve(frame: types.FrameType, dotted: list[str]) -> str | None:
+    head, *rest = dotted
+    obj = _lookup(frame, head)
+    if obj is _MISSING:
+        return None
+    receiver: object = None
+    for attr in rest:
+        receiver = obj
+        obj = inspect.getattr_static(obj, attr, _MISSING)
+        if obj is _MISSING:
+            return None
+    return _qualify(obj, receiver, dotted[-1])
+
+
+def _lookup(frame: types.FrameType, name: str) -> object:
+    for namespace in (frame.f_locals, frame.f_globals):
+        if name in namespace:
+            return namespace[name]
+    return getattr(builtins, name, _MISSING)
+
+
+def _qualify(obj: object, receiver: object, attr: str) -> str | None:
+    objclass = getattr(obj, "__objclass__", None)
+    if isinstance(objclass, type):  # a C method found on the class: lock.acquire, socket.recv
+        return f"{objclass.__module__}.{objclass.__qualname__}.{attr}"
+    if isinstance(obj, types.BuiltinFunctionType):
+        owner = obj.__self__
+        if isinstance(owner, types.ModuleType) or owner is None:
+            return f"{obj.__module__}.{obj.__qualname__}"
+        return f"{type(owner).__module__}.{type(owner).__qualname__}.{obj.__name__}"
+    if isinstance(obj, (types.FunctionType, types.MethodType)):
+        func = obj.__func__ if isinstance(obj, types.MethodType) else obj
+        return f"{func.__module__}.{func.__qualname__}"
+    if receiver is not None and not isinstance(receiver, types.ModuleType):
+        return f"{type(receiver).__module__}.{type(receiver).__qualname__}.{attr}"
+    return None

@@ -1,0 +1,88 @@
+"""Every pending asyncio task on every event loop in every thread, not only the running loop's."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from looseends.model import BlockedOn, Kind, Unit
+from looseends.sources._frames import coroutine_frames, to_frame
+from looseends.sources._origins import task_origin
+from looseends.sources._safe import safe, safe_copy, safe_list
+from looseends.sources._waits import classify
+
+Task = asyncio.Task[Any]
+
+
+def all_task_sets() -> list[Iterable[Task]]:
+    """asyncio's registries of live tasks: `_all_tasks` (3.11); `_scheduled_tasks` and `_eager_tasks` (3.12+).
+
+    `asyncio.all_tasks(loop)` filters these by loop; reading them directly is what lets one
+    snapshot see the tasks of loops running in other threads, or of loops not running at all.
+    """
+    names = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
+    return [tasks for name in names if (tasks := getattr(asyncio.tasks, name, None)) is not None]
+
+
+class TaskSource:
+    """Reads every registered, not yet done task and walks its whole await chain."""
+
+    name = "tasks"
+
+    def __init__(self, *, _task_sets: Callable[[], list[Iterable[Task]]] = all_task_sets) -> None:
+        self._task_sets = _task_sets
+
+    def read(self) -> list[Unit]:
+        tasks = {id(t): t for tasks in self._task_sets() for t in safe_list(tasks)}
+        threads = {ident: safe(lambda t=t: str(t.name), "?") for ident, t in safe_copy(threading._active).items()}  # type: ignore[attr-defined]
+        units = []
+        for task in tasks.values():
+            if safe(task.done, True):
+                continue
+            unit = _task_unit(task, threads)
+            if unit is not None:
+                units.append(unit)
+        return units
+
+
+def _task_unit(task: Task, threads: dict[int, str]) -> Unit | None:
+    loop = safe(task.get_loop, None)
+    live = safe(lambda: coroutine_frames(task.get_coro()), [])
+    stack = tuple(to_frame(f) for f in live)
+    blocked_on = classify(live) or _awaited(task, loop)
+    live.clear()
+    thread_ident = getattr(loop, "_thread_id", None)
+    return Unit(
+        kind=Kind.TASK,
+        key=("task", id(task)),
+        name=safe(lambda: str(task.get_name()), "<task>"),
+        stack=stack,
+        blocked_on=blocked_on,
+        origin=safe(lambda: task_origin(task), None),
+        thread=threads.get(thread_ident) if isinstance(thread_ident, int) else None,
+        ref=weakref.ref(task),
+    )
+
+
+def _awaited(task: Task, loop: asyncio.AbstractEventLoop | None) -> BlockedOn:
+    """When no known wait API is on the await chain: what the task's pending future is."""
+    if loop is not None and safe(loop.is_closed, False):
+        return BlockedOn("asyncio.loop-closed", "pending on a closed event loop: it can never run again")
+    waiter = getattr(task, "_fut_waiter", None)
+    if waiter is None:
+        return BlockedOn("running", "running (scheduled to run)")
+    if isinstance(waiter, asyncio.Task):
+        name = safe(lambda: str(waiter.get_name()), "?")
+        return BlockedOn("asyncio.task", f"awaiting task {name!r}", {"task": name})
+    children = getattr(waiter, "_children", None)
+    if isinstance(children, list):  # asyncio.gather's _GatheringFuture
+        pending = sum(1 for c in children if not safe(c.done, True))
+        return BlockedOn(
+            "asyncio.gather",
+            f"awaiting gather of {len(children)} ({pending} pending)",
+            {"children": len(children), "pending": pending},
+        )
+    return BlockedOn("asyncio.future", f"awaiting a bare {type(waiter).__name__}")
