@@ -36,10 +36,15 @@ def _library_prefixes() -> tuple[str, ...]:
     )
 
 
+def is_own_file(filename: str) -> bool:
+    """True for looseends' own code, such as the wrappers that track creations."""
+    return filename.startswith(_PACKAGE_DIR)
+
+
 @functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
     """True for the standard library and looseends itself: frames users did not write."""
-    if filename.startswith("<frozen ") or filename.startswith(_PACKAGE_DIR):
+    if filename.startswith("<frozen ") or is_own_file(filename):
         return True
     if "site-packages" in filename or "dist-packages" in filename:
         return False

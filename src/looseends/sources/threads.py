@@ -8,7 +8,7 @@ import types
 import weakref
 from collections.abc import Callable, Mapping
 
-from looseends.model import Kind, Unit
+from looseends.model import Kind, Unit, is_own_file
 from looseends.sources._frames import to_frame, walk_back
 from looseends.sources._origins import raw_thread_origin, thread_origin
 from looseends.sources._safe import safe, safe_copy
@@ -48,7 +48,7 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
     blocked_on = classify_or_running(live)
     live.clear()
     if thread is None:  # started with _thread.start_new_thread: no Thread object, never joined at exit
-        root = stack[-1] if stack else None
+        root = next((f for f in reversed(stack) if not is_own_file(f.filename)), None)
         return Unit(
             kind=Kind.THREAD,
             key=("thread", ident, root.filename if root else "", root.function if root else ""),
