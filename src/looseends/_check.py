@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import time
+from dataclasses import replace
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from looseends._find import settle_steps, to_report
+from looseends._find import leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.analysis.settle import Settled, run_async, run_sync
@@ -17,7 +19,7 @@ from looseends.errors import LeakError
 from looseends.options import Options, build_options
 from looseends.report import Report
 from looseends.sources import take_snapshot
-from looseends.sources._origins import tracking
+from looseends.sources._origins import destroyed_since, tracking
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,16 +36,18 @@ class check:  # noqa: N801 - used like a function: `with looseends.check():`
     def __init__(self, *, label: str | None = None, _options: Options | None = None, **options: Any) -> None:
         self._options = _options or build_options(source="looseends.check()", **options)
         self._label = label
-        self._stack: list[tuple[contextlib.ExitStack, IgnoreRule]] = []
+        self._stack: list[tuple[contextlib.ExitStack, IgnoreRule, float]] = []
         self.report: Report | None = None
 
     def _enter(self) -> None:
         stack = contextlib.ExitStack()
         stack.enter_context(tracking(self._label))
-        self._stack.append((stack, ignore_current(take_snapshot())))
+        self._stack.append((stack, ignore_current(take_snapshot()), time.monotonic()))
 
-    def _finish(self, settled: Settled, error: BaseException | None) -> None:
-        report = to_report(settled, self._options)
+    def _finish(self, settled: Settled, started: float, error: BaseException | None) -> None:
+        is_leak = leak_filter(self._options)
+        destroyed = tuple(unit for unit in destroyed_since(started) if is_leak(unit))
+        report = to_report(replace(settled, leaks=destroyed + settled.leaks), self._options)
         self.report = report
         if not report:
             return
@@ -59,10 +63,10 @@ class check:  # noqa: N801 - used like a function: `with looseends.check():`
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        stack, baseline = self._stack.pop()
+        stack, baseline, started = self._stack.pop()
         with stack:
             settled = run_sync(settle_steps(self._options, [baseline]))
-        self._finish(settled, exc)
+            self._finish(settled, started, exc)
 
     async def __aenter__(self) -> check:
         self._enter()
@@ -71,10 +75,10 @@ class check:  # noqa: N801 - used like a function: `with looseends.check():`
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        stack, baseline = self._stack.pop()
+        stack, baseline, started = self._stack.pop()
         with stack:
             settled = await run_async(settle_steps(self._options, [baseline]))
-        self._finish(settled, exc)
+            self._finish(settled, started, exc)
 
     def _fresh(self, label: str) -> check:
         """Each call of a decorated function gets its own baseline."""

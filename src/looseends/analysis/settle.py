@@ -57,7 +57,8 @@ def settle(
             return Settled(snapshot, leaks, attempt + 1)
         if not collected:
             # Only paid when something looks leaked: a collection stops workers of executors that
-            # were dropped without shutdown(), which would otherwise linger until the next GC.
+            # were dropped without shutdown(), which would otherwise linger until the next GC, and
+            # finalises pending tasks nothing references (tracking records those as leaks).
             _collect()
             collected = True
         yield min(backoff.delay(attempt), remaining)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import collections
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from looseends.model import Frame, Origin
+from looseends.model import Frame, Origin, Unit
 from looseends.sources._frames import to_frame, walk_back
 
 # Enough to reach the user's call through Thread.start / TaskGroup.create_task / gather helpers.
@@ -31,10 +32,47 @@ ORIGIN_DEPTH = 12
 _lock = threading.Lock()
 _users = 0
 _restore: list[Callable[[], None]] = []
-_thread_origins: weakref.WeakKeyDictionary[threading.Thread, Origin] = weakref.WeakKeyDictionary()
-_task_origins: weakref.WeakKeyDictionary[asyncio.Task[Any], Origin] = weakref.WeakKeyDictionary()
+
+
+class _OriginTable:
+    """Origins keyed weakly by object, still readable while the object is being finalised.
+
+    A WeakKeyDictionary cannot do the latter: the collector clears weak references to cyclic garbage
+    before running finalisers, so a task's `__del__` could no longer find its own origin. Entries of
+    objects just cleared are kept in a short list that only `dying()` consults.
+    """
+
+    def __init__(self, recent: int = 256) -> None:
+        self._live: dict[int, tuple[weakref.ref[Any], Origin]] = {}
+        self._recently_dead: collections.deque[tuple[int, Origin]] = collections.deque(maxlen=recent)
+
+    def put(self, obj: object, origin: Origin) -> None:
+        key = id(obj)
+
+        def gone(_: object) -> None:
+            entry = self._live.pop(key, None)
+            if entry is not None:
+                self._recently_dead.append((key, entry[1]))
+
+        self._live[key] = (weakref.ref(obj, gone), origin)
+
+    def get(self, obj: object) -> Origin | None:
+        entry = self._live.get(id(obj))
+        return entry[1] if entry is not None and entry[0]() is obj else None
+
+    def dying(self, obj: object) -> Origin | None:
+        key = id(obj)
+        return next((origin for k, origin in reversed(self._recently_dead) if k == key), None)
+
+
+_thread_origins = _OriginTable()
+_task_origins = _OriginTable()
 _raw_origins: dict[int, Origin] = {}  # ident -> origin for threads started with _thread directly
 _during: list[str] = []  # labels of the checks running now, innermost last
+# Pending tasks the garbage collector destroyed while tracking was on: leaks no snapshot can see later.
+_destroyed: list[Unit] = []
+MAX_DESTROYED = 10_000
+DESTROYED_PENDING = "Task was destroyed but it is pending!"  # asyncio's message from Task.__del__
 
 
 def capture(skip: int = 1, creator: str | None = None) -> Origin:
@@ -64,7 +102,7 @@ def raw_thread_origin(ident: int) -> Origin | None:
 
 
 def task_origin(task: asyncio.Task[Any]) -> Origin | None:
-    origin = _task_origins.get(task)
+    origin = _task_origins.get(task) or _task_origins.dying(task)
     if origin is not None:
         return origin
     coro = task.get_coro()
@@ -74,8 +112,13 @@ def task_origin(task: asyncio.Task[Any]) -> Origin | None:
     return Origin(tuple(Frame(filename, lineno, function) for filename, lineno, function in raw))
 
 
-def is_tracking() -> bool:
-    return _users > 0
+def destroyed_since(start: float) -> list[Unit]:
+    """Pending tasks destroyed by the collector that were created at or after `start` (monotonic)."""
+    return [
+        unit
+        for unit in list(_destroyed)
+        if unit.origin is not None and unit.origin.created_at is not None and unit.origin.created_at >= start
+    ]
 
 
 @contextmanager
@@ -103,7 +146,7 @@ def _install() -> None:
     original_start = threading.Thread.start
 
     def start(self: threading.Thread) -> None:
-        _thread_origins[self] = capture(creator=current_unit_name())
+        _thread_origins.put(self, capture(creator=current_unit_name()))
         original_start(self)
 
     threading.Thread.start = start  # type: ignore[method-assign]
@@ -133,13 +176,29 @@ def _install() -> None:
         origin = capture(creator=current_unit_name())
         task = original_create_task(self, coro, **kwargs)
         try:
-            _task_origins[task] = origin
+            _task_origins.put(task, origin)
         except TypeError:  # a custom factory returned something that is not weak-referenceable
             pass
         return task
 
     asyncio.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
     _restore.append(lambda: setattr(asyncio.BaseEventLoop, "create_task", original_create_task))
+
+    from looseends.sources.tasks import destroyed_unit  # tasks.py reads origins: import late
+
+    original_handler = asyncio.BaseEventLoop.call_exception_handler
+
+    def call_exception_handler(self: asyncio.BaseEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("task")
+        if context.get("message") == DESTROYED_PENDING and isinstance(task, asyncio.Task):
+            unit = destroyed_unit(task)
+            if unit is not None and len(_destroyed) < MAX_DESTROYED:
+                _destroyed.append(unit)
+        original_handler(self, context)
+
+    asyncio.BaseEventLoop.call_exception_handler = call_exception_handler  # type: ignore[method-assign]
+    _restore.append(lambda: setattr(asyncio.BaseEventLoop, "call_exception_handler", original_handler))
+    _restore.append(_destroyed.clear)
 
     previous_depth = sys.get_coroutine_origin_tracking_depth()
     sys.set_coroutine_origin_tracking_depth(max(previous_depth, ORIGIN_DEPTH))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from dataclasses import replace
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,6 +28,12 @@ def all_task_sets() -> list[Iterable[Task]]:
     return [tasks for name in names if (tasks := getattr(asyncio.tasks, name, None)) is not None]
 
 
+def _thread_names() -> dict[int, str]:
+    """Thread names by ident, to say which thread's loop runs a task."""
+    active = safe_copy(threading._active)  # type: ignore[attr-defined]
+    return {ident: safe(lambda t=thread: str(t.name), "?") for ident, thread in active.items()}
+
+
 class TaskSource:
     """Reads every registered, not yet done task and walks its whole await chain."""
 
@@ -37,7 +44,7 @@ class TaskSource:
 
     def read(self) -> list[Unit]:
         tasks = {id(t): t for tasks in self._task_sets() for t in safe_list(tasks)}
-        threads = {ident: safe(lambda t=t: str(t.name), "?") for ident, t in safe_copy(threading._active).items()}  # type: ignore[attr-defined]
+        threads = _thread_names()
         units = []
         for task in tasks.values():
             if safe(task.done, True):
@@ -46,6 +53,25 @@ class TaskSource:
             if unit is not None:
                 units.append(unit)
         return units
+
+
+def destroyed_unit(task: Task) -> Unit | None:
+    """A task being finalised while pending, described one last time (its frames still exist)."""
+    threads = _thread_names()
+    unit = safe(lambda: _task_unit(task, threads), None)
+    if unit is None:
+        return None
+    blocked = unit.blocked_on
+    return replace(
+        unit,
+        blocked_on=BlockedOn(
+            blocked.code,
+            f"{blocked.description}; destroyed while pending by the garbage collector: nothing could wake it",
+            {**blocked.detail, "destroyed": "while pending"},
+            blocked.context,
+        ),
+        ref=None,
+    )
 
 
 def _task_unit(task: Task, threads: dict[int, str]) -> Unit | None:

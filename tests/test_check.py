@@ -1,0 +1,188 @@
+"""check(), find() and verify_none(): baseline, settling, ignore rules, options, decorators."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import re
+import threading
+
+import pytest
+from leakfixtures import Cleanup, wait_blocked
+
+import looseends
+
+QUICK = 0.05
+
+
+def test_straggler_that_exits_300_ms_after_the_check_starts_is_not_a_leak() -> None:
+    finished = threading.Event()
+    with looseends.check() as checked:  # the default settle budget
+        straggler = threading.Thread(target=finished.wait, args=(0.3,), name="straggler")
+        straggler.start()
+    assert not straggler.is_alive()
+    assert checked.report is not None
+    assert not checked.report
+
+
+def test_units_started_before_the_check_are_the_baseline(cleanup: Cleanup) -> None:
+    never = threading.Event()
+    service = threading.Thread(target=never.wait, name="service", daemon=True)
+    cleanup.stop(never.set, service)
+    service.start()
+    with looseends.check(timeout=QUICK):
+        pass
+
+
+def test_a_new_thread_reusing_a_baseline_ident_is_still_a_leak(cleanup: Cleanup) -> None:
+    first = threading.Thread(target=lambda: None)
+    first.start()
+    first.join()
+    never = threading.Event()
+    with pytest.raises(looseends.LeakError), looseends.check(timeout=QUICK):
+        second = threading.Thread(target=never.wait, name="second", daemon=True)
+        cleanup.stop(never.set, second)
+        second.start()
+
+
+def test_joined_threads_and_executor_as_context_manager_are_clean() -> None:
+    with looseends.check(timeout=QUICK):
+        threads = [threading.Thread(target=sum, args=([1, 2],)) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+
+
+def test_executor_dropped_without_shutdown_is_reaped_by_the_settle_collection() -> None:
+    def use_pool_and_forget_it() -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        assert pool.submit(abs, -1).result() == 1
+        # No shutdown: the worker idles until the executor object is collected.
+
+    with looseends.check():
+        use_pool_and_forget_it()
+
+
+def test_find_reports_everything_but_the_caller_and_verify_none_raises(cleanup: Cleanup) -> None:
+    never = threading.Event()
+    waiter = threading.Thread(target=never.wait, name="lonely", daemon=True)
+    cleanup.stop(never.set, waiter)
+    waiter.start()
+    wait_blocked("lonely", 1, "event.wait")
+    report = looseends.find(timeout=QUICK)
+    names = {u.name for u in report.units}
+    assert "lonely" in names
+    assert threading.current_thread().name not in names
+    assert "lonely" not in {u.name for u in looseends.find(timeout=0, ignore=[looseends.ignore_name("lon*")]).units}
+    with pytest.raises(looseends.LeakError, match="lonely"):
+        looseends.verify_none(timeout=0)
+    baseline = looseends.snapshot()
+    looseends.verify_none(timeout=0, baseline=baseline)
+
+
+@pytest.mark.parametrize(
+    ("rule", "ignored"),
+    [
+        (looseends.ignore_top_function("threading.Condition.wait"), True),
+        (looseends.ignore_top_function("Condition.wait"), True),
+        (looseends.ignore_top_function("queue.Queue.put"), False),
+        (looseends.ignore_any_function("threading.Event.wait"), True),
+        (looseends.ignore_any_function("nowhere.function"), False),
+        (looseends.ignore_created_at("*test_check.py:*"), True),
+        (looseends.ignore_created_at("*elsewhere.py:*"), False),
+        (looseends.ignore_name("ign-*"), True),
+        (looseends.ignore_name("other-*"), False),
+        (looseends.ignore_kind("thread"), True),
+        (looseends.ignore_kind("task"), False),
+        (looseends.ignore_if(lambda unit: unit.blocked_on.code == "event.wait"), True),
+        (looseends.ignore_if(lambda unit: 1 / 0 == 0), False),  # a broken predicate hides nothing
+    ],
+)
+def test_ignore_rules(cleanup: Cleanup, rule: looseends.IgnoreRule, ignored: bool) -> None:
+    never = threading.Event()
+    thread = threading.Thread(target=never.wait, name="ign-1", daemon=True)
+    cleanup.stop(never.set, thread)
+    with looseends.check(timeout=0, ignore=[rule]) as checked:
+        thread.start()
+        wait_blocked("ign-", 1, "event.wait")
+        if not ignored:
+            pytest.raises(looseends.LeakError, checked.__exit__, None, None, None)
+            checked.__enter__()  # re-arm so the with statement's own exit has a frame to close
+            never.set()
+            thread.join()
+
+
+def test_leak_error_is_an_assertion_error_carrying_the_report() -> None:
+    assert issubclass(looseends.LeakError, AssertionError)
+    assert issubclass(looseends.OptionError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": -1}, "invalid timeout=-1 from looseends.check(): expected a number of seconds >= 0"),
+        ({"timeout": "soon"}, "invalid timeout='soon' from looseends.check(): expected a finite number"),
+        ({"timeout": float("nan")}, "invalid timeout=nan"),
+        ({"ignore": "thread-*"}, "invalid ignore='thread-*'"),
+        ({"ignore": [42]}, "invalid ignore=42"),
+        ({"kinds": ["thread", "fiber"]}, "invalid kinds="),
+        ({"max_groups": 0}, "invalid max_groups=0"),
+        ({"builtin_ignores": "yes"}, "invalid builtin_ignores='yes'"),
+    ],
+)
+def test_bad_options_get_a_clear_error(options: dict[str, object], message: str) -> None:
+    with pytest.raises(looseends.OptionError, match=re.escape(message)):
+        looseends.check(**options)  # type: ignore[arg-type]
+
+
+def test_unknown_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="timout"):
+        looseends.find(timout=1)
+
+
+def test_decorator_preserves_signature_and_checks_each_call(cleanup: Cleanup) -> None:
+    never = threading.Event()
+
+    @looseends.check(timeout=QUICK)
+    def leaky(count: int, *, name: str = "deco") -> int:
+        thread = threading.Thread(target=never.wait, name=f"{name}-{count}", daemon=True)
+        cleanup.stop(never.set, thread)
+        thread.start()
+        return count
+
+    @looseends.check(timeout=QUICK)
+    async def clean(value: int) -> int:
+        await asyncio.sleep(0)
+        return value
+
+    assert list(inspect.signature(leaky).parameters) == ["count", "name"]
+    assert list(inspect.signature(clean).parameters) == ["value"]
+    assert inspect.iscoroutinefunction(clean)
+    with pytest.raises(looseends.LeakError, match="deco-1"):
+        leaky(1)
+    with pytest.raises(looseends.LeakError, match="deco-2") as second:
+        leaky(2)
+    assert "deco-1" not in str(second.value)  # each call has its own baseline
+    assert asyncio.run(clean(7)) == 7
+
+
+def test_body_exception_wins_and_carries_the_leak_as_a_note(cleanup: Cleanup) -> None:
+    never = threading.Event()
+    thread = threading.Thread(target=never.wait, name="noted", daemon=True)
+    cleanup.stop(never.set, thread)
+    with pytest.raises(KeyError) as info, looseends.check(timeout=QUICK):
+        thread.start()
+        raise KeyError("boom")
+    assert any("noted" in note for note in info.value.__notes__)
+
+
+def test_tracking_is_removed_after_the_last_check() -> None:
+    original = threading.Thread.start
+    with looseends.check(timeout=0), looseends.check(timeout=0):
+        assert threading.Thread.start is not original
+    assert threading.Thread.start is original
+    assert asyncio.BaseEventLoop.create_task.__qualname__ == "BaseEventLoop.create_task"

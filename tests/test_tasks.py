@@ -1,0 +1,221 @@
+"""asyncio task leaks: every loop in every thread, full await chains, what each task awaits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from leakfixtures import LoopThread, wait_until
+
+import looseends
+from looseends.model import Kind
+
+QUICK = 0.05
+
+
+async def settle_tasks() -> None:
+    """Let freshly created tasks reach their first await (one loop iteration each)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def test_forgotten_sender_tasks() -> None:
+    async def main() -> looseends.Report:
+        results: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        await results.put(0)
+        senders = []
+
+        async def sender(n: int) -> None:
+            await results.put(n)
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                for n in range(6):
+                    senders.append(asyncio.create_task(sender(n), name=f"sender-{n}"))
+                await settle_tasks()
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+        return info.value.report
+
+    report = asyncio.run(main())
+    assert len(report.groups) == 1
+    group = report.groups[0]
+    assert group.kind is Kind.TASK
+    assert group.count == 6
+    assert group.blocked_on.code == "asyncio.queue.put"
+    assert group.blocked_on.detail == {"maxsize": 1, "size": 1}
+    assert group.pattern is not None
+    assert group.pattern.code == "forgotten-sender"
+    # The whole await chain: the user's coroutine, then asyncio.Queue.put inside it.
+    assert [f.qualified_name for f in group.stack][:1] == ["asyncio.queues.Queue.put"]
+    assert group.stack[1].function.endswith("<locals>.sender")
+    assert group.origin is not None
+    assert group.origin.site is not None
+    assert "asyncio.create_task(sender(n)" in group.origin.site.source_line()
+    assert group.origin.creator is not None
+    assert group.origin.creator.startswith("task Task-")
+    assert {u.thread for u in group.units} == {"MainThread"}
+
+
+def test_fire_and_forget_task_sleeping_in_a_loop() -> None:
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(3600)
+
+    async def main() -> looseends.Report:
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                task = asyncio.create_task(heartbeat(), name="heartbeat")
+                await settle_tasks()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return info.value.report
+
+    group = asyncio.run(main()).groups[0]
+    assert group.blocked_on.code == "asyncio.sleep"
+    assert group.blocked_on.detail == {"delay": 3600}
+    assert group.pattern is not None
+    assert group.pattern.code == "loop-never-stopped"
+
+
+def test_asyncio_wait_leaves_pending_tasks() -> None:
+    async def main() -> looseends.Report:
+        never = asyncio.Event()
+
+        async def slow() -> None:
+            await never.wait()
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                tasks = [asyncio.create_task(slow(), name=f"slow-{n}") for n in range(3)]
+                done, pending = await asyncio.wait(tasks, timeout=0.01)
+                assert len(pending) == 3
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return info.value.report
+
+    group = asyncio.run(main()).groups[0]
+    assert group.count == 3
+    assert group.blocked_on.code == "asyncio.event.wait"
+    assert group.pattern is not None
+    assert group.pattern.code == "event-never-set"
+
+
+def test_task_awaiting_another_task_and_gather() -> None:
+    async def main() -> looseends.Report:
+        never = asyncio.Event()
+        inner = asyncio.create_task(never.wait(), name="inner")
+
+        async def waits_for_task() -> None:
+            await inner
+
+        async def waits_for_gather() -> None:
+            await asyncio.gather(never.wait(), never.wait())
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                outer = asyncio.create_task(waits_for_task(), name="outer")
+                gatherer = asyncio.create_task(waits_for_gather(), name="gatherer")
+                await settle_tasks()
+        for task in (outer, gatherer, inner):
+            task.cancel()
+        await asyncio.gather(outer, gatherer, inner, return_exceptions=True)
+        return info.value.report
+
+    by_name = {g.units[0].name: g for g in asyncio.run(main()).groups}
+    assert by_name["outer"].blocked_on.description == "awaiting task 'inner'"
+    assert by_name["outer"].blocked_on.code == "asyncio.task"
+    assert by_name["gatherer"].blocked_on.code == "asyncio.gather"
+    assert by_name["gatherer"].blocked_on.detail == {"children": 2, "pending": 2}
+    assert "inner" not in by_name  # started before the check: the baseline
+
+
+def test_task_on_a_loop_running_in_another_thread(loop_thread: LoopThread) -> None:
+    never = asyncio.Event()  # held here, so the task stays reachable until the loop is closed
+
+    async def stuck() -> None:
+        await never.wait()
+
+    async def start() -> None:
+        asyncio.get_running_loop().create_task(stuck(), name="remote")
+
+    with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=QUICK):
+        loop_thread.run(start())
+        wait_until(lambda: any(u.name == "remote" and u.blocked_on.code == "asyncio.event.wait"
+                               for u in looseends.snapshot().units))
+    groups = {g.units[0].name: g for g in info.value.report.groups}
+    remote = groups["remote"]
+    assert remote.kind is Kind.TASK
+    assert remote.units[0].thread == "loop-thread"
+    assert remote.origin is not None
+    assert remote.origin.site is not None
+    assert "create_task(stuck()" in remote.origin.site.source_line()
+    assert "loop-thread" not in groups  # the loop's thread existed before the check
+
+
+def test_task_awaiting_a_future_nobody_else_holds_is_reported_after_the_collector_destroys_it() -> None:
+    async def main() -> looseends.Report:
+        async def forgotten() -> None:
+            await asyncio.get_running_loop().create_future()  # nothing else can ever set it
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                asyncio.create_task(forgotten(), name="forgotten")
+                await settle_tasks()
+        return info.value.report
+
+    group = asyncio.run(main()).groups[0]
+    assert group.units[0].name == "forgotten"
+    assert group.blocked_on.code == "asyncio.future"
+    assert group.blocked_on.detail["destroyed"] == "while pending"
+    assert "destroyed while pending" in group.blocked_on.description
+
+
+def test_idle_event_loop_thread_is_reported_as_such() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="forgotten-loop", daemon=True)
+    try:
+        with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=QUICK):
+            thread.start()
+            wait_until(lambda: any(u.name == "forgotten-loop" and u.blocked_on.code == "selector.select"
+                                   for u in looseends.snapshot().units))
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    group = info.value.report.groups[0]
+    assert group.blocked_on.context == "asyncio event loop"
+    assert group.pattern is not None
+    assert group.pattern.code == "event-loop-never-stopped"
+
+
+def test_no_false_alarm_for_cancelled_and_awaited_tasks_and_task_group() -> None:
+    async def main() -> None:
+        async with looseends.check(timeout=QUICK):
+            task = asyncio.create_task(asyncio.sleep(3600))
+            await settle_tasks()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            async with asyncio.TaskGroup() as group:
+                for n in range(5):
+                    group.create_task(asyncio.sleep(0.001 * n))
+
+    asyncio.run(main())
+
+
+def test_tasks_of_a_closed_loop_are_reported_without_error() -> None:
+    loop = asyncio.new_event_loop()
+    never = loop.create_future()
+
+    async def orphan() -> None:
+        await never
+
+    task = loop.create_task(orphan(), name="orphan")
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()  # the task stays pending forever
+    unit = next(u for u in looseends.snapshot().units if u.name == "orphan")
+    assert unit.blocked_on.code == "asyncio.loop-closed"
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # asyncio's own switch for this message
