@@ -29,7 +29,7 @@ async def do_jobs(count: int, timeout: float) -> list[int]:
         await results.put(await do_job(n))
 
     for n in range(count):
-        asyncio.create_task(worker(n), name=f"worker-{n}")  # fire and forget: nobody awaits them
+        asyncio.create_task(worker(n), name=f"worker-{n}")  # noqa: RUF006 - fire and forget: the bug shown
     return await collect(results, count, timeout)
 
 
@@ -41,7 +41,7 @@ async def do_jobs_buffered(count: int, timeout: float) -> list[int]:
         await results.put(await do_job(n))
 
     for n in range(count):
-        asyncio.create_task(worker(n), name=f"worker-{n}")  # late ones finish too: there is room
+        asyncio.create_task(worker(n), name=f"worker-{n}")  # noqa: RUF006 - late ones finish: there is room
     return await collect(results, count, timeout)
 
 

@@ -6,10 +6,11 @@ import asyncio
 import threading
 
 import pytest
-from leakfixtures import LoopThread, wait_until
 
 import looseends
 from looseends.model import Kind
+
+from leakfixtures import LoopThread, wait_until
 
 QUICK = 0.05
 
@@ -90,7 +91,7 @@ def test_asyncio_wait_leaves_pending_tasks() -> None:
         with pytest.raises(looseends.LeakError) as info:
             async with looseends.check(timeout=QUICK):
                 tasks = [asyncio.create_task(slow(), name=f"slow-{n}") for n in range(3)]
-                done, pending = await asyncio.wait(tasks, timeout=0.01)
+                _, pending = await asyncio.wait(tasks, timeout=0.01)
                 assert len(pending) == 3
         for task in tasks:
             task.cancel()
@@ -144,8 +145,12 @@ def test_task_on_a_loop_running_in_another_thread(loop_thread: LoopThread) -> No
 
     with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=QUICK):
         loop_thread.run(start())
-        wait_until(lambda: any(u.name == "remote" and u.blocked_on.code == "asyncio.event.wait"
-                               for u in looseends.snapshot().units))
+        wait_until(
+            lambda: any(
+                u.name == "remote" and u.blocked_on.code == "asyncio.event.wait"
+                for u in looseends.snapshot().units
+            )
+        )
     groups = {g.units[0].name: g for g in info.value.report.groups}
     remote = groups["remote"]
     assert remote.kind is Kind.TASK
@@ -163,7 +168,7 @@ def test_task_awaiting_a_future_nobody_else_holds_is_reported_after_the_collecto
 
         with pytest.raises(looseends.LeakError) as info:
             async with looseends.check(timeout=QUICK):
-                asyncio.create_task(forgotten(), name="forgotten")
+                asyncio.create_task(forgotten(), name="forgotten")  # noqa: RUF006 - the leak under test
                 await settle_tasks()
         return info.value.report
 
@@ -180,8 +185,12 @@ def test_idle_event_loop_thread_is_reported_as_such() -> None:
     try:
         with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=QUICK):
             thread.start()
-            wait_until(lambda: any(u.name == "forgotten-loop" and u.blocked_on.code == "selector.select"
-                                   for u in looseends.snapshot().units))
+            wait_until(
+                lambda: any(
+                    u.name == "forgotten-loop" and u.blocked_on.code == "selector.select"
+                    for u in looseends.snapshot().units
+                )
+            )
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from leakfixtures import Cleanup, drain, wait_blocked, wait_until
 
 import looseends
 from looseends.model import Kind
+
+from leakfixtures import Cleanup, drain, wait_blocked, wait_until
 
 QUICK = 0.05  # settle budget for checks that are expected to fail
 
@@ -29,7 +30,9 @@ def leaked(body: Callable[[], object]) -> looseends.Report:
 def test_forgotten_sender_threads_grouped_with_queue_state_and_site(cleanup: Cleanup) -> None:
     results: queue.Queue[int] = queue.Queue(maxsize=1)
     results.put(0)  # full: nobody reads any more
-    senders = [threading.Thread(target=results.put, args=(n,), name=f"sender-{n}", daemon=True) for n in range(6)]
+    senders = [
+        threading.Thread(target=results.put, args=(n,), name=f"sender-{n}", daemon=True) for n in range(6)
+    ]
     cleanup.stop(drain(results, *senders), *senders)
 
     def start_senders() -> None:
@@ -216,7 +219,8 @@ def test_raw_thread_started_with_underscore_thread_is_found(cleanup: Cleanup) ->
         _thread.start_new_thread(raw, ())
         wait_until(
             lambda: any(
-                u.name.startswith("<_thread") and u.blocked_on.code == "event.wait" for u in looseends.snapshot().units
+                u.name.startswith("<_thread") and u.blocked_on.code == "event.wait"
+                for u in looseends.snapshot().units
             )
         )
 

@@ -1,9 +1,9 @@
 """looseends: find the threads and asyncio tasks a program forgot to stop, and say why each is stuck.
 
-    with looseends.check():          # or @looseends.check(), or async with looseends.check()
-        do_jobs()
+with looseends.check():          # or @looseends.check(), or async with looseends.check()
+    do_jobs()
 
-    print(looseends.snapshot())      # a grouped dump of everything running now
+print(looseends.snapshot())      # a grouped dump of everything running now
 """
 
 from looseends._check import check

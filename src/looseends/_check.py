@@ -1,4 +1,4 @@
-"""`check()`: a baseline on entry, a settled verdict on exit; a sync or async context manager or a decorator."""
+"""`check()`: a baseline on entry, a settled verdict on exit; sync or async context manager, or decorator."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import contextlib
 import functools
 import inspect
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -24,7 +24,7 @@ from looseends.sources._origins import destroyed_since, tracking
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class check:  # noqa: N801 - used like a function: `with looseends.check():`
+class check:
     """Fail when the block leaves threads or tasks running that were not running when it started.
 
     Use as `with check():`, `async with check():` (settles without blocking the loop), or as a

@@ -82,4 +82,3 @@ def verify_none(*, baseline: Snapshot | None = None, **options: Any) -> None:
     report = find(baseline=baseline, **options)
     if report:
         raise LeakError(report)
-

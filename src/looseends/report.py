@@ -85,9 +85,8 @@ class Report:
         hidden = self.groups[len(shown) :]
         if hidden:
             lines.append("")
-            lines.append(
-                f"... and {_plural(len(hidden), 'more group')} ({sum(g.count for g in hidden)} units) not shown"
-            )
+            units = sum(g.count for g in hidden)
+            lines.append(f"... and {_plural(len(hidden), 'more group')} ({units} units) not shown")
         lines.extend(f"warning: could not read {error}" for error in self.errors)
         return "\n".join(lines)
 

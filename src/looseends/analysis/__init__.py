@@ -1,1 +1,1 @@
-"""Analysis: pure functions from snapshots to verdicts (baseline, ignore rules, settling, patterns, groups)."""
+"""Analysis: pure functions from snapshots to verdicts: baseline, ignore rules, settling, patterns, groups."""

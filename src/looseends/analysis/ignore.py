@@ -42,13 +42,21 @@ def ignore_any_function(*functions: str) -> IgnoreRule:
 
 
 def ignore_created_at(*patterns: str) -> IgnoreRule:
-    """Units created at a location matching a glob: `path/to/file.py:12`, `*/helpers.py:*`, or a function name."""
+    """Units created at a location matching a glob (`*/helpers.py:12`, `*/helpers.py:*`) or by a function.
+
+    Every frame of the creation stack counts, library ones too: `*/concurrent/futures/*` matches all pools.
+    """
 
     def matches(unit: Unit) -> bool:
         if unit.origin is None:
             return False
         for frame in unit.origin.frames:
-            candidates = (f"{frame.filename}:{frame.lineno}", frame.location, frame.function, frame.qualified_name)
+            candidates = (
+                f"{frame.filename}:{frame.lineno}",
+                frame.location,
+                frame.function,
+                frame.qualified_name,
+            )
             if any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
                 return True
         return False
@@ -88,7 +96,9 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     # its idle workers are the loop's, not the code that happened to call run_in_executor first.
     IgnoreRule(
         "asyncio default-executor workers",
-        lambda unit: fnmatch.fnmatchcase(unit.name, "asyncio_*")
-        and unit.blocked_on.context == "ThreadPoolExecutor worker",
+        lambda unit: (
+            fnmatch.fnmatchcase(unit.name, "asyncio_*")
+            and unit.blocked_on.context == "ThreadPoolExecutor worker"
+        ),
     ),
 )

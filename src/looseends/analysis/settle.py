@@ -26,7 +26,7 @@ class Backoff:
     cap: float = MAX_DELAY
 
     def delay(self, attempt: int) -> float:
-        return min(self.first * (2 ** min(attempt, 64)), self.cap)
+        return min(self.first * 2.0 ** min(attempt, 64), self.cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,9 @@ def _leaks(units: Sequence[Unit], is_leak: Callable[[Unit], bool]) -> tuple[Unit
     return tuple(unit for unit in units if is_leak(unit))
 
 
-def run_sync(steps: Generator[float, None, Settled], *, _sleep: Callable[[float], None] = time.sleep) -> Settled:
+def run_sync(
+    steps: Generator[float, None, Settled], *, _sleep: Callable[[float], None] = time.sleep
+) -> Settled:
     while True:
         try:
             delay = next(steps)

@@ -35,10 +35,8 @@ def _call_expression(frame: types.FrameType) -> list[str] | None:
     if not 0 <= index < len(positions):
         return None
     start_line, end_line, start_col, end_col = positions[index]
-    if None in (start_line, end_line, start_col, end_col):
+    if start_line is None or end_line is None or start_col is None or end_col is None:
         return None
-    assert start_line is not None and end_line is not None
-    assert start_col is not None and end_col is not None
     lines = [linecache.getline(code.co_filename, n) for n in range(start_line, end_line + 1)]
     if not lines or not lines[0]:
         return None

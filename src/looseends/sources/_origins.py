@@ -208,4 +208,3 @@ def _install() -> None:
 def _uninstall() -> None:
     while _restore:
         _restore.pop()()
-

@@ -137,7 +137,9 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
     ("asyncio.locks", "Condition.wait_for"): Wait("asyncio.condition.wait", "asyncio.Condition.wait_for"),
     ("asyncio.locks", "Semaphore.acquire"): Wait("asyncio.semaphore.acquire", "asyncio.Semaphore.acquire"),
     ("asyncio.locks", "Barrier.wait"): Wait("asyncio.barrier.wait", "asyncio.Barrier.wait"),
-    ("asyncio.streams", "StreamReader._wait_for_data"): Wait("asyncio.stream.read", "asyncio.StreamReader read"),
+    ("asyncio.streams", "StreamReader._wait_for_data"): Wait(
+        "asyncio.stream.read", "asyncio.StreamReader read"
+    ),
     ("asyncio.streams", "FlowControlMixin._drain_helper"): Wait(
         "asyncio.stream.drain", "asyncio.StreamWriter.drain"
     ),
@@ -145,7 +147,9 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
     ("asyncio.subprocess", "Process.communicate"): Wait(
         "asyncio.subprocess.wait", "asyncio subprocess communicate"
     ),
-    ("asyncio.selector_events", "BaseSelectorEventLoop.sock_recv"): Wait("asyncio.socket.recv", "loop.sock_recv"),
+    ("asyncio.selector_events", "BaseSelectorEventLoop.sock_recv"): Wait(
+        "asyncio.socket.recv", "loop.sock_recv"
+    ),
     ("asyncio.selector_events", "BaseSelectorEventLoop.sock_accept"): Wait(
         "asyncio.socket.accept", "loop.sock_accept"
     ),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
+import types
 import weakref
-from dataclasses import replace
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from looseends.model import BlockedOn, Kind, Unit
@@ -31,7 +33,11 @@ def all_task_sets() -> list[Iterable[Task]]:
 def _thread_names() -> dict[int, str]:
     """Thread names by ident, to say which thread's loop runs a task."""
     active = safe_copy(threading._active)  # type: ignore[attr-defined]
-    return {ident: safe(lambda t=thread: str(t.name), "?") for ident, thread in active.items()}
+    return {ident: safe(functools.partial(_name_of, thread), "?") for ident, thread in active.items()}
+
+
+def _name_of(thread: threading.Thread) -> str:
+    return str(thread.name)
 
 
 class TaskSource:
@@ -76,7 +82,7 @@ def destroyed_unit(task: Task) -> Unit | None:
 
 def _task_unit(task: Task, threads: dict[int, str]) -> Unit | None:
     loop = safe(task.get_loop, None)
-    live = safe(lambda: coroutine_frames(task.get_coro()), [])
+    live: list[types.FrameType] = safe(lambda: coroutine_frames(task.get_coro()), [])
     stack = tuple(to_frame(f) for f in live)
     blocked_on = classify(live) or _awaited(task, loop)
     live.clear()
