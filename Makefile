@@ -14,8 +14,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
-	-$(BIN)/python examples/dojobs_threads.py
-	-$(BIN)/python examples/dojobs_asyncio.py
+	$(BIN)/python examples/demo.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests examples

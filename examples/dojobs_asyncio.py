@@ -12,6 +12,9 @@ import sys
 
 import looseends
 
+# The asyncio docs' idiom: keep a reference to every background task so it is not collected mid-flight.
+background: set[asyncio.Task[None]] = set()
+
 SECONDS = [0.01 if n < 3 else 0.4 for n in range(10)]  # three fast jobs, seven slow ones
 TIMEOUT = 0.2
 
@@ -29,7 +32,9 @@ async def do_jobs(count: int, timeout: float) -> list[int]:
         await results.put(await do_job(n))
 
     for n in range(count):
-        asyncio.create_task(worker(n), name=f"worker-{n}")  # noqa: RUF006 - fire and forget: the bug shown
+        task = asyncio.create_task(worker(n), name=f"worker-{n}")  # fire and forget
+        background.add(task)
+        task.add_done_callback(background.discard)
     return await collect(results, count, timeout)
 
 
@@ -41,7 +46,9 @@ async def do_jobs_buffered(count: int, timeout: float) -> list[int]:
         await results.put(await do_job(n))
 
     for n in range(count):
-        asyncio.create_task(worker(n), name=f"worker-{n}")  # noqa: RUF006 - late ones finish: there is room
+        task = asyncio.create_task(worker(n), name=f"worker-{n}")  # late ones finish too: there is room
+        background.add(task)
+        task.add_done_callback(background.discard)
     return await collect(results, count, timeout)
 
 
