@@ -1,0 +1,179 @@
+"""Odd threads, closing loops, churn: a snapshot never raises, never deadlocks, keeps nothing alive."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import gc
+import threading
+import weakref
+
+from leakfixtures import DEADLINE, Cleanup, wait_until
+
+import looseends
+from looseends.sources import take_snapshot
+from looseends.sources.tasks import TaskSource
+from looseends.sources.threads import ThreadSource
+
+
+class Boom(Exception):
+    pass
+
+
+class CursedThread(threading.Thread):
+    """A thread whose name and repr raise."""
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        raise Boom("name")
+
+    @name.setter
+    def name(self, value: str) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        raise Boom("repr")
+
+
+def test_threads_whose_name_or_repr_raises(cleanup: Cleanup) -> None:
+    release = threading.Event()
+    thread = CursedThread(target=release.wait)
+    cleanup.stop(release.set, thread)
+    thread.start()
+    units = [u for u in looseends.snapshot().units if u.ident == thread.ident]
+    assert len(units) == 1
+    assert units[0].name == f"<thread {thread.ident}>"
+    assert units[0].blocked_on.code == "event.wait"
+    assert f"<thread {thread.ident}>" in looseends.snapshot().render(debug=2)
+
+
+def test_dummy_threads_from_underscore_thread(cleanup: Cleanup) -> None:
+    release = threading.Event()
+    registered = threading.Event()
+    done = threading.Event()
+
+    def foreign() -> None:
+        threading.current_thread()  # registers a _DummyThread for this ident
+        registered.set()
+        release.wait()
+        done.set()
+
+    _thread.start_new_thread(foreign, ())
+    cleanup(lambda: (release.set(), done.wait(DEADLINE)))
+    assert registered.wait(DEADLINE)
+    dummies = [u for u in looseends.snapshot().units if u.name.startswith("Dummy-")]
+    assert dummies
+    assert dummies[0].daemon is True
+
+
+def test_source_failures_are_reported_not_raised() -> None:
+    class Broken:
+        name = "broken"
+
+        def read(self) -> list[looseends.Unit]:
+            raise RuntimeError("cannot read")
+
+    snapshot = take_snapshot([Broken(), ThreadSource()])
+    assert snapshot.errors == ("broken: RuntimeError: cannot read",)
+    assert len(snapshot) >= 1
+    assert "warning: could not read broken" in snapshot.render()
+
+
+def test_fake_sources_with_odd_frames_and_task_sets() -> None:
+    units = ThreadSource(_current_frames=lambda: {}, _active=lambda: {}).read()
+    assert units == []
+    assert TaskSource(_task_sets=lambda: [[]]).read() == []
+
+
+def test_loops_closing_while_snapshots_run(cleanup: Cleanup) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn_loops() -> None:
+        while not stop.is_set():
+            loop = asyncio.new_event_loop()
+            try:
+                tasks = [loop.create_task(asyncio.sleep(0.001)) for _ in range(20)]
+                loop.run_until_complete(asyncio.sleep(0))
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                loop.close()
+
+    churner = threading.Thread(target=churn_loops, name="churner")
+    cleanup.stop(stop.set, churner)
+    churner.start()
+    for _ in range(200):
+        snapshot = looseends.snapshot()
+        assert snapshot.errors == ()
+        snapshot.render(debug=2)
+    assert errors == []
+
+
+def test_hundreds_of_threads_starting_and_stopping_while_snapshots_run(cleanup: Cleanup) -> None:
+    stop = threading.Event()
+
+    def spawner() -> None:
+        while not stop.is_set():
+            batch = [threading.Thread(target=lambda: None) for _ in range(50)]
+            for thread in batch:
+                thread.start()
+            for thread in batch:
+                thread.join()
+
+    spawners = [threading.Thread(target=spawner, name=f"spawner-{n}") for n in range(4)]
+    cleanup.stop(stop.set, *spawners)
+    for thread in spawners:
+        thread.start()
+    with looseends.check(timeout=DEADLINE, ignore=[looseends.ignore_name("spawner-*")]):
+        for _ in range(100):
+            snapshot = looseends.snapshot()
+            assert snapshot.errors == ()
+            assert len(snapshot) >= 1
+
+
+def test_snapshots_keep_no_frames_or_locals_alive(cleanup: Cleanup) -> None:
+    class Payload:
+        pass
+
+    release = threading.Event()
+    holder: list[weakref.ref[Payload]] = []
+
+    def worker() -> None:
+        payload = Payload()
+        holder.append(weakref.ref(payload))
+        release.wait()
+        del payload
+
+    thread = threading.Thread(target=worker, name="holder")
+    cleanup.stop(release.set, thread)
+    with looseends.check(timeout=0) as checked:
+        thread.start()
+        wait_until(lambda: bool(holder))
+        kept = looseends.snapshot()
+        kept.render(debug=2)
+        kept.units[0].blocked_on  # noqa: B018 - touch the data
+        release.set()
+        thread.join(DEADLINE)
+    gc.collect()
+    assert holder[0]() is None
+    assert checked.report is not None
+    assert not checked.report
+    del kept
+
+
+def test_snapshot_from_inside_a_running_loop_sees_its_own_tasks() -> None:
+    async def main() -> set[str]:
+        never = asyncio.Event()
+        tasks = [asyncio.create_task(never.wait(), name=f"own-{n}") for n in range(3)]
+        await asyncio.sleep(0)
+        names = {u.name for u in looseends.snapshot().units}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return names
+
+    assert {"own-0", "own-1", "own-2"} <= asyncio.run(main())
