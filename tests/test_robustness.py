@@ -8,12 +8,12 @@ import gc
 import threading
 import weakref
 
-from leakfixtures import DEADLINE, Cleanup, wait_until
-
 import looseends
 from looseends.sources import take_snapshot
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
+
+from leakfixtures import DEADLINE, Cleanup, wait_until
 
 
 class Boom(Exception):
