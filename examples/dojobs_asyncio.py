@@ -26,27 +26,22 @@ async def do_job(n: int) -> int:
 
 async def do_jobs(count: int, timeout: float) -> list[int]:
     """Leaky: late workers wait forever on the full result queue once the caller has gone."""
-    results: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-
-    async def worker(n: int) -> None:
-        await results.put(await do_job(n))
-
-    for n in range(count):
-        task = asyncio.create_task(worker(n), name=f"worker-{n}")  # fire and forget
-        background.add(task)
-        task.add_done_callback(background.discard)
-    return await collect(results, count, timeout)
+    return await fan_out(count, asyncio.Queue(maxsize=1), timeout)
 
 
 async def do_jobs_buffered(count: int, timeout: float) -> list[int]:
     """Fix 1: a buffer big enough for every result, so no worker ever waits for the caller."""
-    results: asyncio.Queue[int] = asyncio.Queue(maxsize=count)
+    return await fan_out(count, asyncio.Queue(maxsize=count), timeout)
+
+
+async def fan_out(count: int, results: asyncio.Queue[int], timeout: float) -> list[int]:
+    """A fire-and-forget worker task per job, each putting its result on `results`; collect until the timeout."""
 
     async def worker(n: int) -> None:
         await results.put(await do_job(n))
 
     for n in range(count):
-        task = asyncio.create_task(worker(n), name=f"worker-{n}")  # late ones finish too: there is room
+        task = asyncio.create_task(worker(n), name=f"worker-{n}")
         background.add(task)
         task.add_done_callback(background.discard)
     return await collect(results, count, timeout)

@@ -32,19 +32,16 @@ def do_job(job: Job) -> int:
 
 def do_jobs(jobs: list[Job], timeout: float) -> list[int]:
     """Leaky: late workers block forever on the full result queue once the caller has gone."""
-    results: queue.Queue[int] = queue.Queue(maxsize=1)
-
-    def worker(job: Job) -> None:
-        results.put(do_job(job))
-
-    for job in jobs:
-        threading.Thread(target=worker, args=(job,), name=f"worker-{job.n}", daemon=True).start()
-    return collect(results, len(jobs), timeout)
+    return fan_out(jobs, queue.Queue(maxsize=1), timeout)
 
 
 def do_jobs_buffered(jobs: list[Job], timeout: float) -> list[int]:
     """Fix 1: a buffer big enough for every result, so no worker ever waits for the caller."""
-    results: queue.Queue[int] = queue.Queue(maxsize=len(jobs))
+    return fan_out(jobs, queue.Queue(maxsize=len(jobs)), timeout)
+
+
+def fan_out(jobs: list[Job], results: queue.Queue[int], timeout: float) -> list[int]:
+    """A worker thread per job, each putting its result on `results`; collect until the timeout."""
 
     def worker(job: Job) -> None:
         results.put(do_job(job))
