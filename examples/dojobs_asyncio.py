@@ -35,7 +35,7 @@ async def do_jobs_buffered(count: int, timeout: float) -> list[int]:
 
 
 async def fan_out(count: int, results: asyncio.Queue[int], timeout: float) -> list[int]:
-    """A fire-and-forget worker task per job, each putting its result on `results`; collect until the timeout."""
+    """A fire-and-forget worker task per job, each putting its result on `results`; collect till timeout."""
 
     async def worker(n: int) -> None:
         await results.put(await do_job(n))
