@@ -3,71 +3,168 @@
 Installed while at least one check (or the pytest plugin) wants it, removed when the last one leaves.
 It wraps `threading.Thread.start`, `_thread.start_new_thread` and `asyncio.BaseEventLoop.create_task`
 (so it composes with any task factory, eager tasks included, instead of replacing it). Loops that do
-not derive from BaseEventLoop, such as uvloop, fall back to the coroutine's `cr_origin`, which
-`sys.set_coroutine_origin_tracking_depth` fills in the threads that turned tracking on.
+not derive from BaseEventLoop, such as uvloop, get no creation site unless the program enabled
+`sys.set_coroutine_origin_tracking_depth`, whose `cr_origin` is then used.
 
-Only code locations are stored (file, line, function, module), keyed weakly by the thread or task,
-so tracking never keeps a frame, its locals or the unit itself alive.
+The hot path (every `create_task`) records only code objects and line numbers, plus the creating
+thread's and task's names; `Frame`s are built when a report asks. Code objects hold no locals, so
+tracking never keeps a frame, its variables or the unit itself alive.
 """
 
 from __future__ import annotations
 
 import _thread
 import asyncio
-import collections
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from looseends.model import Frame, Origin, Unit
-from looseends.sources._frames import to_frame, walk_back
+from looseends.model import Frame, Origin, Unit, is_library_file
+from looseends.sources._safe import safe, safe_copy, safe_list
 
-# Enough to reach the user's call through Thread.start / TaskGroup.create_task / gather helpers.
-ORIGIN_DEPTH = 12
+# Threads: the user's call and a few of its callers (starting a thread costs far more than this).
+ORIGIN_DEPTH = 6
+# Tasks: walk out of asyncio's helpers (create_task, TaskGroup, gather) to the first user frame and
+# stop there. Each frame visited is materialised, which is most of the cost on every create_task.
+TASK_HOPS = 4
 
 _lock = threading.Lock()
 _users = 0
 _restore: list[Callable[[], None]] = []
+_getframe = sys._getframe
+_monotonic = time.monotonic
+_get_ident = _thread.get_ident
+_current_thread = threading.current_thread
+_get_running_loop = asyncio.events._get_running_loop
+_current_task = asyncio.current_task
+
+# (code locations, creating thread's name or ident, creating task's name, created at, during)
+Captured = tuple[tuple[tuple[types.CodeType, int], ...], int | str, str | None, float, str | None]
+
+
+def _capture(skip: int) -> Captured:
+    """For threads: up to ORIGIN_DEPTH frames above the `skip`-th caller, and the creator's names."""
+    frame: types.FrameType | None = _getframe(skip + 1)
+    locations = []
+    for _ in range(ORIGIN_DEPTH):
+        if frame is None:
+            break
+        locations.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    loop = _get_running_loop()
+    task = _current_task(loop) if loop is not None else None
+    return (
+        tuple(locations),
+        _current_thread().name,
+        task.get_name() if task is not None else None,
+        _monotonic(),
+        _during[-1] if _during else None,
+    )
+
+
+_library_modules: dict[str, bool] = {}
+
+
+def _is_library_module(name: str) -> bool:
+    known = _library_modules.get(name)
+    if known is None:
+        top = name.partition(".")[0]
+        known = _library_modules[name] = top in sys.stdlib_module_names or top == "looseends"
+    return known
+
+
+def _task_site_by_frames(skip: int) -> tuple[tuple[types.CodeType, int], ...]:
+    """Walk out of library frames to the first user frame (each frame visited is materialised)."""
+    frame: types.FrameType | None = _getframe(skip + 1)
+    locations = []
+    for _ in range(TASK_HOPS):
+        if frame is None:
+            break
+        code = frame.f_code
+        locations.append((code, frame.f_lineno))
+        if not is_library_file(code.co_filename):
+            break
+        frame = frame.f_back
+    return tuple(locations)
+
+
+def _task_site_by_module(skip: int) -> tuple[tuple[types.CodeType, int], ...]:
+    """3.12+: find the first user frame by module name, which reads no frame object, then read only it."""
+    for depth in range(skip + 1, skip + 1 + TASK_HOPS):
+        module = _getframemodulename(depth)
+        if module is None:  # the stack is shallower than that
+            break
+        if not _is_library_module(module):
+            frame = _getframe(depth)
+            return ((frame.f_code, frame.f_lineno),)
+    return _task_site_by_frames(skip + 1)
+
+
+_getframemodulename: Callable[[int], str | None] = getattr(sys, "_getframemodulename", lambda depth: None)
+_task_site = _task_site_by_module if hasattr(sys, "_getframemodulename") else _task_site_by_frames
+
+
+def _to_origin(captured: Captured) -> Origin:
+    locations, thread, task_name, created_at, during = captured
+    frames = tuple(
+        Frame(code.co_filename, line or code.co_firstlineno, code.co_qualname) for code, line in locations
+    )
+    thread_words = f"thread {thread if isinstance(thread, str) else _thread_name(thread)}"
+    creator = f"task {task_name} in {thread_words}" if task_name is not None else thread_words
+    return Origin(frames, creator, created_at, during)
+
+
+def _thread_name(ident: int) -> str:
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    name = safe(lambda: str(thread.name), None) if thread is not None else None
+    return name if name is not None else f"{ident} (since exited)"
 
 
 class _OriginTable:
-    """Origins keyed weakly by object, still readable while the object is being finalised.
+    """What `_capture` recorded, keyed by object identity, still readable while the object is finalised.
 
-    A WeakKeyDictionary cannot do the latter: the collector clears weak references to cyclic garbage
-    before running finalisers, so a task's `__del__` could no longer find its own origin. Entries of
-    objects just cleared are kept in a short list that only `dying()` consults.
+    No weak reference per entry (each costs a little on every create_task): an entry is checked by
+    a second identity, its coroutine's (or target's) id, and entries of objects no longer alive are
+    pruned in bulk, against `alive()`, whenever the table has doubled. A WeakKeyDictionary would also
+    drop a pending task's entry before its `__del__` could report it.
     """
 
-    def __init__(self, recent: int = 256) -> None:
-        self._live: dict[int, tuple[weakref.ref[Any], Origin]] = {}
-        self._recently_dead: collections.deque[tuple[int, Origin]] = collections.deque(maxlen=recent)
+    def __init__(self, alive: Callable[[], Iterable[object]]) -> None:
+        self._entries: dict[int, tuple[int, Captured]] = {}
+        self._alive = alive
+        self._prune_at = 1024
 
-    def put(self, obj: object, origin: Origin) -> None:
-        key = id(obj)
+    def put(self, obj: object, partner: object, captured: Captured) -> None:
+        entries = self._entries
+        entries[id(obj)] = (id(partner), captured)
+        if len(entries) >= self._prune_at:
+            alive = {id(o) for o in self._alive()}
+            for key in [key for key in entries if key not in alive]:
+                del entries[key]
+            self._prune_at = max(1024, 2 * len(entries))
 
-        def gone(_: object) -> None:
-            entry = self._live.pop(key, None)
-            if entry is not None:
-                self._recently_dead.append((key, entry[1]))
-
-        self._live[key] = (weakref.ref(obj, gone), origin)
-
-    def get(self, obj: object) -> Origin | None:
-        entry = self._live.get(id(obj))
-        return entry[1] if entry is not None and entry[0]() is obj else None
-
-    def dying(self, obj: object) -> Origin | None:
-        key = id(obj)
-        return next((origin for k, origin in reversed(self._recently_dead) if k == key), None)
+    def get(self, obj: object, partner: object) -> Origin | None:
+        entry = self._entries.get(id(obj))
+        return _to_origin(entry[1]) if entry is not None and entry[0] == id(partner) else None
 
 
-_thread_origins = _OriginTable()
-_task_origins = _OriginTable()
-_raw_origins: dict[int, Origin] = {}  # ident -> origin for threads started with _thread directly
+def _live_tasks() -> list[object]:
+    from looseends.sources.tasks import all_task_sets
+
+    return [task for tasks in all_task_sets() for task in safe_list(tasks)]
+
+
+def _live_threads() -> list[object]:
+    return list(safe_copy(threading._active).values())  # type: ignore[attr-defined]
+
+
+_thread_origins = _OriginTable(_live_threads)
+_task_origins = _OriginTable(_live_tasks)
+_raw_origins: dict[int, Captured] = {}  # ident -> origin, for threads started with _thread directly
 _during: list[str] = []  # labels of the checks running now, innermost last
 # Pending tasks the garbage collector destroyed while tracking was on: leaks no snapshot can see later.
 _destroyed: list[Unit] = []
@@ -75,38 +172,20 @@ MAX_DESTROYED = 10_000
 DESTROYED_PENDING = "Task was destroyed but it is pending!"  # asyncio's message from Task.__del__
 
 
-def capture(skip: int = 1, creator: str | None = None) -> Origin:
-    """The caller's stack as code locations (`skip` frames above this one are dropped)."""
-    frame = sys._getframe(skip + 1)
-    frames = tuple(to_frame(f) for f in walk_back(frame, ORIGIN_DEPTH))
-    return Origin(frames, creator, time.monotonic(), _during[-1] if _during else None)
-
-
-def current_unit_name() -> str:
-    """`thread NAME` or `task NAME in thread NAME`: the unit running this code."""
-    thread = threading.current_thread()
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        task = None
-    thread_words = f"thread {thread.name}"
-    return f"task {task.get_name()} in {thread_words}" if task is not None else thread_words
-
-
 def thread_origin(thread: threading.Thread) -> Origin | None:
-    return _thread_origins.get(thread)
+    return _thread_origins.get(thread, type(thread))
 
 
 def raw_thread_origin(ident: int) -> Origin | None:
-    return _raw_origins.get(ident)
+    captured = _raw_origins.get(ident)
+    return _to_origin(captured) if captured is not None else None
 
 
 def task_origin(task: asyncio.Task[Any]) -> Origin | None:
-    origin = _task_origins.get(task) or _task_origins.dying(task)
+    origin = _task_origins.get(task, task.get_coro())
     if origin is not None:
         return origin
-    coro = task.get_coro()
-    raw = getattr(coro, "cr_origin", None)
+    raw = getattr(task.get_coro(), "cr_origin", None)
     if not raw:
         return None
     return Origin(tuple(Frame(filename, lineno, function) for filename, lineno, function in raw))
@@ -142,24 +221,27 @@ def tracking(label: str | None = None) -> Iterator[None]:
                 _uninstall()
 
 
+def _patch(owner: object, name: str, replacement: object) -> None:
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    _restore.append(lambda: setattr(owner, name, original))
+
+
 def _install() -> None:
     original_start = threading.Thread.start
 
     def start(self: threading.Thread) -> None:
-        _thread_origins.put(self, capture(creator=current_unit_name()))
+        _thread_origins.put(self, type(self), _capture(1))
         original_start(self)
-
-    threading.Thread.start = start  # type: ignore[method-assign]
-    _restore.append(lambda: setattr(threading.Thread, "start", original_start))
 
     original_raw = _thread.start_new_thread
 
     def start_new_thread(function: Callable[..., object], args: tuple[Any, ...], kwargs: Any = None) -> int:
-        origin = capture(creator=current_unit_name())
+        captured = _capture(1)
 
         def run(*a: Any, **kw: Any) -> object:
             ident = _thread.get_ident()
-            _raw_origins[ident] = origin
+            _raw_origins[ident] = captured
             try:
                 return function(*a, **kw)
             finally:
@@ -167,22 +249,24 @@ def _install() -> None:
 
         return original_raw(run, args, kwargs or {})
 
-    _thread.start_new_thread = start_new_thread
-    _restore.append(lambda: setattr(_thread, "start_new_thread", original_raw))
-
     original_create_task = asyncio.BaseEventLoop.create_task
 
     def create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        origin = capture(creator=current_unit_name())
+        # Inlined on purpose: this runs on every task creation (see bench/).
+        creator = _current_task(self)
+        captured = (
+            _task_site(1),
+            _get_ident(),
+            creator.get_name() if creator is not None else None,
+            _monotonic(),
+            _during[-1] if _during else None,
+        )
         task = original_create_task(self, coro, **kwargs)
         try:
-            _task_origins.put(task, origin)
-        except TypeError:  # a custom factory returned something that is not weak-referenceable
+            _task_origins.put(task, task.get_coro(), captured)
+        except AttributeError:  # a custom factory returned something that is not a Task
             pass
         return task
-
-    asyncio.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
-    _restore.append(lambda: setattr(asyncio.BaseEventLoop, "create_task", original_create_task))
 
     from looseends.sources.tasks import destroyed_unit  # tasks.py reads origins: import late
 
@@ -196,13 +280,11 @@ def _install() -> None:
                 _destroyed.append(unit)
         original_handler(self, context)
 
-    asyncio.BaseEventLoop.call_exception_handler = call_exception_handler  # type: ignore[method-assign]
-    _restore.append(lambda: setattr(asyncio.BaseEventLoop, "call_exception_handler", original_handler))
+    _patch(threading.Thread, "start", start)
+    _patch(_thread, "start_new_thread", start_new_thread)
+    _patch(asyncio.BaseEventLoop, "create_task", create_task)
+    _patch(asyncio.BaseEventLoop, "call_exception_handler", call_exception_handler)
     _restore.append(_destroyed.clear)
-
-    previous_depth = sys.get_coroutine_origin_tracking_depth()
-    sys.set_coroutine_origin_tracking_depth(max(previous_depth, ORIGIN_DEPTH))
-    _restore.append(lambda: sys.set_coroutine_origin_tracking_depth(previous_depth))
 
 
 def _uninstall() -> None:
