@@ -70,7 +70,7 @@ def test_source_failures_are_reported_not_raised() -> None:
     class Broken:
         name = "broken"
 
-        def read(self) -> list[looseends.Unit]:
+        def read(self, *, detail: bool = True) -> list[looseends.Unit]:
             raise RuntimeError("cannot read")
 
     snapshot = take_snapshot([Broken(), ThreadSource()])

@@ -11,7 +11,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from looseends._find import leak_filter, settle_steps, to_report
+from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.analysis.settle import Settled, run_async, run_sync
@@ -42,11 +42,11 @@ class check:
     def _enter(self) -> None:
         stack = contextlib.ExitStack()
         stack.enter_context(tracking(self._label))
-        self._stack.append((stack, ignore_current(take_snapshot()), time.monotonic()))
+        self._stack.append((stack, ignore_current(take_snapshot(detail=False)), time.monotonic()))
 
     def _finish(self, settled: Settled, started: float, error: BaseException | None) -> None:
-        is_leak = leak_filter(self._options)
-        destroyed = tuple(unit for unit in destroyed_since(started) if is_leak(unit))
+        is_candidate, is_leak = candidate_filter(self._options), leak_filter(self._options)
+        destroyed = tuple(unit for unit in destroyed_since(started) if is_candidate(unit) and is_leak(unit))
         report = to_report(replace(settled, leaks=destroyed + settled.leaks), self._options)
         self.report = report
         if not report:
@@ -65,7 +65,7 @@ class check:
     ) -> None:
         stack, baseline, started = self._stack.pop()
         with stack:
-            settled = run_sync(settle_steps(self._options, [baseline]))
+            settled = run_sync(settle_steps(self._options, baseline))
             self._finish(settled, started, exc)
 
     async def __aenter__(self) -> check:
@@ -77,7 +77,7 @@ class check:
     ) -> None:
         stack, baseline, started = self._stack.pop()
         with stack:
-            settled = await run_async(settle_steps(self._options, [baseline]))
+            settled = await run_async(settle_steps(self._options, baseline))
             self._finish(settled, started, exc)
 
     def _fresh(self, label: str) -> check:

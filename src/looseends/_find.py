@@ -34,22 +34,29 @@ def _me() -> frozenset[tuple[object, ...]]:
     return frozenset(keys)
 
 
-def leak_filter(options: Options, extra: Sequence[IgnoreRule] = ()) -> Callable[[Unit], bool]:
-    """True for units that count as leaks under these options."""
-    rules = options.rules + tuple(extra)
+def candidate_filter(options: Options, baseline: IgnoreRule | None = None) -> Callable[[Unit], bool]:
+    """True for units that may be leaks, judged by identity alone: kind, not the caller, not the baseline."""
     me = _me()
     kinds = options.kinds
 
-    def is_leak(unit: Unit) -> bool:
-        if unit.kind not in kinds or unit.key in me:
-            return False
-        return not any(rule(unit) for rule in rules)
+    def is_candidate(unit: Unit) -> bool:
+        return unit.kind in kinds and unit.key not in me and not (baseline is not None and baseline(unit))
 
-    return is_leak
+    return is_candidate
 
 
-def settle_steps(options: Options, extra: Sequence[IgnoreRule] = ()) -> Generator[float, None, Settled]:
-    return settle(take_snapshot, leak_filter(options, extra), options.timeout)
+def leak_filter(options: Options) -> Callable[[Unit], bool]:
+    """True for candidates no ignore rule matches."""
+    rules = options.rules
+    return lambda unit: not any(rule(unit) for rule in rules)
+
+
+def _look(detail: bool) -> Snapshot:
+    return take_snapshot(detail=detail)
+
+
+def settle_steps(options: Options, baseline: IgnoreRule | None = None) -> Generator[float, None, Settled]:
+    return settle(_look, candidate_filter(options, baseline), leak_filter(options), options.timeout)
 
 
 def to_report(settled: Settled, options: Options) -> Report:
@@ -61,20 +68,20 @@ def to_report(settled: Settled, options: Options) -> Report:
     )
 
 
-def _baseline_rules(baseline: Snapshot | None) -> list[IgnoreRule]:
-    return [] if baseline is None else [ignore_current(baseline)]
+def _baseline_rule(baseline: Snapshot | None) -> IgnoreRule | None:
+    return None if baseline is None else ignore_current(baseline)
 
 
 def find(*, baseline: Snapshot | None = None, **options: Any) -> Report:
     """Units still running after settling, other than the caller, the baseline and ignored ones."""
     opts = build_options(source="looseends.find()", **options)
-    return to_report(run_sync(settle_steps(opts, _baseline_rules(baseline))), opts)
+    return to_report(run_sync(settle_steps(opts, _baseline_rule(baseline))), opts)
 
 
 async def find_async(*, baseline: Snapshot | None = None, **options: Any) -> Report:
     """`find()` for async code: settles with `await asyncio.sleep`, so the loop keeps running."""
     opts = build_options(source="looseends.find_async()", **options)
-    return to_report(await run_async(settle_steps(opts, _baseline_rules(baseline))), opts)
+    return to_report(await run_async(settle_steps(opts, _baseline_rule(baseline))), opts)
 
 
 def verify_none(*, baseline: Snapshot | None = None, **options: Any) -> None:

@@ -37,7 +37,8 @@ class Settled:
 
 
 def settle(
-    look: Callable[[], Snapshot],
+    look: Callable[[bool], Snapshot],
+    is_candidate: Callable[[Unit], bool],
     is_leak: Callable[[Unit], bool],
     timeout: float,
     *,
@@ -45,13 +46,21 @@ def settle(
     _clock: Callable[[], float] = time.monotonic,
     _collect: Callable[[], object] = gc.collect,
 ) -> Generator[float, None, Settled]:
-    """Yield delays to sleep until `look()` shows no leak or `timeout` seconds have passed."""
+    """Yield delays to sleep until `look()` shows no leak or `timeout` seconds have passed.
+
+    Each look first reads identities only (`look(False)`): `is_candidate` (kind, self, baseline) needs
+    nothing more, and when no candidate is left the verdict is clean without reading a single stack.
+    Only candidates are read in detail and judged by `is_leak` (the ignore rules).
+    """
     deadline = _clock() + timeout
     attempt = 0
     collected = False
     while True:
-        snapshot = look()
-        leaks = _leaks(snapshot.units, is_leak)
+        snapshot = look(False)
+        leaks: tuple[Unit, ...] = ()
+        if any(is_candidate(unit) for unit in snapshot.units):
+            snapshot = look(True)
+            leaks = _leaks(snapshot.units, lambda unit: is_candidate(unit) and is_leak(unit))
         remaining = deadline - _clock()
         if not leaks or remaining <= 0:
             return Settled(snapshot, leaks, attempt + 1)

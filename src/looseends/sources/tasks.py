@@ -48,23 +48,23 @@ class TaskSource:
     def __init__(self, *, _task_sets: Callable[[], list[Iterable[Task]]] = all_task_sets) -> None:
         self._task_sets = _task_sets
 
-    def read(self) -> list[Unit]:
+    def read(self, *, detail: bool = True) -> list[Unit]:
         tasks = {id(t): t for tasks in self._task_sets() for t in safe_list(tasks)}
+        pending = [task for task in tasks.values() if not safe(task.done, True)]
+        if not detail:
+            return [
+                Unit(kind=Kind.TASK, key=("task", id(task)), name=_task_name(task), ref=weakref.ref(task))
+                for task in pending
+            ]
         threads = _thread_names()
-        units = []
-        for task in tasks.values():
-            if safe(task.done, True):
-                continue
-            unit = _task_unit(task, threads)
-            if unit is not None:
-                units.append(unit)
-        return units
+        units = (safe(functools.partial(_task_unit, task, threads), None) for task in pending)
+        return [unit for unit in units if unit is not None]
 
 
 def destroyed_unit(task: Task) -> Unit | None:
     """A task being finalised while pending, described one last time (its frames still exist)."""
     threads = _thread_names()
-    unit = safe(lambda: _task_unit(task, threads), None)
+    unit = safe(functools.partial(_task_unit, task, threads), None)
     if unit is None:
         return None
     blocked = unit.blocked_on
@@ -80,7 +80,11 @@ def destroyed_unit(task: Task) -> Unit | None:
     )
 
 
-def _task_unit(task: Task, threads: dict[int, str]) -> Unit | None:
+def _task_name(task: Task) -> str:
+    return safe(lambda: str(task.get_name()), "<task>")
+
+
+def _task_unit(task: Task, threads: dict[int, str]) -> Unit:
     loop = safe(task.get_loop, None)
     live: list[types.FrameType] = safe(lambda: coroutine_frames(task.get_coro()), [])
     stack = tuple(to_frame(f) for f in live)
@@ -90,7 +94,7 @@ def _task_unit(task: Task, threads: dict[int, str]) -> Unit | None:
     return Unit(
         kind=Kind.TASK,
         key=("task", id(task)),
-        name=safe(lambda: str(task.get_name()), "<task>"),
+        name=_task_name(task),
         stack=stack,
         blocked_on=blocked_on,
         origin=safe(lambda: task_origin(task), None),

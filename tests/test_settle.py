@@ -1,0 +1,86 @@
+"""The settle loop and its back-off policy, driven by fakes: no threads, no sleeps."""
+
+from __future__ import annotations
+
+from looseends.analysis.settle import Backoff, Settled, run_sync, settle
+from looseends.model import Kind, Snapshot, Unit
+
+A = Unit(kind=Kind.THREAD, key=("thread", 1), name="a")
+B = Unit(kind=Kind.THREAD, key=("thread", 2), name="b")
+
+
+class FakeWorld:
+    """Snapshots from a script; a clock that advances only when the loop sleeps."""
+
+    def __init__(self, *frames: tuple[Unit, ...]) -> None:
+        self.frames = list(frames)
+        self.now = 0.0
+        self.looks: list[bool] = []
+        self.slept: list[float] = []
+        self.collections = 0
+
+    def look(self, detail: bool) -> Snapshot:
+        self.looks.append(detail)
+        units = self.frames[0] if len(self.frames) == 1 else self.frames.pop(0) if detail else self.frames[0]
+        return Snapshot(units, self.now)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def collect(self) -> None:
+        self.collections += 1
+
+    def run(self, timeout: float, *, is_candidate: object = None) -> Settled:
+        steps = settle(
+            self.look,
+            (lambda unit: unit.name != "baseline") if is_candidate is None else is_candidate,  # type: ignore[arg-type]
+            lambda unit: True,
+            timeout,
+            _clock=lambda: self.now,
+            _collect=self.collect,
+        )
+        return run_sync(steps, _sleep=self.sleep)
+
+
+def test_clean_world_is_judged_from_identities_alone() -> None:
+    world = FakeWorld((Unit(kind=Kind.THREAD, key=("thread", 9), name="baseline"),))
+    settled = world.run(timeout=1.0)
+    assert settled.leaks == ()
+    assert world.looks == [False]  # no stack was read, nothing slept, nothing collected
+    assert world.slept == []
+    assert world.collections == 0
+
+
+def test_straggler_that_leaves_is_not_a_leak() -> None:
+    world = FakeWorld((A, B), (A,), ())
+    settled = world.run(timeout=1.0)
+    assert settled.leaks == ()
+    assert world.collections == 1  # once, only because something looked leaked
+
+
+def test_leak_is_reported_once_the_deadline_passes() -> None:
+    world = FakeWorld((A,))
+    settled = world.run(timeout=0.5)
+    assert settled.leaks == (A,)
+    assert abs(sum(world.slept) - 0.5) < 1e-9  # never sleeps past the deadline
+    assert world.slept[0] == 1e-6
+    assert max(world.slept) <= 0.1
+
+
+def test_zero_timeout_looks_exactly_once() -> None:
+    world = FakeWorld((A,))
+    settled = world.run(timeout=0)
+    assert settled.leaks == (A,)
+    assert world.looks == [False, True]
+    assert world.slept == []
+
+
+def test_backoff_doubles_from_a_microsecond_to_a_cap() -> None:
+    policy = Backoff()
+    delays = [policy.delay(i) for i in range(20)]
+    assert delays[0] == 1e-6
+    assert delays[1] == 2e-6
+    assert delays[-1] == 0.1
+    assert delays == sorted(delays)
+    assert policy.delay(10_000) == 0.1  # no overflow for absurd attempt counts
