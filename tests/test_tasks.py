@@ -9,6 +9,7 @@ import pytest
 
 import looseends
 from looseends.model import Kind
+from looseends.sources import tasks
 
 from leakfixtures import LoopThread, wait_until
 
@@ -175,7 +176,7 @@ def test_task_awaiting_a_future_nobody_else_holds_is_reported_after_the_collecto
     group = asyncio.run(main()).groups[0]
     assert group.units[0].name == "forgotten"
     assert group.blocked_on.code == "asyncio.future"
-    assert group.blocked_on.detail["destroyed"] == "while pending"
+    assert group.blocked_on.detail["vanished"] == tasks.DESTROYED
     assert "destroyed while pending" in group.blocked_on.description
 
 
@@ -228,3 +229,34 @@ def test_tasks_of_a_closed_loop_are_reported_without_error() -> None:
     unit = next(u for u in looseends.snapshot().units if u.name == "orphan")
     assert unit.blocked_on.code == "asyncio.loop-closed"
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # asyncio's own switch for this message
+
+
+def test_tasks_that_asyncio_run_cancels_at_exit_are_still_leaks() -> None:
+    async def main() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        await queue.put(0)
+        for n in range(3):
+            background.add(asyncio.create_task(queue.put(n), name=f"cancelled-{n}"))
+        await settle_tasks()
+
+    background: set[asyncio.Task[None]] = set()
+    with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=QUICK):
+        asyncio.run(main())  # cancels the three senders silently on the way out
+    group = info.value.report.groups[0]
+    assert group.count == 3
+    assert group.blocked_on.code == "asyncio.queue.put"  # what they waited on before the cancellation
+    assert group.blocked_on.detail["vanished"] == tasks.CANCELLED_AT_SHUTDOWN
+    assert "cancelled by its runner when the event loop shut down" in info.value.report.render()
+    assert group.origin is not None
+    assert group.origin.site is not None
+    assert "asyncio.create_task(queue.put(n)" in group.origin.site.source_line()
+
+
+def test_runner_that_ends_cleanly_reports_nothing() -> None:
+    async def main() -> int:
+        task = asyncio.create_task(asyncio.sleep(0))
+        await task
+        return 1
+
+    with looseends.check(timeout=QUICK), asyncio.Runner() as runner:
+        assert runner.run(main()) == 1

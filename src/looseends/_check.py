@@ -19,7 +19,7 @@ from looseends.errors import LeakError
 from looseends.options import Options, build_options
 from looseends.report import Report
 from looseends.sources import take_snapshot
-from looseends.sources._origins import destroyed_since, tracking
+from looseends.sources._origins import vanished_since, tracking
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,8 +46,8 @@ class check:
 
     def _finish(self, settled: Settled, started: float, error: BaseException | None) -> None:
         is_candidate, is_leak = candidate_filter(self._options), leak_filter(self._options)
-        destroyed = tuple(unit for unit in destroyed_since(started) if is_candidate(unit) and is_leak(unit))
-        report = to_report(replace(settled, leaks=destroyed + settled.leaks), self._options)
+        vanished = tuple(unit for unit in vanished_since(started) if is_candidate(unit) and is_leak(unit))
+        report = to_report(replace(settled, leaks=vanished + settled.leaks), self._options)
         self.report = report
         if not report:
             return

@@ -166,9 +166,11 @@ _thread_origins = _OriginTable(_live_threads)
 _task_origins = _OriginTable(_live_tasks)
 _raw_origins: dict[int, Captured] = {}  # ident -> origin, for threads started with _thread directly
 _during: list[str] = []  # labels of the checks running now, innermost last
-# Pending tasks the garbage collector destroyed while tracking was on: leaks no snapshot can see later.
-_destroyed: list[Unit] = []
-MAX_DESTROYED = 10_000
+# Pending tasks that vanished while tracking was on, destroyed by the collector or cancelled when their
+# loop shut down (asyncio.run, asyncio.Runner, pytest-asyncio, IsolatedAsyncioTestCase): leaks that no
+# later snapshot can see, described just before they vanished.
+_vanished: list[Unit] = []
+MAX_VANISHED = 10_000
 DESTROYED_PENDING = "Task was destroyed but it is pending!"  # asyncio's message from Task.__del__
 
 
@@ -191,11 +193,11 @@ def task_origin(task: asyncio.Task[Any]) -> Origin | None:
     return Origin(tuple(Frame(filename, lineno, function) for filename, lineno, function in raw))
 
 
-def destroyed_since(start: float) -> list[Unit]:
-    """Pending tasks destroyed by the collector that were created at or after `start` (monotonic)."""
+def vanished_since(start: float) -> list[Unit]:
+    """Pending tasks that vanished, created at or after `start` (monotonic)."""
     return [
         unit
-        for unit in list(_destroyed)
+        for unit in list(_vanished)
         if unit.origin is not None and unit.origin.created_at is not None and unit.origin.created_at >= start
     ]
 
@@ -268,23 +270,34 @@ def _install() -> None:
             pass
         return task
 
-    from looseends.sources.tasks import destroyed_unit  # tasks.py reads origins: import late
+    from looseends.sources import tasks  # tasks.py reads origins: import late
+
+    def record(task: asyncio.Task[Any], how: str) -> None:
+        unit = tasks.vanished_unit(task, how)
+        if unit is not None and len(_vanished) < MAX_VANISHED:
+            _vanished.append(unit)
 
     original_handler = asyncio.BaseEventLoop.call_exception_handler
 
     def call_exception_handler(self: asyncio.BaseEventLoop, context: dict[str, Any]) -> None:
         task = context.get("task")
         if context.get("message") == DESTROYED_PENDING and isinstance(task, asyncio.Task):
-            unit = destroyed_unit(task)
-            if unit is not None and len(_destroyed) < MAX_DESTROYED:
-                _destroyed.append(unit)
+            record(task, tasks.DESTROYED)
         original_handler(self, context)
+
+    original_cancel_all = asyncio.runners._cancel_all_tasks  # type: ignore[attr-defined]
+
+    def cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+        for task in tasks.pending_tasks(loop):
+            record(task, tasks.CANCELLED_AT_SHUTDOWN)
+        original_cancel_all(loop)
 
     _patch(threading.Thread, "start", start)
     _patch(_thread, "start_new_thread", start_new_thread)
     _patch(asyncio.BaseEventLoop, "create_task", create_task)
     _patch(asyncio.BaseEventLoop, "call_exception_handler", call_exception_handler)
-    _restore.append(_destroyed.clear)
+    _patch(asyncio.runners, "_cancel_all_tasks", cancel_all_tasks)
+    _restore.append(_vanished.clear)
 
 
 def _uninstall() -> None:

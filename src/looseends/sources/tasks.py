@@ -61,10 +61,16 @@ class TaskSource:
         return [unit for unit in units if unit is not None]
 
 
-def destroyed_unit(task: Task) -> Unit | None:
-    """A task being finalised while pending, described one last time (its frames still exist)."""
-    threads = _thread_names()
-    unit = safe(functools.partial(_task_unit, task, threads), None)
+# How a pending task can vanish before a check sees it, in the words reports use.
+DESTROYED = "destroyed while pending by the garbage collector: nothing could wake it"
+CANCELLED_AT_SHUTDOWN = (
+    "cancelled by its runner when the event loop shut down (asyncio.run, Runner, test runners)"
+)
+
+
+def vanished_unit(task: Task, how: str) -> Unit | None:
+    """A pending task about to vanish (destroyed or cancelled at shutdown), described one last time."""
+    unit = safe(functools.partial(_task_unit, task, _thread_names()), None)
     if unit is None:
         return None
     blocked = unit.blocked_on
@@ -72,12 +78,16 @@ def destroyed_unit(task: Task) -> Unit | None:
         unit,
         blocked_on=BlockedOn(
             blocked.code,
-            f"{blocked.description}; destroyed while pending by the garbage collector: nothing could wake it",
-            {**blocked.detail, "destroyed": "while pending"},
+            f"{blocked.description}; {how}",
+            {**blocked.detail, "vanished": how},
             blocked.context,
         ),
         ref=None,
     )
+
+
+def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[Task]:
+    return [task for task in safe(lambda: list(asyncio.all_tasks(loop)), []) if not safe(task.done, True)]
 
 
 def _task_name(task: Task) -> str:
