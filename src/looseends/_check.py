@@ -19,7 +19,7 @@ from looseends.errors import LeakError
 from looseends.options import Options, build_options
 from looseends.report import Report
 from looseends.sources import take_snapshot
-from looseends.sources._origins import vanished_since, tracking
+from looseends.sources._origins import tracking, vanished_since
 
 F = TypeVar("F", bound=Callable[..., Any])
 

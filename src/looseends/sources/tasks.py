@@ -87,7 +87,8 @@ def vanished_unit(task: Task, how: str) -> Unit | None:
 
 
 def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[Task]:
-    return [task for task in safe(lambda: list(asyncio.all_tasks(loop)), []) if not safe(task.done, True)]
+    tasks: list[Task] = safe(lambda: list(asyncio.all_tasks(loop)), [])
+    return [task for task in tasks if not safe(task.done, True)]
 
 
 def _task_name(task: Task) -> str:
