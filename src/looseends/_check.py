@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-import time
 from collections.abc import Callable
-from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
-from looseends.analysis.baseline import ignore_current
-from looseends.analysis.ignore import IgnoreRule
-from looseends.analysis.settle import Settled, run_async, run_sync
+from looseends._watch import Watch
+from looseends.analysis.settle import run_async, run_sync
 from looseends.errors import LeakError
 from looseends.options import Options, build_options
 from looseends.report import Report
-from looseends.sources import take_snapshot
-from looseends.sources._origins import tracking, vanished_since
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,18 +29,15 @@ class check:
     def __init__(self, *, label: str | None = None, _options: Options | None = None, **options: Any) -> None:
         self._options = _options or build_options(source="looseends.check()", **options)
         self._label = label
-        self._stack: list[tuple[contextlib.ExitStack, IgnoreRule, float]] = []
+        self._watches: list[Watch] = []
         self.report: Report | None = None
 
-    def _enter(self) -> None:
-        stack = contextlib.ExitStack()
-        stack.enter_context(tracking(self._label))
-        self._stack.append((stack, ignore_current(take_snapshot(detail=False)), time.monotonic()))
+    def _start(self) -> None:
+        watch = Watch(self._options, self._label)
+        watch.start()
+        self._watches.append(watch)
 
-    def _finish(self, settled: Settled, started: float, error: BaseException | None) -> None:
-        is_candidate, is_leak = candidate_filter(self._options), leak_filter(self._options)
-        vanished = tuple(unit for unit in vanished_since(started) if is_candidate(unit) and is_leak(unit))
-        report = to_report(replace(settled, leaks=vanished + settled.leaks), self._options)
+    def _finish(self, report: Report, error: BaseException | None) -> None:
         self.report = report
         if not report:
             return
@@ -57,28 +47,32 @@ class check:
         error.add_note(report.render())
 
     def __enter__(self) -> check:
-        self._enter()
+        self._start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        stack, baseline, started = self._stack.pop()
-        with stack:
-            settled = run_sync(settle_steps(self._options, baseline))
-            self._finish(settled, started, exc)
+        watch = self._watches.pop()
+        try:
+            report = run_sync(watch.verdict())
+        finally:
+            watch.stop()
+        self._finish(report, exc)
 
     async def __aenter__(self) -> check:
-        self._enter()
+        self._start()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        stack, baseline, started = self._stack.pop()
-        with stack:
-            settled = await run_async(settle_steps(self._options, baseline))
-            self._finish(settled, started, exc)
+        watch = self._watches.pop()
+        try:
+            report = await run_async(watch.verdict())
+        finally:
+            watch.stop()
+        self._finish(report, exc)
 
     def _fresh(self, label: str) -> check:
         """Each call of a decorated function gets its own baseline."""

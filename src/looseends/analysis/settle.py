@@ -12,8 +12,11 @@ import gc
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from looseends.model import Snapshot, Unit
+
+T = TypeVar("T")
 
 # goleak sleeps 1µs << i, capped at 100 ms; we keep its shape with a deadline instead of a count.
 FIRST_DELAY = 1e-6
@@ -78,9 +81,8 @@ def _leaks(units: Sequence[Unit], is_leak: Callable[[Unit], bool]) -> tuple[Unit
     return tuple(unit for unit in units if is_leak(unit))
 
 
-def run_sync(
-    steps: Generator[float, None, Settled], *, _sleep: Callable[[float], None] = time.sleep
-) -> Settled:
+def run_sync(steps: Generator[float, None, T], *, _sleep: Callable[[float], None] = time.sleep) -> T:
+    """Drive a settle generator with blocking sleeps."""
     while True:
         try:
             delay = next(steps)
@@ -89,7 +91,8 @@ def run_sync(
         _sleep(delay)
 
 
-async def run_async(steps: Generator[float, None, Settled]) -> Settled:
+async def run_async(steps: Generator[float, None, T]) -> T:
+    """Drive a settle generator with `await asyncio.sleep`, so the event loop keeps running."""
     import asyncio
 
     while True:

@@ -1,0 +1,58 @@
+"""A watch: one span from a baseline to a settled verdict, shared by check() and the test front ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager
+from dataclasses import replace
+
+from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
+from looseends.analysis.baseline import ignore_current
+from looseends.analysis.ignore import IgnoreRule
+from looseends.model import Unit
+from looseends.options import Options
+from looseends.report import Report
+from looseends.sources import take_snapshot
+from looseends.sources._origins import tracking, vanished_since
+
+
+class Watch:
+    """Baseline on `start()`; `verdict()` settles and reports what is new; `stop()` ends tracking.
+
+    Tracking is on between start and stop, labelled with `label` (a test id, a fixture), so every unit
+    created meanwhile knows where and during what it was created. Tasks that vanished meanwhile
+    (destroyed while pending, cancelled at loop shutdown) are part of the verdict.
+    """
+
+    def __init__(self, options: Options, label: str | None = None) -> None:
+        self.options = options
+        self.label = label
+        self.started = 0.0
+        self._baseline: IgnoreRule | None = None
+        self._tracking: AbstractContextManager[None] | None = None
+
+    def start(self) -> None:
+        self._tracking = tracking(self.label)
+        self._tracking.__enter__()
+        self._baseline = ignore_current(take_snapshot(detail=False))
+        self.started = time.monotonic()
+
+    def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
+        """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
+        assert self._baseline is not None, "Watch.verdict() before start()"
+        baseline = self._baseline
+        if also_ignore is not None:
+            extra = also_ignore
+            baseline = IgnoreRule(baseline.description, lambda unit: baseline(unit) or extra(unit))
+        settled = yield from settle_steps(self.options, baseline)
+        is_candidate, is_leak = candidate_filter(self.options, baseline), leak_filter(self.options)
+        vanished = tuple(
+            unit for unit in vanished_since(self.started) if is_candidate(unit) and is_leak(unit)
+        )
+        return to_report(replace(settled, leaks=vanished + settled.leaks), self.options)
+
+    def stop(self) -> None:
+        if self._tracking is not None:
+            self._tracking.__exit__(None, None, None)
+            self._tracking = None
