@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import looseends
 from looseends.model import BlockedOn, Frame, Kind, Origin, Unit
-from looseends.report import MAX_NAMES
+from looseends.report import MAX_NAMES, report_from_dict
 
 USER = Frame("/project/app/jobs.py", 11, "worker", "app.jobs")
 LIB = Frame(__import__("queue").__file__, 150, "Queue.put", "queue")
@@ -103,3 +105,18 @@ def test_snapshot_render_is_a_dump() -> None:
     text = looseends.snapshot().render()
     assert text.startswith("looseends dump: ")
     assert "live unit" in text
+
+
+def test_json_round_trip_rebuilds_the_same_groups() -> None:
+    units = [unit(n) for n in range(3)] + [unit(9, kind=Kind.TASK)]
+    report = looseends.Report.from_units(units, now=102.0)
+    again = report_from_dict(json.loads(report.to_json()))
+    assert again.render() == report.render()
+    assert again.to_dict()["groups"] == report.to_dict()["groups"]
+
+
+def test_json_of_the_wrong_schema_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match=r"not a looseends\.report version 1 document"):
+        report_from_dict({"schema": "other"})
+    with pytest.raises(ValueError, match="malformed"):
+        report_from_dict({"schema": "looseends.report", "version": 1, "groups": [{"kind": "thread"}]})

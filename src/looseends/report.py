@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from looseends.analysis.group import Group, group_units
-from looseends.model import Frame, Kind, Unit, first_user_frame
+from looseends.model import BlockedOn, Frame, Kind, Origin, Unit, first_user_frame
 
 SCHEMA = "looseends.report"
 SCHEMA_VERSION = 1
@@ -248,7 +249,64 @@ def _group_dict(group: Group, now: float) -> dict[str, object]:
                 "target": unit.target,
                 "thread": unit.thread,
                 "age_seconds": unit.age(now),
+                "during": unit.origin.during if unit.origin is not None else None,
             }
             for unit in group.units
         ],
     }
+
+
+def _frame_from(data: Mapping[str, Any]) -> Frame:
+    return Frame(str(data["file"]), int(data["line"]), str(data["function"]), str(data.get("module") or ""))
+
+
+def _units_from(group: Mapping[str, Any]) -> list[Unit]:
+    blocked = group["blocked_on"]
+    blocked_on = BlockedOn(
+        blocked["code"], blocked["description"], dict(blocked["detail"]), blocked["context"]
+    )
+    stack = tuple(_frame_from(f) for f in group["stack"])
+    created = group["created_by"]
+    origin_frames: tuple[Frame, ...] = ()
+    if created is not None:
+        origin_frames = tuple(_frame_from(f) for f in created["user_stack"]) or (
+            (_frame_from(created["site"]),) if created["site"] is not None else ()
+        )
+    units = []
+    for n, member in enumerate(group["units"]):
+        age = member.get("age_seconds")
+        origin = None
+        if created is not None:
+            origin = Origin(
+                origin_frames, created["creator"], None if age is None else -float(age), member.get("during")
+            )
+        units.append(
+            Unit(
+                kind=Kind(group["kind"]),
+                key=("json", id(group), n),
+                name=str(member["name"]),
+                ident=member.get("ident"),
+                stack=stack,
+                blocked_on=blocked_on,
+                origin=origin,
+                daemon=member.get("daemon"),
+                native_id=member.get("native_id"),
+                target=member.get("target"),
+                thread=member.get("thread"),
+            )
+        )
+    return units
+
+
+def report_from_dict(data: Mapping[str, Any], *, max_groups: int = MAX_GROUPS) -> Report:
+    """Rebuild a report from `Report.to_dict()` output (another process's, say); ages are kept.
+
+    Raises ValueError when `data` is not a report of a schema version this code reads.
+    """
+    if data.get("schema") != SCHEMA or data.get("version") != SCHEMA_VERSION:
+        raise ValueError(f"not a {SCHEMA} version {SCHEMA_VERSION} document")
+    try:
+        units = [unit for group in data["groups"] for unit in _units_from(group)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed {SCHEMA} document: {exc!r}") from exc
+    return Report.from_units(units, now=0.0, errors=list(data.get("errors", ())), max_groups=max_groups)
