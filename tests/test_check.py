@@ -184,9 +184,11 @@ def test_body_exception_wins_and_carries_the_leak_as_a_note(cleanup: Cleanup) ->
     assert any("noted" in note for note in info.value.__notes__)
 
 
-def test_tracking_is_removed_after_the_last_check() -> None:
-    original = threading.Thread.start
+def test_tracking_is_put_back_as_it_was_after_the_last_check() -> None:
+    from looseends.sources import _origins
+
+    before = (threading.Thread.start, asyncio.BaseEventLoop.create_task, _origins._users)
     with looseends.check(timeout=0), looseends.check(timeout=0):
-        assert threading.Thread.start is not original
-    assert threading.Thread.start is original
-    assert asyncio.BaseEventLoop.create_task.__qualname__ == "BaseEventLoop.create_task"
+        assert _origins._users == before[2] + 2
+        assert threading.Thread.start.__qualname__ == "_install.<locals>.start"
+    assert (threading.Thread.start, asyncio.BaseEventLoop.create_task, _origins._users) == before

@@ -177,7 +177,7 @@ def test_task_awaiting_a_future_nobody_else_holds_is_reported_after_the_collecto
     assert group.units[0].name == "forgotten"
     assert group.blocked_on.code == "asyncio.future"
     assert group.blocked_on.detail["vanished"] == tasks.DESTROYED
-    assert "destroyed while pending" in group.blocked_on.description
+    assert "then: destroyed while pending" in asyncio.run(main()).render()
 
 
 def test_idle_event_loop_thread_is_reported_as_such() -> None:
@@ -246,7 +246,7 @@ def test_tasks_that_asyncio_run_cancels_at_exit_are_still_leaks() -> None:
     assert group.count == 3
     assert group.blocked_on.code == "asyncio.queue.put"  # what they waited on before the cancellation
     assert group.blocked_on.detail["vanished"] == tasks.CANCELLED_AT_SHUTDOWN
-    assert "cancelled by its runner when the event loop shut down" in info.value.report.render()
+    assert "then: cancelled by its runner when the event loop shut down" in info.value.report.render()
     assert group.origin is not None
     assert group.origin.site is not None
     assert "asyncio.create_task(queue.put(n)" in group.origin.site.source_line()

@@ -34,13 +34,18 @@ def _me() -> frozenset[tuple[object, ...]]:
     return frozenset(keys)
 
 
-def candidate_filter(options: Options, baseline: IgnoreRule | None = None) -> Callable[[Unit], bool]:
-    """True for units that may be leaks, judged by identity alone: kind, not the caller, not the baseline."""
+def candidate_filter(
+    options: Options, baseline: IgnoreRule | None = None, only: Callable[[Unit], bool] | None = None
+) -> Callable[[Unit], bool]:
+    """True for units that may be leaks, judged by identity alone: kind, not the caller, not the baseline,
+    and (with `only`) among a known set, such as the units a fixture started."""
     me = _me()
     kinds = options.kinds
 
     def is_candidate(unit: Unit) -> bool:
-        return unit.kind in kinds and unit.key not in me and not (baseline is not None and baseline(unit))
+        if unit.kind not in kinds or unit.key in me or (baseline is not None and baseline(unit)):
+            return False
+        return only is None or only(unit)
 
     return is_candidate
 
@@ -55,8 +60,10 @@ def _look(detail: bool) -> Snapshot:
     return take_snapshot(detail=detail)
 
 
-def settle_steps(options: Options, baseline: IgnoreRule | None = None) -> Generator[float, None, Settled]:
-    return settle(_look, candidate_filter(options, baseline), leak_filter(options), options.timeout)
+def settle_steps(
+    options: Options, baseline: IgnoreRule | None = None, *, only: Callable[[Unit], bool] | None = None
+) -> Generator[float, None, Settled]:
+    return settle(_look, candidate_filter(options, baseline, only), leak_filter(options), options.timeout)
 
 
 def to_report(settled: Settled, options: Options) -> Report:

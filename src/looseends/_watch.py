@@ -14,7 +14,7 @@ from looseends.model import Unit
 from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import take_snapshot
-from looseends.sources._origins import tracking, vanished_since
+from looseends.sources._origins import take_vanished, tracking
 
 
 class Watch:
@@ -47,9 +47,7 @@ class Watch:
             baseline = IgnoreRule(baseline.description, lambda unit: baseline(unit) or extra(unit))
         settled = yield from settle_steps(self.options, baseline)
         is_candidate, is_leak = candidate_filter(self.options, baseline), leak_filter(self.options)
-        vanished = tuple(
-            unit for unit in vanished_since(self.started) if is_candidate(unit) and is_leak(unit)
-        )
+        vanished = tuple(take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit)))
         return to_report(replace(settled, leaks=vanished + settled.leaks), self.options)
 
     def stop(self) -> None:

@@ -114,7 +114,12 @@ class Report:
 def _headline(group: Group, now: float) -> str:
     unit_words = _plural(group.count, str(group.kind))
     blocked = group.blocked_on
-    state = "running" if blocked.is_running else f"blocked in {blocked.description}"
+    if blocked.is_running:
+        state = "running"
+    elif blocked.description.startswith("awaiting"):
+        state = f"blocked {blocked.description}"
+    else:
+        state = f"blocked in {blocked.description}"
     ages = group.ages(now)
     age = f" for {_seconds(max(ages))}" if ages else ""
     pattern = f": {group.pattern.name}" if group.pattern is not None else ""
@@ -124,6 +129,9 @@ def _headline(group: Group, now: float) -> str:
 
 def _render_group(group: Group, now: float, *, full: bool) -> list[str]:
     lines = [_headline(group, now)]
+    vanished = group.blocked_on.detail.get("vanished")
+    if vanished is not None:
+        lines.append(f"  then: {vanished}")
     if group.pattern is not None:
         lines.append(f"  why: {group.pattern.why}")
         lines.append(f"  fix: {group.pattern.fix}")

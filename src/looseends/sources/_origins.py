@@ -193,13 +193,22 @@ def task_origin(task: asyncio.Task[Any]) -> Origin | None:
     return Origin(tuple(Frame(filename, lineno, function) for filename, lineno, function in raw))
 
 
-def vanished_since(start: float) -> list[Unit]:
-    """Pending tasks that vanished, created at or after `start` (monotonic)."""
-    return [
+def take_vanished(start: float, wanted: Callable[[Unit], bool]) -> list[Unit]:
+    """Remove and return the vanished tasks created at or after `start` (monotonic) that `wanted` accepts.
+
+    Taking them means a vanished task is reported by one check only, the innermost one that saw it.
+    """
+    taken = [
         unit
         for unit in list(_vanished)
-        if unit.origin is not None and unit.origin.created_at is not None and unit.origin.created_at >= start
+        if unit.origin is not None
+        and unit.origin.created_at is not None
+        and unit.origin.created_at >= start
+        and wanted(unit)
     ]
+    for unit in taken:
+        _vanished.remove(unit)
+    return taken
 
 
 @contextmanager

@@ -1,0 +1,410 @@
+"""pytest plugin: per-test, per-fixture and whole-session leak checks. Off until asked.
+
+Turn it on with `--looseends` (ini `looseends = true`) or per test, class or module with the
+`looseends` marker. The per-test check spans setup, call and teardown of function-scoped fixtures;
+units started while a wider-scoped fixture is set up belong to that fixture and are checked when it
+is torn down. State lives in `config.stash`; each hook is a few lines that call `PluginState`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from looseends._find import settle_steps, to_report
+from looseends._ledger import Finding, Ledger
+from looseends._watch import Watch
+from looseends.analysis.baseline import ignore_current
+from looseends.analysis.ignore import (
+    IgnoreRule,
+    ignore_any_function,
+    ignore_created_at,
+    ignore_name,
+    ignore_top_function,
+)
+from looseends.analysis.settle import run_sync
+from looseends.errors import OptionError
+from looseends.model import Kind, Snapshot, Unit
+from looseends.options import DEFAULT_TIMEOUT, Options, build_options
+from looseends.report import Report
+from looseends.sources import take_snapshot
+
+# Help texts shared by each flag and its ini twin.
+HELP_ENABLE = "check every test for threads and asyncio tasks it leaves running"
+HELP_TIMEOUT = f"seconds a check waits for stragglers before calling them leaks (default {DEFAULT_TIMEOUT})"
+HELP_IGNORE_TOP = "ignore units whose innermost frame is this function (module.Qualname); repeatable"
+HELP_IGNORE_FUNCTION = "ignore units with this function anywhere in their stack; repeatable"
+HELP_IGNORE_CREATED_AT = "ignore units created at a location matching this glob (*/file.py:12); repeatable"
+HELP_IGNORE_NAME = "ignore units whose name matches this glob (worker-*); repeatable"
+HELP_WARN_ONLY = "report leaks in the summary without failing tests or the run"
+HELP_REPORT = "write every leak of the session to this file as JSON (looseends.report schema)"
+HELP_FORCE_EXIT = "when non-daemon threads would keep pytest from exiting, report them and exit anyway"
+
+MARKER = (
+    "looseends(timeout=None, ignore=(), enabled=True): check this test (class, module) for leaked "
+    "threads and asyncio tasks, even without --looseends; enabled=False opts out"
+)
+ALLOW_MARKER = (
+    "looseends_allow(reason): this test is known to leak; report the leak as allowed, with the reason"
+)
+
+SESSION_END = "session end"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Command line and ini, validated once."""
+
+    enabled: bool
+    options: Options
+    warn_only: bool
+    report_path: Path | None
+    force_exit: bool
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        def get(name: str) -> Any:
+            value = config.getoption(name)
+            return value if value not in (None, [], False) else config.getini(name)
+
+        timeout = get("looseends_timeout")
+        try:
+            rules = _rules(
+                get("looseends_ignore_top"),
+                get("looseends_ignore_function"),
+                get("looseends_ignore_created_at"),
+                get("looseends_ignore_name"),
+            )
+            options = build_options(
+                source="--looseends-timeout or ini looseends_timeout",
+                timeout=None if timeout in (None, "") else _seconds(timeout, "looseends_timeout"),
+                ignore=rules,
+            )
+        except OptionError as exc:
+            raise pytest.UsageError(f"looseends: {exc}") from None
+        report = get("looseends_report")
+        return cls(
+            enabled=bool(get("looseends")),
+            options=options,
+            warn_only=bool(get("looseends_warn_only")),
+            report_path=Path(report) if report else None,
+            force_exit=bool(get("looseends_force_exit")),
+        )
+
+
+def _seconds(value: object, name: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise OptionError(f"invalid {name}={value!r}: expected a number of seconds") from None
+
+
+def _rules(
+    top: Iterable[str], function: Iterable[str], created: Iterable[str], name: Iterable[str]
+) -> list[IgnoreRule]:
+    rules = []
+    for factory, values in (
+        (ignore_top_function, top),
+        (ignore_any_function, function),
+        (ignore_created_at, created),
+        (ignore_name, name),
+    ):
+        values = [v for v in values or () if v]
+        if values:
+            rules.append(factory(*values))
+    return rules
+
+
+@dataclass
+class FixtureOwnership:
+    """Units started while one wider-scoped fixture was being set up."""
+
+    label: str
+    units: dict[object, Unit]
+
+
+@dataclass
+class PluginState:
+    settings: Settings
+    ledger: Ledger = field(default_factory=Ledger)
+    active: bool = False  # the flag, or a marker on some collected test
+    exitstatus: int = 0
+    _session: Watch | None = None
+    _tests: dict[str, Watch] = field(default_factory=dict)
+    _fixtures: dict[int, FixtureOwnership] = field(default_factory=dict)
+
+    # Tests ----------------------------------------------------------------------------------------
+
+    def item_options(self, item: pytest.Item) -> Options | None:
+        """This test's options, or None when it is not checked."""
+        marker = item.get_closest_marker("looseends")
+        if marker is None:
+            return self.settings.options if self.settings.enabled else None
+        kwargs = dict(marker.kwargs)
+        if not kwargs.pop("enabled", True):
+            return None
+        base = self.settings.options
+        try:
+            return build_options(
+                source=f"the looseends marker on {item.nodeid}",
+                timeout=kwargs.pop("timeout", base.timeout),
+                ignore=[*base.ignore, *kwargs.pop("ignore", ())],
+                **kwargs,
+            )
+        except (OptionError, TypeError) as exc:
+            raise pytest.UsageError(f"looseends: {exc}") from None
+
+    def begin_test(self, item: pytest.Item) -> None:
+        options = self.item_options(item)
+        if options is None:
+            return
+        watch = Watch(options, item.nodeid)
+        watch.start()
+        self._tests[item.nodeid] = watch
+
+    def end_test(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        watch = self._tests.pop(item.nodeid, None)
+        if watch is None:
+            return
+        try:
+            leaks = run_sync(watch.verdict(also_ignore=self._owned_by_fixtures))
+        finally:
+            watch.stop()
+        if not leaks:
+            return
+        allow = item.get_closest_marker("looseends_allow")
+        reason = _allow_reason(allow, item) if allow is not None else None
+        finding = Finding(item.nodeid, leaks, reason, self.settings.warn_only)
+        self.ledger.add(finding)
+        text = leaks.render()
+        if reason is not None or self.settings.warn_only:
+            report.sections.append(("looseends", text))
+            return
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} left threads or tasks running\n\n{text}"
+
+    # Fixtures -------------------------------------------------------------------------------------
+
+    def begin_fixture(self, fixturedef: pytest.FixtureDef[Any]) -> tuple[Watch, Snapshot] | None:
+        if not self.active or fixturedef.scope == "function":
+            return None
+        label = f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope)"
+        watch = Watch(self.settings.options, label)  # only for its tracking label
+        watch.start()
+        return watch, take_snapshot(detail=False)
+
+    def end_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], started: tuple[Watch, Snapshot] | None
+    ) -> None:
+        if started is None:
+            return
+        watch, before = started
+        watch.stop()
+        known = ignore_current(before)
+        new = {u.key: u for u in take_snapshot(detail=False).units if not known(u)}
+        if new:
+            label = watch.label or fixturedef.argname
+            self._fixtures[id(fixturedef)] = FixtureOwnership(label, new)
+
+    def _owned_by_fixtures(self, unit: Unit) -> bool:
+        return any(
+            (owned := ownership.units.get(unit.key)) is not None and owned.same_object(unit)
+            for ownership in self._fixtures.values()
+        )
+
+    def fixture_finalized(self, fixturedef: pytest.FixtureDef[Any]) -> None:
+        ownership = self._fixtures.pop(id(fixturedef), None)
+        if ownership is None:
+            return
+        owned = ownership.units
+        options = self.settings.options
+        settled = run_sync(
+            settle_steps(options, only=lambda u: (o := owned.get(u.key)) is not None and o.same_object(u))
+        )
+        self.ledger.add(Finding(ownership.label, to_report(settled, options), None, self.settings.warn_only))
+
+    # Session --------------------------------------------------------------------------------------
+
+    def begin_session(self) -> None:
+        if self.settings.enabled:
+            self._session = Watch(self.settings.options, None)
+            self._session.start()
+
+    def end_session(self, session: pytest.Session) -> None:
+        if self._session is not None:
+            seen = {unit.key for unit in self.ledger.units() + self.ledger.units(allowed=True)}
+            leaks = run_sync(self._session.verdict(also_ignore=lambda unit: unit.key in seen))
+            self._session.stop()
+            self._session = None
+            self.ledger.add(Finding(SESSION_END, leaks, None, self.settings.warn_only))
+        if _is_xdist_worker(session.config):
+            session.config.workeroutput["looseends"] = self.ledger.to_dict()  # type: ignore[attr-defined]
+            return
+        if self.ledger.failing and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.exitstatus = int(session.exitstatus)
+        if self.settings.report_path is not None:
+            self.settings.report_path.write_text(self.ledger.to_json())
+
+    def summary(self, terminal: Any) -> None:
+        if not self.ledger.findings:
+            return
+        terminal.write_sep("=", "looseends: leaked threads and tasks")
+        terminal.write_line(self.ledger.render())
+
+    def at_exit(self, config: pytest.Config) -> None:
+        """Say which non-daemon threads would make the interpreter hang, and exit if asked to."""
+        if not self.active or _is_xdist_worker(config):
+            return
+        keeping = _non_daemon_threads()
+        if not keeping:
+            return
+        report = Report.from_units(keeping)
+        print(
+            f"\nlooseends: {len(keeping)} non-daemon thread(s) will keep pytest from exiting"
+            + (" (--looseends-force-exit: exiting anyway)" if self.settings.force_exit else "")
+            + f"\n{report.render()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if self.settings.force_exit:
+            sys.stdout.flush()
+            os._exit(self.exitstatus or pytest.ExitCode.TESTS_FAILED)
+
+
+def _allow_reason(marker: pytest.Mark, item: pytest.Item) -> str:
+    reason = marker.kwargs.get("reason", marker.args[0] if marker.args else None)
+    if not isinstance(reason, str) or not reason.strip():
+        raise pytest.UsageError(
+            f"looseends: the looseends_allow marker on {item.nodeid} needs reason='why it leaks'"
+        )
+    return reason
+
+
+def _non_daemon_threads() -> list[Unit]:
+    main, me = threading.main_thread().ident, threading.get_ident()
+    return [
+        unit
+        for unit in take_snapshot().units
+        if unit.kind is Kind.THREAD and unit.daemon is False and unit.ident not in (main, me)
+    ]
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+# Hooks ----------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("looseends", "leaked threads and asyncio tasks")
+
+    def add(flag: str, ini_type: str, help: str, **kwargs: Any) -> None:
+        dest = flag.lstrip("-").replace("-", "_")
+        group.addoption(flag, dest=dest, help=help, **kwargs)
+        parser.addini(dest, help=help, type=ini_type)  # type: ignore[arg-type]
+
+    add("--looseends", "bool", HELP_ENABLE, action="store_true", default=False)
+    add("--looseends-timeout", "string", HELP_TIMEOUT, metavar="SECONDS", default=None)
+    add("--looseends-ignore-top", "linelist", HELP_IGNORE_TOP, action="append", default=[], metavar="FUNC")
+    add(
+        "--looseends-ignore-function",
+        "linelist",
+        HELP_IGNORE_FUNCTION,
+        action="append",
+        default=[],
+        metavar="FUNC",
+    )
+    add(
+        "--looseends-ignore-created-at",
+        "linelist",
+        HELP_IGNORE_CREATED_AT,
+        action="append",
+        default=[],
+        metavar="GLOB",
+    )
+    add("--looseends-ignore-name", "linelist", HELP_IGNORE_NAME, action="append", default=[], metavar="GLOB")
+    add("--looseends-warn-only", "bool", HELP_WARN_ONLY, action="store_true", default=False)
+    add("--looseends-report", "string", HELP_REPORT, metavar="PATH", default=None)
+    add("--looseends-force-exit", "bool", HELP_FORCE_EXIT, action="store_true", default=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    config.addinivalue_line("markers", ALLOW_MARKER)
+    state = PluginState(Settings.from_config(config))
+    state.active = state.settings.enabled
+    config.stash[STATE] = state
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[STATE].begin_session()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
+    state = config.stash[STATE]
+    state.active = state.active or any(item.get_closest_marker("looseends") for item in items)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    item.config.stash[STATE].begin_test(item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    state = request.config.stash[STATE]
+    started = state.begin_fixture(fixturedef)
+    try:
+        return (yield)
+    finally:
+        state.end_fixture_setup(fixturedef, started)
+
+
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
+    request.config.stash[STATE].fixture_finalized(fixturedef)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if call.when == "teardown":
+        item.config.stash[STATE].end_test(item, report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[STATE].end_session(session)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    config.stash[STATE].summary(terminalreporter)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: fold each worker's findings into the session's ledger."""
+    data = getattr(node, "workeroutput", {}).get("looseends")
+    if data:
+        node.config.stash[STATE].ledger.merge(data)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if STATE in config.stash:
+        config.stash[STATE].at_exit(config)
