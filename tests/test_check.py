@@ -192,3 +192,23 @@ def test_tracking_is_put_back_as_it_was_after_the_last_check() -> None:
         assert _origins._users == before[2] + 2
         assert threading.Thread.start.__qualname__ == "_install.<locals>.start"
     assert (threading.Thread.start, asyncio.BaseEventLoop.create_task, _origins._users) == before
+
+
+def test_watch_verdict_with_extra_identities_still_honours_the_baseline(cleanup: Cleanup) -> None:
+    from looseends._watch import Watch
+    from looseends.analysis.settle import run_sync
+    from looseends.options import build_options
+
+    never = threading.Event()
+    old = threading.Thread(target=never.wait, name="old", daemon=True)
+    new = threading.Thread(target=never.wait, name="new", daemon=True)
+    cleanup.stop(never.set, old, new)
+    old.start()
+    watch = Watch(build_options(source="test", timeout=0))
+    watch.start()
+    try:
+        new.start()
+        report = run_sync(watch.verdict(also_ignore=lambda unit: unit.name == "nothing"))
+    finally:
+        watch.stop()
+    assert [u.name for u in report.units] == ["new"]

@@ -21,6 +21,7 @@ from looseends.analysis.ignore import (
 )
 from looseends.analysis.patterns import Pattern
 from looseends.errors import LeakError, LooseEndsError, OptionError
+from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 from looseends.report import Report
 
@@ -33,6 +34,7 @@ __all__ = [
     "Group",
     "IgnoreRule",
     "Kind",
+    "LeakCheckMixin",
     "LeakError",
     "LooseEndsError",
     "OptionError",

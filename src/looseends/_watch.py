@@ -41,10 +41,11 @@ class Watch:
     def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
         assert self._baseline is not None, "Watch.verdict() before start()"
-        baseline = self._baseline
+        known = self._baseline
+        baseline = known
         if also_ignore is not None:
             extra = also_ignore
-            baseline = IgnoreRule(baseline.description, lambda unit: baseline(unit) or extra(unit))
+            baseline = IgnoreRule(known.description, lambda unit: known(unit) or extra(unit))
         settled = yield from settle_steps(self.options, baseline)
         is_candidate, is_leak = candidate_filter(self.options, baseline), leak_filter(self.options)
         vanished = tuple(take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit)))

@@ -41,13 +41,19 @@ def is_own_file(filename: str) -> bool:
     return filename.startswith(_PACKAGE_DIR)
 
 
+# Installed packages whose frames are machinery around the user's code, never the cause of a leak.
+_RUNNER_PACKAGES = tuple(
+    f"{os.sep}{name}{os.sep}" for name in ("_pytest", "pluggy", "pytest_asyncio", "xdist", "execnet")
+)
+
+
 @functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
-    """True for the standard library and looseends itself: frames users did not write."""
+    """True for frames users did not write: the standard library, test runners, looseends itself."""
     if filename.startswith("<frozen ") or is_own_file(filename):
         return True
     if "site-packages" in filename or "dist-packages" in filename:
-        return False
+        return any(package in filename for package in _RUNNER_PACKAGES)
     return filename.startswith(_library_prefixes())
 
 

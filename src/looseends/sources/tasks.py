@@ -78,7 +78,7 @@ def vanished_unit(task: Task, how: str) -> Unit | None:
         unit,
         blocked_on=BlockedOn(
             blocked.code,
-            f"{blocked.description}; {how}",
+            blocked.description,
             {**blocked.detail, "vanished": how},
             blocked.context,
         ),

@@ -1,0 +1,122 @@
+"""The per-test check: body, function-scoped fixtures, stragglers, and blame that stays with one test."""
+
+from __future__ import annotations
+
+import pytest
+
+HELPERS = """
+import threading
+import pytest
+
+NEVER = threading.Event()  # never set: whatever waits on it is stuck for the rest of the run
+
+def start_waiter(name, target=NEVER.wait):
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+"""
+
+
+def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_suite=HELPERS + source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_leak_in_the_test_body_fails_that_test_with_the_grouped_report(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+def test_leaks():
+    for n in range(3):
+        start_waiter(f"waiter-{n}")
+
+def test_clean():
+    start_waiter("quick", target=sum).join()
+""",
+        "--looseends",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "test_suite.py::test_leaks left threads or tasks running",
+            "*3 threads blocked in threading.Event.wait for * event never set",
+            "*created by start_waiter at test_suite.py:8 in thread MainThread, during test_suite.py::test_leaks",  # noqa: E501
+            "*called from test_leaks at test_suite.py:*",
+            "*units: waiter-0, waiter-1, waiter-2 (daemon)",
+        ]
+    )
+    assert "pytest_plugin.py" not in result.stdout.str()  # no plugin traceback noise
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_function_fixture_leak_is_the_tests_and_clean_teardown_is_fine(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.fixture
+def leaky_worker():
+    yield start_waiter("fixture-leak")
+
+@pytest.fixture
+def tidy_worker():
+    stop = threading.Event()
+    thread = start_waiter("fixture-tidy", target=stop.wait)
+    yield thread
+    stop.set()
+    thread.join()
+
+def test_uses_leaky(leaky_worker):
+    pass
+
+def test_uses_tidy(tidy_worker):
+    assert tidy_worker.is_alive()
+""",
+        "--looseends",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_uses_leaky*", "*unit: fixture-leak (daemon)"])
+    assert "fixture-tidy" not in result.stdout.str()
+
+
+def test_a_leak_is_blamed_on_its_test_only_and_later_tests_pass(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+def test_first_leaks():
+    start_waiter("outlives-its-test")
+
+def test_second():
+    pass
+
+def test_third():
+    pass
+""",
+        "--looseends",
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_first_leaks*"])
+    summary = result.stdout.str().split("looseends: leaked threads and tasks")[-1]
+    assert "leaks found in: test_suite.py::test_first_leaks\n" in summary
+    assert "session end" not in summary  # already reported: not reported again at the end
+
+
+def test_a_straggler_that_finishes_after_the_test_is_not_a_leak(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+def test_straggler():
+    done = threading.Event()
+    start_waiter("straggler", target=lambda: done.wait(0.2))
+""",
+        "--looseends",
+    )
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_off_until_asked(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "def test_leaks():\n    start_waiter('unchecked')\n")
+    result.assert_outcomes(passed=1)
+    assert "left threads or tasks running" not in result.stdout.str()
+    assert "looseends:" not in result.stdout.str()
