@@ -43,4 +43,4 @@ class LeakCheckMixin:
                 raise LeakError(report)
 
         self.addCleanup(verdict)  # registered first, so it runs last: after tearDown and other cleanups
-        return super().run(result)  # type: ignore[misc]
+        return super().run(result)  # type: ignore[misc,no-any-return]
