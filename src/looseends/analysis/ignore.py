@@ -92,6 +92,9 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     IgnoreRule("execnet I/O threads (pytest-xdist)", _module_prefix("execnet.")),
     # Debuggers (PyCharm/VS Code's pydevd) run helper threads for as long as they are attached.
     IgnoreRule("debugger threads (pydevd)", _module_prefix("pydevd", "_pydevd", "_pydev_")),
+    # anyio's pytest plugin runs every test through one long-lived runner task per event loop; the
+    # loop's shutdown cancels it by design.
+    ignore_any_function("anyio._backends._asyncio.TestRunner._run_tests_and_fixtures"),
     # A loop's default executor lives until loop.shutdown_default_executor(), which asyncio.run calls;
     # its idle workers are the loop's, not the code that happened to call run_in_executor first.
     IgnoreRule(

@@ -63,9 +63,7 @@ class TaskSource:
 
 # How a pending task can vanish before a check sees it, in the words reports use.
 DESTROYED = "destroyed while pending by the garbage collector: nothing could wake it"
-CANCELLED_AT_SHUTDOWN = (
-    "cancelled by its runner when the event loop shut down (asyncio.run, Runner, test runners)"
-)
+CANCELLED_AT_SHUTDOWN = "cancelled by its runner when the event loop shut down"
 
 
 def vanished_unit(task: Task, how: str) -> Unit | None:
