@@ -48,7 +48,8 @@ def test_wider_fixture_units_are_not_blamed_on_tests_and_unstopped_ones_are_the_
             "*looseends: leaked threads and tasks*",
             "leaks found in: fixture 'leaky_service' (session scope)",
             "*1 thread blocked in threading.Event.wait*",
-            "*created by start at test_fixtures.py:8 in thread MainThread, during fixture 'leaky_service' (session scope)",
+            "*created by start at test_fixtures.py:8 in thread MainThread, "
+            "during fixture 'leaky_service' (session scope)",
             "*called from leaky_service at test_fixtures.py:*",
         ]
     )
