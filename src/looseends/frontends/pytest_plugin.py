@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Generator, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from looseends.model import Kind, Snapshot, Unit
 from looseends.options import DEFAULT_TIMEOUT, Options, build_options
 from looseends.report import Report
 from looseends.sources import take_snapshot
+from looseends.sources._origins import tracking
 
 # Help texts shared by each flag and its ini twin.
 HELP_ENABLE = "check every test for threads and asyncio tasks it leaves running"
@@ -138,6 +140,7 @@ class PluginState:
     exitstatus: int = 0
     _session: Watch | None = None
     _tests: dict[str, Watch] = field(default_factory=dict)
+    _labels: dict[str, AbstractContextManager[None]] = field(default_factory=dict)
     _fixtures: dict[int, FixtureOwnership] = field(default_factory=dict)
 
     # Tests ----------------------------------------------------------------------------------------
@@ -164,12 +167,18 @@ class PluginState:
     def begin_test(self, item: pytest.Item) -> None:
         options = self.item_options(item)
         if options is None:
+            if self._session is not None:  # unchecked, but what it starts still says during which test
+                self._labels[item.nodeid] = tracking(item.nodeid)
+                self._labels[item.nodeid].__enter__()
             return
         watch = Watch(options, item.nodeid)
         watch.start()
         self._tests[item.nodeid] = watch
 
     def end_test(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        label = self._labels.pop(item.nodeid, None)
+        if label is not None:
+            label.__exit__(None, None, None)
         watch = self._tests.pop(item.nodeid, None)
         if watch is None:
             return
