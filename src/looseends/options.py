@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from looseends.analysis.ignore import BUILTIN_IGNORES, IgnoreRule, ignore_if
 from looseends.errors import OptionError
 from looseends.model import Kind, Unit
+from looseends.sources.services import SERVICES
 
 # goleak's settle budget is about 0.43 s; a little more lets a thread that exits 300 ms late go free.
 DEFAULT_TIMEOUT = 0.5
@@ -25,7 +26,9 @@ class Options:
 
     @property
     def rules(self) -> tuple[IgnoreRule, ...]:
-        return (BUILTIN_IGNORES if self.builtin_ignores else ()) + self.ignore
+        """Cheap rules first: the services rule walks the heap, so it runs only if nothing else matched."""
+        builtin = (*BUILTIN_IGNORES, SERVICES) if self.builtin_ignores else ()
+        return self.ignore + builtin
 
 
 def build_options(

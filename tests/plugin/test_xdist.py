@@ -30,7 +30,9 @@ def test_clean(n):
     )
     result.assert_outcomes(passed=8, errors=4)
     # One group in the controller's summary for the four identical leaks, from both workers.
-    result.stdout.fnmatch_lines(["*looseends: leaked threads and tasks*", "*4 threads blocked in threading.Event.wait*"])
+    result.stdout.fnmatch_lines(
+        ["*looseends: leaked threads and tasks*", "*4 threads blocked in threading.Event.wait*"]
+    )
     data = json.loads(report_path.read_text())
     assert data["summary"]["units"] == 4
     assert len(data["groups"]) == 1

@@ -298,11 +298,16 @@ def _allow_reason(marker: pytest.Mark, item: pytest.Item) -> str:
 
 
 def _non_daemon_threads() -> list[Unit]:
+    """Threads the interpreter will wait for at exit. Pool workers are not among them: concurrent.futures
+    registers an exit hook that wakes and joins them."""
     main, me = threading.main_thread().ident, threading.get_ident()
     return [
         unit
         for unit in take_snapshot().units
-        if unit.kind is Kind.THREAD and unit.daemon is False and unit.ident not in (main, me)
+        if unit.kind is Kind.THREAD
+        and unit.daemon is False
+        and unit.ident not in (main, me)
+        and unit.blocked_on.context != "ThreadPoolExecutor worker"
     ]
 
 

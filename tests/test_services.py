@@ -1,0 +1,63 @@
+"""A pool held by a module-level object and started lazily serves the whole run: not a test's leak."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import types
+
+import looseends
+from looseends.sources.services import module_holding
+
+from leakfixtures import Cleanup, wait_blocked
+
+
+class Client:
+    """Like an SDK client kept in a module global: its pool starts on first use."""
+
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="client-pool")
+
+    def fetch(self, value: int) -> int:
+        return self._pool.submit(abs, value).result()
+
+
+CLIENT = Client()
+
+
+def test_lazily_started_pool_of_a_module_level_client_is_not_a_leak() -> None:
+    with looseends.check(timeout=0.05):
+        assert CLIENT.fetch(-3) == 3
+        wait_blocked("client-pool", 1, "queue.get")
+
+
+def test_the_same_pool_held_only_by_the_test_is_a_leak(cleanup: Cleanup) -> None:
+    local = Client()
+    cleanup(local._pool.shutdown)
+    checked = looseends.check(timeout=0.05)
+    try:
+        with checked:
+            assert local.fetch(-3) == 3
+            wait_blocked("client-pool", 1, "queue.get")
+    except looseends.LeakError:
+        pass
+    assert checked.report is not None
+    assert [g.pattern.code if g.pattern else None for g in checked.report.groups] == ["pool-never-shut-down"]
+
+
+def test_module_holding_names_the_module_and_ignores_threadings_registries(cleanup: Cleanup) -> None:
+    never = threading.Event()
+    thread = threading.Thread(target=never.wait, daemon=True)
+    cleanup.stop(never.set, thread)
+    thread.start()
+    assert module_holding(thread) is None  # only threading._active holds it
+    module = types.ModuleType("fake_service_module")
+    module.__file__ = __file__
+    import sys
+
+    sys.modules["fake_service_module"] = module
+    try:
+        module.WORKER = thread  # type: ignore[attr-defined]
+        assert module_holding(thread) == "fake_service_module"
+    finally:
+        del sys.modules["fake_service_module"]
