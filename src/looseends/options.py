@@ -13,7 +13,7 @@ from looseends.sources.services import SERVICES
 
 # goleak's settle budget is about 0.43 s; a little more lets a thread that exits 300 ms late go free.
 DEFAULT_TIMEOUT = 0.5
-DEFAULT_KINDS = frozenset({Kind.THREAD, Kind.TASK})
+DEFAULT_KINDS = frozenset({Kind.THREAD, Kind.TASK, Kind.PROCESS})
 
 
 @dataclass(frozen=True, slots=True)

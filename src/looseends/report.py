@@ -23,7 +23,9 @@ MAX_NAMES = 8
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
 
 
 def _seconds(value: float) -> str:
@@ -114,14 +116,22 @@ class Report:
 def _headline(group: Group, now: float) -> str:
     unit_words = _plural(group.count, str(group.kind))
     blocked = group.blocked_on
-    if blocked.is_running:
+    if group.kind is Kind.PROCESS:
+        state = blocked.description
+    elif blocked.is_running:
         state = "running"
     elif blocked.description.startswith("awaiting"):
         state = f"blocked {blocked.description}"
     else:
         state = f"blocked in {blocked.description}"
     ages = group.ages(now)
-    age = f" for {_seconds(max(ages))}" if ages else ""
+    age = ""
+    if ages:
+        age = (
+            f", started {_seconds(max(ages))} ago"
+            if group.kind is Kind.PROCESS
+            else f" for {_seconds(max(ages))}"
+        )
     pattern = f": {group.pattern.name}" if group.pattern is not None else ""
     context = f" [{blocked.context}]" if blocked.context and group.pattern is None else ""
     return f"{unit_words} {state}{age}{context}{pattern}"
@@ -137,14 +147,18 @@ def _render_group(group: Group, now: float, *, full: bool) -> list[str]:
         lines.append(f"  fix: {group.pattern.fix}")
     lines.extend(_render_origin(group))
     lines.append("  " + _render_members(group, now, full=full))
-    lines.append("  stack (innermost first):")
-    lines.extend(_render_stack(group.stack, full=full))
+    if group.stack or group.kind is not Kind.PROCESS:
+        lines.append("  stack (innermost first):")
+        lines.extend(_render_stack(group.stack, full=full))
     return lines
 
 
 def _render_origin(group: Group) -> list[str]:
     origin = group.origin
     if origin is None or origin.site is None:
+        parent = group.blocked_on.detail.get("parent")
+        if group.kind is Kind.PROCESS and parent is not None:
+            return [f"  created by process {parent} (not by Python code in this process)"]
         return ["  created by: unknown (started before tracking began)"]
     site = origin.site
     creator = f" in {origin.creator}" if origin.creator else ""

@@ -77,6 +77,18 @@ def ignore_kind(*kinds: Kind | str) -> IgnoreRule:
     return IgnoreRule(f"kind in {sorted(wanted)}", lambda unit: unit.kind in wanted)
 
 
+def ignore_command(*globs: str) -> IgnoreRule:
+    """Child processes whose command line matches a glob, such as `*my-test-server*`."""
+    return IgnoreRule(
+        f"command matches {list(globs)}",
+        lambda unit: (
+            unit.kind is Kind.PROCESS
+            and unit.target is not None
+            and any(fnmatch.fnmatchcase(unit.target, g) for g in globs)
+        ),
+    )
+
+
 def ignore_if(predicate: Callable[[Unit], bool], description: str = "custom predicate") -> IgnoreRule:
     """Units for which `predicate(unit)` is true."""
     return IgnoreRule(description, predicate)
@@ -95,6 +107,11 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     # anyio's pytest plugin runs every test through one long-lived runner task per event loop; the
     # loop's shutdown cancels it by design.
     ignore_any_function("anyio._backends._asyncio.TestRunner._run_tests_and_fixtures"),
+    # multiprocessing starts one resource tracker (and, with that start method, one forkserver) per
+    # program, on first use, and keeps it until exit: infrastructure, not the first user's leak.
+    ignore_command("*multiprocessing.resource_tracker*", "*multiprocessing.forkserver*"),
+    # pytest-xdist's controller runs its workers as children through execnet for the whole session.
+    ignore_command("*import sys;exec(eval(sys.stdin.readline()))*"),
     # A loop's default executor lives until loop.shutdown_default_executor(), which asyncio.run calls;
     # its idle workers are the loop's, not the code that happened to call run_in_executor first.
     IgnoreRule(

@@ -96,6 +96,19 @@ STUCK_IO = Pattern(
     "set a timeout, or shut the socket down from the side that gives up",
 )
 
+CHILD_NEVER_STOPPED = Pattern(
+    "child-never-stopped",
+    "child process never stopped",
+    "a child process is still running and nobody will wait for it",
+    "terminate() or kill() it, then wait(); or start it with `with subprocess.Popen(...)`",
+)
+ZOMBIE = Pattern(
+    "zombie",
+    "child never waited for",
+    "a child process exited but was never waited for: it stays a zombie in the process table",
+    "call wait() (or join() for multiprocessing), or use subprocess.run",
+)
+
 _BY_CONTEXT: Mapping[str, Pattern] = {
     "threading.Timer": TIMER_NEVER_CANCELLED,
     "ThreadPoolExecutor worker": POOL_NEVER_SHUT_DOWN,
@@ -105,6 +118,8 @@ _BY_CONTEXT: Mapping[str, Pattern] = {
 }
 
 _BY_CODE: Mapping[str, Pattern] = {
+    "process.running": CHILD_NEVER_STOPPED,
+    "process.zombie": ZOMBIE,
     "queue.put": FORGOTTEN_SENDER,
     "asyncio.queue.put": FORGOTTEN_SENDER,
     "queue.get": ABANDONED_RECEIVER,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from looseends.model import Snapshot, Unit
+from looseends.sources.processes import ProcessSource
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
 
@@ -24,7 +25,7 @@ class Source(Protocol):
     def read(self, *, detail: bool = True) -> Sequence[Unit]: ...
 
 
-DEFAULT_SOURCES: tuple[Source, ...] = (ThreadSource(), TaskSource())
+DEFAULT_SOURCES: tuple[Source, ...] = (ThreadSource(), TaskSource(), ProcessSource())
 
 
 def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:
@@ -39,4 +40,4 @@ def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool =
     return Snapshot(tuple(units), time.monotonic(), tuple(errors))
 
 
-__all__ = ["DEFAULT_SOURCES", "Source", "TaskSource", "ThreadSource", "take_snapshot"]
+__all__ = ["DEFAULT_SOURCES", "ProcessSource", "Source", "TaskSource", "ThreadSource", "take_snapshot"]

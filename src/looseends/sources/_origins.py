@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import multiprocessing.process
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -166,6 +169,9 @@ _thread_origins = _OriginTable(_live_threads)
 _task_origins = _OriginTable(_live_tasks)
 _raw_origins: dict[int, Captured] = {}  # ident -> origin, for threads started with _thread directly
 _during: list[str] = []  # labels of the checks running now, innermost last
+# pid -> (origin, command line) for children started while tracking; pruned when the table doubles.
+_process_origins: dict[int, tuple[Captured, str]] = {}
+_spawns = 0  # children started while tracking: a process scan is only needed when this moved
 # Pending tasks that vanished while tracking was on, destroyed by the collector or cancelled when their
 # loop shut down (asyncio.run, asyncio.Runner, pytest-asyncio, IsolatedAsyncioTestCase): leaks that no
 # later snapshot can see, described just before they vanished.
@@ -181,6 +187,44 @@ def thread_origin(thread: threading.Thread) -> Origin | None:
 def raw_thread_origin(ident: int) -> Origin | None:
     captured = _raw_origins.get(ident)
     return _to_origin(captured) if captured is not None else None
+
+
+def process_origin(pid: int) -> Origin | None:
+    entry = _process_origins.get(pid)
+    return _to_origin(entry[0]) if entry is not None else None
+
+
+def process_command(pid: int) -> str | None:
+    entry = _process_origins.get(pid)
+    return entry[1] if entry is not None else None
+
+
+def spawn_count() -> int:
+    return _spawns
+
+
+def is_tracking() -> bool:
+    return _users > 0
+
+
+def _record_spawn(pid: object, command: object, skip: int) -> None:
+    global _spawns
+    _spawns += 1
+    if not isinstance(pid, int) or pid <= 0:
+        return
+    if len(_process_origins) > 4096:  # children long gone: their pids may come back for others
+        _process_origins.clear()
+    _process_origins[pid] = (_capture(skip + 1), _command_text(command))
+
+
+def _command_text(command: object) -> str:
+    if isinstance(command, str | bytes):
+        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+    elif isinstance(command, list | tuple):
+        text = " ".join(str(part) for part in command)
+    else:
+        text = repr(command)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def task_origin(task: asyncio.Task[Any]) -> Origin | None:
@@ -301,6 +345,40 @@ def _install() -> None:
             record(task, tasks.CANCELLED_AT_SHUTDOWN)
         original_cancel_all(loop)
 
+    original_popen_init = subprocess.Popen.__init__
+
+    def popen_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        original_popen_init(self, args, *rest, **kwargs)
+        _record_spawn(getattr(self, "pid", None), args, 1)
+
+    original_process_start = multiprocessing.process.BaseProcess.start
+
+    def process_start(self: multiprocessing.process.BaseProcess) -> None:
+        original_process_start(self)
+        _record_spawn(self.pid, f"python (multiprocessing {self.name})", 1)
+
+    original_fork = os.fork
+
+    def fork() -> int:
+        pid = original_fork()
+        if pid > 0:
+            _record_spawn(pid, "python (os.fork)", 1)
+        return pid
+
+    def spawner(original: Callable[..., int]) -> Callable[..., int]:
+        def spawn(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
+            pid = original(path, argv, *args, **kwargs)
+            _record_spawn(pid, argv, 1)
+            return pid
+
+        return spawn
+
+    _patch(subprocess.Popen, "__init__", popen_init)
+    _patch(multiprocessing.process.BaseProcess, "start", process_start)
+    _patch(os, "fork", fork)
+    for name in ("posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            _patch(os, name, spawner(getattr(os, name)))
     _patch(threading.Thread, "start", start)
     _patch(_thread, "start_new_thread", start_new_thread)
     _patch(asyncio.BaseEventLoop, "create_task", create_task)

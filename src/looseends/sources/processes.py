@@ -1,0 +1,159 @@
+"""Child processes (and their descendants): running, stopped, or exited and never waited for (zombies).
+
+psutil reads the process table; listing children scans every process on the machine, which costs
+milliseconds. So an identity-only read reuses the last scan while creation tracking has noticed no
+spawn since (`Popen`, `multiprocessing`, `os.fork`, `os.posix_spawn`): a test that started no process
+pays nothing. Detailed reads always scan.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psutil
+
+from looseends.model import BlockedOn, Kind, Origin, Unit
+from looseends.sources._origins import is_tracking, process_command, process_origin, spawn_count
+from looseends.sources._safe import safe
+
+_STATES = {
+    psutil.STATUS_RUNNING: "running",
+    psutil.STATUS_SLEEPING: "sleeping",
+    psutil.STATUS_DISK_SLEEP: "in uninterruptible sleep",
+    psutil.STATUS_STOPPED: "stopped",
+    psutil.STATUS_TRACING_STOP: "stopped by a tracer",
+    psutil.STATUS_ZOMBIE: "zombie",
+    psutil.STATUS_IDLE: "idle",
+}
+MAX_COMMAND = 120
+
+
+class ProcessSource:
+    """Descendants of this process, via psutil."""
+
+    name = "processes"
+
+    def __init__(self, *, _root: Any = None) -> None:
+        self._root = _root
+        self._cache: list[Unit] | None = None
+        self._cache_spawns = -1
+        self._cache_pid = -1
+
+    def read(self, *, detail: bool = True) -> list[Unit]:
+        pid = os.getpid()  # a forked child must not reuse its parent's cache
+        cached = self._cache is not None and self._cache_spawns == spawn_count() and self._cache_pid == pid
+        if not detail and is_tracking() and cached and self._cache is not None:
+            return self._cache
+        spawns = spawn_count()
+        root = self._root or psutil.Process()
+        now = time.time()
+        units = [unit for child in _children(root) if (unit := _process_unit(child, now, detail)) is not None]
+        if not detail:
+            self._cache, self._cache_spawns, self._cache_pid = units, spawns, pid
+        return units
+
+
+def _children(root: Any) -> list[Any]:
+    pids = _descendant_pids(root.pid)
+    if pids is not None:
+        return [process for pid in pids if (process := _process(pid)) is not None]
+    try:
+        return list(root.children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _process(pid: int) -> Any:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _descendant_pids(root: int) -> list[int] | None:
+    """Linux: follow /proc/PID/task/TID/children down the tree, reading only our own descendants.
+
+    psutil's children() reads every process on the machine to find them; on a busy machine, or with
+    threads contending for the GIL, that costs far more than this. None where the files do not exist.
+    """
+    if not os.path.exists(f"/proc/{root}/task/{root}/children"):
+        return None
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as file:
+                    children = [int(child) for child in file.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
+def _process_unit(process: Any, now: float, detail: bool) -> Unit | None:
+    try:
+        with process.oneshot():
+            pid = process.pid
+            created = process.create_time()
+            if not detail:
+                return Unit(kind=Kind.PROCESS, key=("process", pid, created), name=f"pid {pid}", ident=pid)
+            status = process.status()
+            parent = safe(process.ppid, None)
+            command = process_command(pid) or _command(process)
+    except psutil.NoSuchProcess:
+        return None  # gone while we looked: not a leak
+    except psutil.Error:
+        return None
+    # Untracked children still get an age, from the process table's start time.
+    origin = process_origin(pid) or Origin((), created_at=time.monotonic() - max(0.0, now - created))
+    return Unit(
+        kind=Kind.PROCESS,
+        key=("process", pid, created),
+        name=f"pid {pid}",
+        ident=pid,
+        blocked_on=_state(pid, status, command, parent),
+        origin=origin,
+        target=command,
+    )
+
+
+def _command(process: Any) -> str:
+    try:
+        parts = process.cmdline()
+    except psutil.Error:
+        parts = []
+    text = " ".join(parts) if parts else safe(process.name, "?")
+    return text if len(text) <= MAX_COMMAND else text[: MAX_COMMAND - 3] + "..."
+
+
+def _state(pid: int, status: str, command: str, parent: int | None) -> BlockedOn:
+    detail: dict[str, int | float | str] = {"pid": pid, "state": _STATES.get(status, status)}
+    if parent is not None:
+        detail["parent"] = parent
+    if status == psutil.STATUS_ZOMBIE:
+        code = _exit_code(pid)
+        if code is not None:
+            detail["exit_code"] = code
+        how = f"exited with {code}" if code is not None else "exited"
+        return BlockedOn("process.zombie", f"`{command}` {how}, never waited for", detail)
+    return BlockedOn("process.running", f"`{command}` ({detail['state']})", detail)
+
+
+def _exit_code(pid: int) -> int | None:
+    """A zombie child's exit status, read without reaping it (WNOWAIT): waiting stays the owner's job."""
+    try:
+        result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, OSError, AttributeError):
+        return None  # not our direct child (a grandchild's zombie), or no waitid on this platform
+    if result is None:
+        return None
+    return result.si_status if result.si_code == os.CLD_EXITED else -result.si_status

@@ -1,0 +1,169 @@
+"""Child-process leaks: running children, zombies, multiprocessing, asyncio children, grandchildren."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import subprocess
+import sys
+from collections.abc import Callable
+
+import psutil
+import pytest
+
+import looseends
+from looseends.model import Kind
+
+from leakfixtures import Cleanup, wait_until
+
+QUICK = 0.05
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def process_groups(body: Callable[[], object]) -> list[looseends.Group]:
+    with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=QUICK):
+        body()
+    return [g for g in info.value.report.groups if g.kind is Kind.PROCESS]
+
+
+def kill_later(cleanup: Cleanup, child: subprocess.Popen[bytes]) -> None:
+    cleanup(lambda: (child.kill(), child.wait(10)))
+
+
+def test_popen_never_waited_is_a_running_child_with_its_command_and_site(cleanup: Cleanup) -> None:
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        for _ in range(3):
+            children.append(subprocess.Popen(SLEEPER))
+        for child in children:
+            kill_later(cleanup, child)
+
+    (group,) = process_groups(start)
+    assert group.count == 3
+    assert group.blocked_on.code == "process.running"
+    assert group.blocked_on.detail["state"] in {"sleeping", "running"}
+    assert group.blocked_on.description.startswith(f"`{sys.executable} -c import time; time.sleep(60)`")
+    assert group.pattern is not None
+    assert group.pattern.code == "child-never-stopped"
+    assert group.origin is not None
+    assert group.origin.site is not None
+    assert group.origin.site.source_line() == "children.append(subprocess.Popen(SLEEPER))"
+    assert sorted(u.ident for u in group.units) == sorted(c.pid for c in children)
+    text = looseends.Report.from_units(group.units).render()
+    assert f"3 processes `{sys.executable} -c import time; time.sleep(60)` (" in text
+    assert ": child process never stopped" in text
+    assert "no Python frames" not in text
+
+
+def test_zombie_exited_never_waited_for(cleanup: Cleanup) -> None:
+    holder: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        child = subprocess.Popen(["sh", "-c", "exit 3"])
+        holder.append(child)
+        cleanup(child.wait)
+        wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, what="a zombie")
+
+    (group,) = process_groups(start)
+    assert group.blocked_on.code == "process.zombie"
+    assert group.blocked_on.description == "`sh -c exit 3` exited with 3, never waited for"
+    assert group.blocked_on.detail["exit_code"] == 3
+    assert group.pattern is not None
+    assert group.pattern.code == "zombie"
+
+
+def sleep_until(event: object) -> None:
+    event.wait(60)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_multiprocessing_process_never_joined(cleanup: Cleanup, method: str) -> None:
+    context = multiprocessing.get_context(method)
+    release = context.Event()
+
+    def start() -> None:
+        process = context.Process(target=sleep_until, args=(release,), name="mp-child")
+        process.start()
+        cleanup(lambda: (release.set(), process.join(10)))
+
+    groups = process_groups(start)
+    assert len(groups) == 1
+    assert groups[0].count == 1
+    assert groups[0].blocked_on.code == "process.running"
+    assert "multiprocessing mp-child" in groups[0].blocked_on.description
+    assert groups[0].origin is not None
+    assert groups[0].origin.site is not None
+    assert groups[0].origin.site.source_line() == "process.start()"
+
+
+def test_multiprocessing_pool_never_closed(cleanup: Cleanup) -> None:
+    def start() -> None:
+        pool = multiprocessing.get_context("fork").Pool(2)
+        cleanup(lambda: (pool.terminate(), pool.join()))
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+
+    groups = process_groups(start)
+    assert sum(g.count for g in groups) == 2
+    assert all(g.blocked_on.code == "process.running" for g in groups)
+
+
+def test_asyncio_subprocess_left_running(cleanup: Cleanup) -> None:
+    pids: list[int] = []
+
+    async def main() -> None:
+        child = await asyncio.create_subprocess_exec(*SLEEPER)
+        pids.append(child.pid)
+
+    def start() -> None:
+        asyncio.run(main())
+        cleanup(lambda: (psutil.Process(pids[0]).kill(), psutil.Process(pids[0]).wait(10)))
+
+    (group,) = process_groups(start)
+    assert [u.ident for u in group.units] == pids
+    assert group.origin is not None
+    assert group.origin.site is not None
+    assert "create_subprocess_exec" in group.origin.site.source_line()
+
+
+def test_a_grandchild_started_by_a_child_is_found(cleanup: Cleanup) -> None:
+    def start() -> None:
+        child = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
+
+        def stop() -> None:
+            for grandchild in psutil.Process(child.pid).children(recursive=True):
+                grandchild.kill()
+            child.kill()
+            child.wait(10)
+
+        cleanup(stop)
+        wait_until(lambda: bool(psutil.Process(child.pid).children()), what="the grandchild")
+
+    groups = process_groups(start)
+    commands = sorted(g.units[0].target or "" for g in groups)
+    assert commands == ["sh -c sleep 60 & wait", "sleep 60"]
+    grandchild = next(g for g in groups if g.units[0].target == "sleep 60")
+    assert grandchild.origin is not None
+    assert grandchild.origin.site is None  # started by the child, not by us: no Python call site
+
+
+def test_no_false_alarm_for_run_waited_popen_joined_process_and_resource_tracker() -> None:
+    with looseends.check(timeout=QUICK):
+        subprocess.run(["true"], check=True)
+        with subprocess.Popen(["true"]) as child:
+            child.wait()
+        waited = subprocess.Popen(["true"])
+        waited.wait()
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(target=abs, args=(-1,))
+        process.start()
+        process.join()
+        context.SimpleQueue()  # starts nothing, but spawn-context objects may start the resource tracker
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+
+
+def test_ignore_command_rule(cleanup: Cleanup) -> None:
+    with looseends.check(timeout=QUICK, ignore=[looseends.ignore_command("*time.sleep(60)*")]):
+        kill_later(cleanup, subprocess.Popen(SLEEPER))
