@@ -11,15 +11,36 @@ from looseends.model import Frame
 MAX_STACK = 200
 
 
+# Caches keyed by code object: a code object belongs to one module for life, and many units share the
+# same few stacks (100,000 tasks blocked at one line), so each location is described once. Code objects
+# hold no locals; the caches are emptied when they grow past CACHE_LIMIT.
+CACHE_LIMIT = 65_536
+_code_keys: dict[types.CodeType, tuple[str, str]] = {}
+_frames: dict[tuple[types.CodeType, int], Frame] = {}
+
+
+def code_key(frame: types.FrameType) -> tuple[str, str]:
+    """(module, qualified name) of the frame's function."""
+    code = frame.f_code
+    key = _code_keys.get(code)
+    if key is None:
+        if len(_code_keys) >= CACHE_LIMIT:
+            _code_keys.clear()
+        module = frame.f_globals.get("__name__", "")
+        key = _code_keys[code] = (module if isinstance(module, str) else "", code.co_qualname)
+    return key
+
+
 def to_frame(frame: types.FrameType) -> Frame:
     code = frame.f_code
-    module = frame.f_globals.get("__name__", "")
-    return Frame(
-        code.co_filename,
-        frame.f_lineno or code.co_firstlineno,
-        code.co_qualname,
-        module if isinstance(module, str) else "",
-    )
+    lineno = frame.f_lineno or code.co_firstlineno
+    found = _frames.get((code, lineno))
+    if found is None:
+        if len(_frames) >= CACHE_LIMIT:
+            _frames.clear()
+        module, qualname = code_key(frame)
+        found = _frames[(code, lineno)] = Frame(code.co_filename, lineno, qualname, module)
+    return found
 
 
 def walk_back(frame: types.FrameType | None, limit: int = MAX_STACK) -> Iterator[types.FrameType]:

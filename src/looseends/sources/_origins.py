@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -137,7 +138,7 @@ class _OriginTable:
     """
 
     def __init__(self, alive: Callable[[], Iterable[object]]) -> None:
-        self._entries: dict[int, tuple[int, Captured]] = {}
+        self._entries: dict[int, tuple[int, Captured | Origin]] = {}
         self._alive = alive
         self._prune_at = 1024
 
@@ -151,8 +152,17 @@ class _OriginTable:
             self._prune_at = max(1024, 2 * len(entries))
 
     def get(self, obj: object, partner: object) -> Origin | None:
-        entry = self._entries.get(id(obj))
-        return _to_origin(entry[1]) if entry is not None and entry[0] == id(partner) else None
+        """The origin, built from the capture on first read and kept (snapshots read the same ones often)."""
+        key = id(obj)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != id(partner):
+            return None
+        recorded = entry[1]
+        if isinstance(recorded, Origin):
+            return recorded
+        origin = _to_origin(recorded)
+        self._entries[key] = (entry[0], origin)
+        return origin
 
 
 def _live_tasks() -> list[object]:
@@ -360,7 +370,12 @@ def _install() -> None:
     original_fork = os.fork
 
     def fork() -> int:
-        pid = original_fork()
+        # 3.12+ warns when a multi-threaded process forks; re-issue it at the caller, not at this wrapper.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pid = original_fork()
+        for warning in caught:
+            warnings.warn(warning.message, warning.category, stacklevel=2)
         if pid > 0:
             _record_spawn(pid, "python (os.fork)", 1)
         return pid

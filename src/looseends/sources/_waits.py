@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from looseends.model import RUNNING, BlockedOn, is_library_file
 from looseends.sources._ccall import called_name
+from looseends.sources._frames import code_key
 
 Detail = dict[str, int | float | str]
 Describer = Callable[[types.FrameType], tuple[str, Detail]]
@@ -195,16 +196,11 @@ def _python_wait(module: str, qualname: str) -> Wait | None:
     return PYTHON_WAITS.get((module, qualname))
 
 
-def _key(frame: types.FrameType) -> tuple[str, str]:
-    module = frame.f_globals.get("__name__", "")
-    return (module if isinstance(module, str) else "", frame.f_code.co_qualname)
-
-
 def classify(frames: Sequence[types.FrameType]) -> BlockedOn | None:
     """What the innermost frames wait on; None when they are not in any wait this module knows."""
     found: tuple[Wait, types.FrameType] | None = None
     for depth, frame in enumerate(frames):
-        wait = _python_wait(*_key(frame))
+        wait = _python_wait(*code_key(frame))
         if wait is None and depth == 0:
             name = called_name(frame)
             wait = C_WAITS.get(name) if name else None
@@ -233,7 +229,7 @@ def classify_or_running(frames: Sequence[types.FrameType]) -> BlockedOn:
 
 def context_of(frames: Sequence[types.FrameType]) -> str | None:
     for frame in frames:
-        context = CONTEXTS.get(_key(frame))
+        context = CONTEXTS.get(code_key(frame))
         if context is not None:
             return context
     return None

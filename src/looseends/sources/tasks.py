@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-import types
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -94,8 +93,9 @@ def _task_name(task: Task) -> str:
 
 
 def _task_unit(task: Task, threads: dict[int, str]) -> Unit:
-    loop = safe(task.get_loop, None)
-    live: list[types.FrameType] = safe(lambda: coroutine_frames(task.get_coro()), [])
+    """Callers guard with `safe`: a task of a loop closing mid-snapshot may fail anywhere here."""
+    loop = task.get_loop()
+    live = coroutine_frames(task.get_coro())
     stack = tuple(to_frame(f) for f in live)
     blocked_on = classify(live) or _awaited(task, loop)
     live.clear()
@@ -103,10 +103,10 @@ def _task_unit(task: Task, threads: dict[int, str]) -> Unit:
     return Unit(
         kind=Kind.TASK,
         key=("task", id(task)),
-        name=_task_name(task),
+        name=str(task.get_name()),
         stack=stack,
         blocked_on=blocked_on,
-        origin=safe(lambda: task_origin(task), None),
+        origin=task_origin(task),
         thread=threads.get(thread_ident) if isinstance(thread_ident, int) else None,
         ref=weakref.ref(task),
     )
