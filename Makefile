@@ -17,8 +17,8 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy --strict src
@@ -27,6 +27,11 @@ unit: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# Not part of `make test`: regenerates BENCHMARKS.md (a few minutes on 2 cores).
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -109,7 +109,7 @@ def run() -> tuple[str, dict[str, float]]:
                 ms(seconds),
                 f"{seconds / count * 1e6:.1f} µs",
                 f"{peak / 1e6:.1f} MB",
-                f"{ratio:.1f}×",
+                f"{ratio:.1f}x",
             ]
         )
     text = table(

@@ -293,6 +293,8 @@ def _patch(owner: object, name: str, replacement: object) -> None:
 
 
 def _install() -> None:
+    global _spawns
+    _spawns += 1  # spawns went unnoticed while tracking was off: cached process lists are stale
     original_start = threading.Thread.start
 
     def start(self: threading.Thread) -> None:

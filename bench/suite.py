@@ -1,0 +1,130 @@
+"""Figure 1: per-test overhead on a generated suite: plain pytest, --looseends, pytest-threadleak, pyleak."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import table
+
+FILES = 20
+PER_FILE = 100  # 2,000 tests in all
+PYLEAK_FILES = 2  # pyleak sleeps after every test: measured on 200 tests, reported per test
+RUNS = 3
+
+TEST_FILE = """
+import asyncio
+import threading
+
+import pytest
+
+
+@pytest.mark.parametrize("n", range({sync}))
+def test_sync(n):
+    assert sum(range(n)) >= 0
+
+
+@pytest.mark.parametrize("n", range({threads}))
+def test_joined_thread(n):
+    out = []
+    thread = threading.Thread(target=out.append, args=(n,))
+    thread.start()
+    thread.join()
+    assert out == [n]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("n", range({tasks}))
+async def test_async(n):
+    assert await asyncio.create_task(asyncio.sleep(0, result=n)) == n
+"""
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+PYLEAK_CONFTEST = """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.no_leaks)
+"""
+
+
+def _make_suite(root: Path, files: int, *, pyleak: bool = False) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text(INI)
+    if pyleak:
+        (root / "conftest.py").write_text(PYLEAK_CONFTEST)
+    for index in range(files):
+        source = TEST_FILE.format(sync=60, threads=10, tasks=PER_FILE - 70)
+        (root / f"test_generated_{index}.py").write_text(source)
+
+
+def _run(root: Path, *args: str) -> float:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args) or 'plain'} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    return elapsed
+
+
+def run() -> tuple[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        full, small, leaky = Path(tmp) / "full", Path(tmp) / "small", Path(tmp) / "pyleak"
+        _make_suite(full, FILES)
+        _make_suite(small, PYLEAK_FILES)
+        _make_suite(leaky, PYLEAK_FILES, pyleak=True)
+        variants = {
+            "plain pytest": ("-p", "no:looseends", "-p", "no:threadleak"),
+            "--looseends": ("--looseends", "-p", "no:threadleak"),
+            "pytest-threadleak --threadleak": ("-p", "no:looseends", "--threadleak"),
+        }
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(RUNS):  # interleaved, so drift in the machine hits every variant alike
+            for name, args in variants.items():
+                times[name].append(_run(full, *args))
+        small_plain = statistics.median(
+            _run(small, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
+        )
+        small_pyleak = statistics.median(
+            _run(leaky, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
+        )
+    count = FILES * PER_FILE
+    plain = statistics.median(times["plain pytest"])
+    rows = []
+    for name, samples in times.items():
+        seconds = statistics.median(samples)
+        rows.append(
+            [
+                name,
+                f"{seconds:.2f} s",
+                f"{(seconds - plain) / count * 1e3:+.3f} ms",
+                f"{seconds / plain:.3f}x",
+            ]
+        )
+    pyleak_per_test = (small_pyleak - small_plain) / (PYLEAK_FILES * PER_FILE)
+    rows.append(
+        [
+            "pyleak `no_leaks` marker on every test (200-test run, per test)",
+            f"{small_pyleak:.2f} s for 200",
+            f"{pyleak_per_test * 1e3:+.3f} ms",
+            f"{(plain + pyleak_per_test * count) / plain:.2f}x (projected to {count})",
+        ]
+    )
+    header = [
+        "run of 2,000 tests (1,200 sync, 200 joining a thread, 600 async)",
+        "wall time",
+        "per test",
+        "÷ plain",
+    ]
+    looseends_ratio = statistics.median(times["--looseends"]) / plain
+    return table(header, rows), {"looseends_ratio": looseends_ratio}
