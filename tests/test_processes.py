@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import subprocess
 import sys
@@ -117,7 +118,14 @@ def test_asyncio_subprocess_left_running(cleanup: Cleanup) -> None:
 
     def start() -> None:
         asyncio.run(main())
-        cleanup(lambda: (psutil.Process(pids[0]).kill(), psutil.Process(pids[0]).wait(10)))
+        child = psutil.Process(pids[0])
+
+        def stop() -> None:
+            child.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # asyncio's child watcher may reap it first
+                child.wait(10)
+
+        cleanup(stop)
 
     (group,) = process_groups(start)
     assert [u.ident for u in group.units] == pids
