@@ -120,3 +120,31 @@ def test_off_until_asked(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     assert "left threads or tasks running" not in result.stdout.str()
     assert "looseends:" not in result.stdout.str()
+
+
+def test_a_child_process_left_running_fails_its_test(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+import subprocess
+
+CHILDREN = []
+
+def test_starts_server():
+    CHILDREN.append(subprocess.Popen(["sleep", "30"]))
+
+def test_later():
+    for child in CHILDREN:
+        child.kill()
+        child.wait()
+""",
+        "--looseends",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_starts_server*",
+            "*1 process `sleep 30` (sleeping), started * ago: child process never stopped",
+            "*created by test_starts_server at test_suite.py:16 in thread MainThread, during *::test_starts_server",  # noqa: E501
+        ]
+    )
