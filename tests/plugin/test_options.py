@@ -94,6 +94,8 @@ looseends = true
 looseends_timeout = 0.05
 looseends_ignore_name =
     tolerated-*
+looseends_ignore_command =
+    sleep 7
 """
     )
     suite(
@@ -102,14 +104,21 @@ looseends_ignore_name =
 def test_tolerated():
     start_waiter("tolerated-1")
 
+def test_tolerated_child():
+    import subprocess
+    child = subprocess.Popen(["sleep", "7"])
+    import atexit
+    atexit.register(child.kill)
+
 def test_leaks():
     start_waiter("caught")
 """,
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*"])
     assert "tolerated-1" not in result.stdout.str()
+    assert "sleep 7" not in result.stdout.str()
 
 
 @pytest.mark.parametrize(

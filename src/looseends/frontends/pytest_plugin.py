@@ -26,6 +26,7 @@ from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import (
     IgnoreRule,
     ignore_any_function,
+    ignore_command,
     ignore_created_at,
     ignore_name,
     ignore_top_function,
@@ -45,6 +46,7 @@ HELP_IGNORE_TOP = "ignore units whose innermost frame is this function (module.Q
 HELP_IGNORE_FUNCTION = "ignore units with this function anywhere in their stack; repeatable"
 HELP_IGNORE_CREATED_AT = "ignore units created at a location matching this glob (*/file.py:12); repeatable"
 HELP_IGNORE_NAME = "ignore units whose name matches this glob (worker-*); repeatable"
+HELP_IGNORE_COMMAND = "ignore child processes whose command line matches this glob (*my-server*); repeatable"
 HELP_WARN_ONLY = "report leaks in the summary without failing tests or the run"
 HELP_REPORT = "write every leak of the session to this file as JSON (looseends.report schema)"
 HELP_FORCE_EXIT = "when non-daemon threads would keep pytest from exiting, report them and exit anyway"
@@ -83,6 +85,7 @@ class Settings:
                 get("looseends_ignore_function"),
                 get("looseends_ignore_created_at"),
                 get("looseends_ignore_name"),
+                get("looseends_ignore_command"),
             )
             options = build_options(
                 source="--looseends-timeout or ini looseends_timeout",
@@ -109,7 +112,11 @@ def _seconds(value: object, name: str) -> float:
 
 
 def _rules(
-    top: Iterable[str], function: Iterable[str], created: Iterable[str], name: Iterable[str]
+    top: Iterable[str],
+    function: Iterable[str],
+    created: Iterable[str],
+    name: Iterable[str],
+    command: Iterable[str],
 ) -> list[IgnoreRule]:
     rules = []
     for factory, values in (
@@ -117,6 +124,7 @@ def _rules(
         (ignore_any_function, function),
         (ignore_created_at, created),
         (ignore_name, name),
+        (ignore_command, command),
     ):
         values = [v for v in values or () if v]
         if values:
@@ -349,6 +357,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="GLOB",
     )
     add("--looseends-ignore-name", "linelist", HELP_IGNORE_NAME, action="append", default=[], metavar="GLOB")
+    add(
+        "--looseends-ignore-command",
+        "linelist",
+        HELP_IGNORE_COMMAND,
+        action="append",
+        default=[],
+        metavar="GLOB",
+    )
     add("--looseends-warn-only", "bool", HELP_WARN_ONLY, action="store_true", default=False)
     add("--looseends-report", "string", HELP_REPORT, metavar="PATH", default=None)
     add("--looseends-force-exit", "bool", HELP_FORCE_EXIT, action="store_true", default=False)
