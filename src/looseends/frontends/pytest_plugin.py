@@ -40,7 +40,7 @@ from looseends.sources import take_snapshot
 from looseends.sources._origins import tracking
 
 # Help texts shared by each flag and its ini twin.
-HELP_ENABLE = "check every test for threads and asyncio tasks it leaves running"
+HELP_ENABLE = "check every test for threads, asyncio tasks and child processes it leaves running"
 HELP_TIMEOUT = f"seconds a check waits for stragglers before calling them leaks (default {DEFAULT_TIMEOUT})"
 HELP_IGNORE_TOP = "ignore units whose innermost frame is this function (module.Qualname); repeatable"
 HELP_IGNORE_FUNCTION = "ignore units with this function anywhere in their stack; repeatable"
