@@ -22,6 +22,7 @@ from looseends.analysis.ignore import (
 )
 from looseends.analysis.patterns import Pattern
 from looseends.errors import LeakError, LooseEndsError, OptionError
+from looseends.frontends.serve import LiveServer, serve
 from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 from looseends.report import Report
@@ -37,6 +38,7 @@ __all__ = [
     "Kind",
     "LeakCheckMixin",
     "LeakError",
+    "LiveServer",
     "LooseEndsError",
     "OptionError",
     "Origin",
@@ -55,6 +57,7 @@ __all__ = [
     "ignore_kind",
     "ignore_name",
     "ignore_top_function",
+    "serve",
     "snapshot",
     "verify_none",
 ]

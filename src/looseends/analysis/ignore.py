@@ -100,6 +100,8 @@ def _module_prefix(*prefixes: str) -> Callable[[Unit], bool]:
 
 # Runtime and framework helpers that are not the program's leaks. Each says why it is here.
 BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
+    # looseends' own inspection endpoint (looseends.serve), for as long as the program serves it.
+    ignore_name("looseends-http", "looseends-http-request"),
     # pytest-xdist talks to its controller through execnet's I/O threads for the whole session.
     IgnoreRule("execnet I/O threads (pytest-xdist)", _module_prefix("execnet.")),
     # Debuggers (PyCharm/VS Code's pydevd) run helper threads for as long as they are attached.

@@ -1,0 +1,295 @@
+"""The `looseends` command (also `python -m looseends`): dump, watch, run.
+
+looseends dump URL|FILE       fetch a live process's dump (or read a saved JSON report) and render it
+looseends watch URL           sample repeatedly; flag groups that keep growing or keep many units
+                              blocked at the same place (Uber's LeakProf method); exit 1 on suspects
+looseends run script.py ARGS  run a program; when it ends, report what it left running; exit 1 if any
+looseends run -m module ARGS
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import runpy
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from looseends.report import Report, report_from_dict
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+FETCH_TIMEOUT = 10.0
+MAX_FETCH = 64 * 1024 * 1024
+
+
+class CliError(Exception):
+    """A problem to report in one line with exit status 2: bad URL, unreadable file, malformed dump."""
+
+
+# Reading dumps ---------------------------------------------------------------------------------------
+
+
+def dump_url(url: str, query: dict[str, str]) -> str:
+    """The JSON dump URL for a pages URL (`.../debug/looseends/`) or a dump URL (`.../dump`)."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path if parts.path.rstrip("/").endswith("/dump") else parts.path.rstrip("/") + "/dump"
+    params = dict(urllib.parse.parse_qsl(parts.query)) | query | {"format": "json"}
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, urllib.parse.urlencode(params), ""))
+
+
+def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None = None) -> dict[str, Any]:
+    """A dump as JSON data, from a live endpoint (http[s]://), a file, or `-` for standard input."""
+    try:
+        if source.startswith(("http://", "https://")):
+            request = urllib.request.Request(dump_url(source, query or {}))
+            if token:
+                request.add_header("Authorization", f"Bearer {token}")
+            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
+                raw = response.read(MAX_FETCH)
+        elif source == "-":
+            raw = sys.stdin.buffer.read(MAX_FETCH)
+        else:
+            raw = Path(source).read_bytes()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2000).decode(errors="replace").strip()
+        raise CliError(f"{source}: HTTP {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(f"{source}: {getattr(exc, 'reason', exc)}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise CliError(f"{source}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{source}: not a looseends report")
+    return data
+
+
+def to_report(data: dict[str, Any], source: str) -> Report:
+    try:
+        return report_from_dict(data, max_groups=10_000)
+    except ValueError as exc:
+        raise CliError(f"{source}: {exc}") from None
+
+
+def _dump(args: argparse.Namespace, out: TextIO) -> int:
+    query = {k: v for k, v in (("kind", args.kind), ("blocked_on", args.blocked_on)) if v}
+    data = fetch(args.source, token=args.token, query=query)
+    if args.json:
+        out.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out.write(to_report(data, args.source).render(full=args.debug == 2, title="looseends dump") + "\n")
+    return EXIT_CLEAN
+
+
+# Watching -----------------------------------------------------------------------------------------
+
+
+def group_key(group: dict[str, Any]) -> str:
+    """Where a group's units are stuck: kind, wait, and the user's frame (or creation site)."""
+    frame = group.get("top_user_frame") or ((group.get("created_by") or {}).get("site")) or {}
+    place = f"{frame.get('file', '?')}:{frame.get('line', '?')}" if frame else "?"
+    return f"{group['kind']} {group['blocked_on']['code']} at {place}"
+
+
+@dataclass
+class Watch:
+    """Counts per group key across samples; the LeakProf-style verdicts."""
+
+    min_growth: int
+    min_blocked: int
+    samples: list[dict[str, int]] = field(default_factory=list)
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, data: dict[str, Any]) -> None:
+        counts: dict[str, int] = {}
+        for group in data.get("groups", []):
+            key = group_key(group)
+            counts[key] = counts.get(key, 0) + int(group["count"])
+            self.latest[key] = group
+        self.samples.append(counts)
+
+    def series(self, key: str) -> list[int]:
+        return [sample.get(key, 0) for sample in self.samples]
+
+    def suspects(self) -> dict[str, str]:
+        """Key -> why: growing (never shrinking, up by min_growth) or many blocked in every sample."""
+        found: dict[str, str] = {}
+        if len(self.samples) < 2:
+            return found
+        for key in self.latest:
+            counts = self.series(key)
+            never_shrinks = all(b >= a for a, b in itertools.pairwise(counts))
+            if never_shrinks and counts[-1] - counts[0] >= self.min_growth:
+                found[key] = f"grew from {counts[0]} to {counts[-1]} over {len(counts)} samples"
+            elif min(counts) >= self.min_blocked and self.latest[key]["blocked_on"]["code"] != "running":
+                found[key] = f"{min(counts)}+ units blocked at the same place in every sample"
+        return found
+
+
+def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], None] = time.sleep) -> int:
+    watch = Watch(args.min_growth, args.min_blocked)
+    live = out.isatty()
+    for n in range(1, args.samples + 1):
+        data = fetch(args.url, token=args.token)
+        watch.add(data)
+        total = sum(watch.samples[-1].values())
+        line = (
+            f"sample {n}/{args.samples}: {total} units in {len(watch.samples[-1])} groups, "
+            f"{len(watch.suspects())} suspect(s)"
+        )
+        out.write(("\r" + line) if live else line + "\n")
+        out.flush()
+        if n < args.samples:
+            _sleep(args.interval)
+    if live:
+        out.write("\n")
+    suspects = watch.suspects()
+    if not suspects:
+        out.write("looseends watch: no group grew or stayed blocked in large numbers\n")
+        return EXIT_CLEAN
+    out.write(f"looseends watch: {len(suspects)} suspect group(s)\n")
+    for key, why in suspects.items():
+        out.write(f"\n{key}: {why}\n  counts: {' -> '.join(map(str, watch.series(key)))}\n")
+        report = report_from_dict({**_envelope(), "groups": [watch.latest[key]]})
+        out.write("\n".join("  " + line for line in report.render().splitlines()[2:]) + "\n")
+    return EXIT_FOUND
+
+
+def _envelope() -> dict[str, Any]:
+    from looseends.report import SCHEMA, SCHEMA_VERSION
+
+    return {"schema": SCHEMA, "version": SCHEMA_VERSION, "errors": []}
+
+
+# Running a program --------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the program in this interpreter; then, like a whole-program check, report what it left."""
+    import os
+
+    from looseends._watch import Watch as Span
+    from looseends.analysis.settle import run_sync
+    from looseends.options import build_options
+
+    target = list(args.program)
+    if args.module is None and not target:
+        raise CliError("run needs a script (looseends run app.py ...) or -m module")
+    options = build_options(source="looseends run", timeout=args.timeout)
+    name = args.module if args.module is not None else target[0]
+    span = Span(options, label=f"looseends run {name}")
+    status = 0
+    sys.argv = [name, *target] if args.module is not None else target
+    span.start()
+    try:
+        if args.module is not None:
+            runpy.run_module(args.module, run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, str(Path(target[0]).resolve().parent))
+            runpy.run_path(target[0], run_name="__main__")
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    report = run_sync(span.verdict())
+    span.stop()
+    sys.stdout.flush()
+    if report:
+        print(f"\nlooseends: the program left units running\n{report.render()}", file=sys.stderr, flush=True)
+        # Leftover non-daemon threads would keep the interpreter alive: the report is the point, so exit.
+        os._exit(status or EXIT_FOUND)
+    return int(status)
+
+
+# Entry ----------------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="looseends", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    dump = commands.add_parser("dump", help="render a live dump (URL) or a saved JSON report (FILE, or -)")
+    dump.add_argument("source", help="http://host:port/debug/looseends/ (or .../dump), a JSON file, or -")
+    dump.add_argument("--json", action="store_true", help="print the JSON instead of text")
+    dump.add_argument(
+        "--debug", type=int, choices=(1, 2), default=1, help="1: grouped (default); 2: every unit"
+    )
+    dump.add_argument("--kind", help="only these kinds: thread, task, process (comma-separated)")
+    dump.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob (queue.*)")
+    dump.add_argument("--token", help="the endpoint's token, if it has one")
+
+    watch = commands.add_parser("watch", help="sample a live endpoint and flag groups that keep growing")
+    watch.add_argument("url", help="http://host:port/debug/looseends/")
+    watch.add_argument("--interval", type=_positive_float, default=5.0, help="seconds between samples (5)")
+    watch.add_argument("--samples", type=_count, default=10, help="how many samples (10)")
+    watch.add_argument("--min-growth", type=_count, default=1, help="flag a group that grew by this much (1)")
+    watch.add_argument(
+        "--min-blocked", type=_count, default=50, help="flag a group this large in every sample (50)"
+    )
+    watch.add_argument("--token", help="the endpoint's token, if it has one")
+
+    run = commands.add_parser("run", help="run a Python program and report what it left running")
+    run.add_argument("-m", dest="module", help="run a module, like python -m")
+    run.add_argument("--timeout", type=float, default=None, help="seconds to settle before judging (0.5)")
+    run.add_argument("program", nargs=argparse.REMAINDER, help="script.py and its arguments")
+    return top
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """parse_args, except that `run` stops at the program: what follows (even --help) is the program's."""
+    if argv[:1] == ["run"]:
+        ours, rest = ["run"], list(argv[1:])
+        while rest and rest[0] in ("-m", "--timeout", "-h", "--help"):
+            flag = rest.pop(0)
+            ours.append(flag)
+            if flag in ("-m", "--timeout") and rest:
+                ours.append(rest.pop(0))
+                if flag == "-m":
+                    break  # like python -m: what follows belongs to the module
+        args = parser().parse_args(ours)
+        args.program = rest
+        return args
+    return parser().parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    stream = out or sys.stdout
+    handlers = {"dump": _dump, "watch": _watch, "run": _run}
+    try:
+        return handlers[args.command](args, stream)
+    except CliError as exc:
+        print(f"looseends {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
