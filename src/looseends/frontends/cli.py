@@ -93,10 +93,14 @@ def _dump(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def group_key(group: dict[str, Any]) -> str:
-    """Where a group's units are stuck: kind, wait, and the user's frame (or creation site)."""
-    frame = group.get("top_user_frame") or ((group.get("created_by") or {}).get("site")) or {}
-    place = f"{frame.get('file', '?')}:{frame.get('line', '?')}" if frame else "?"
-    return f"{group['kind']} {group['blocked_on']['code']} at {place}"
+    """Where a group's units are stuck (kind, wait, top frame) and, when known, where they come from."""
+
+    def place(frame: dict[str, Any] | None) -> str:
+        return f"{frame.get('file', '?')}:{frame.get('line', '?')}" if frame else "?"
+
+    key = f"{group['kind']} {group['blocked_on']['code']} at {place(group.get('top_user_frame'))}"
+    site = (group.get("created_by") or {}).get("site")
+    return f"{key}, created at {place(site)}" if site else key
 
 
 @dataclass
@@ -120,14 +124,20 @@ class Watch:
         return [sample.get(key, 0) for sample in self.samples]
 
     def suspects(self) -> dict[str, str]:
-        """Key -> why: growing (never shrinking, up by min_growth) or many blocked in every sample."""
+        """Key -> why: keeps growing, or many blocked in every sample.
+
+        Growing means never shrinking, up by at least min_growth, and up in at least half of the steps
+        between samples: one unit that appears once (a request being served) is not a trend.
+        """
         found: dict[str, str] = {}
         if len(self.samples) < 2:
             return found
         for key in self.latest:
             counts = self.series(key)
-            never_shrinks = all(b >= a for a, b in itertools.pairwise(counts))
-            if never_shrinks and counts[-1] - counts[0] >= self.min_growth:
+            steps = list(itertools.pairwise(counts))
+            never_shrinks = all(b >= a for a, b in steps)
+            rises = sum(b > a for a, b in steps)
+            if never_shrinks and counts[-1] - counts[0] >= self.min_growth and 2 * rises >= len(steps):
                 found[key] = f"grew from {counts[0]} to {counts[-1]} over {len(counts)} samples"
             elif min(counts) >= self.min_blocked and self.latest[key]["blocked_on"]["code"] != "running":
                 found[key] = f"{min(counts)}+ units blocked at the same place in every sample"

@@ -25,6 +25,7 @@ from looseends.report import Report
 from looseends.sources import take_snapshot
 
 MAX_BODY = 4 * 1024 * 1024
+OWN_THREADS = "looseends-http"  # serve()'s thread and its request threads
 PARAMETERS = frozenset({"debug", "format", "kind", "blocked_on", "token"})
 INDEX = """looseends: live threads, asyncio tasks and child processes of this process
 
@@ -94,10 +95,12 @@ class Query:
         return cls(int(debug), form == "json", kinds, values.get("blocked_on") or None)
 
     def select(self, snapshot: Snapshot) -> Report:
+        """The units asked for; never the endpoint's own threads, which come and go with requests."""
         units = [
             unit
             for unit in snapshot.units
-            if (self.kinds is None or unit.kind in self.kinds)
+            if not unit.name.startswith(OWN_THREADS)
+            and (self.kinds is None or unit.kind in self.kinds)
             and (self.blocked_on is None or fnmatch.fnmatchcase(unit.blocked_on.code, self.blocked_on))
         ]
         return Report.from_units(units, now=snapshot.taken_at, errors=snapshot.errors, max_groups=10_000)

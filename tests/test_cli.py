@@ -1,0 +1,172 @@
+"""The looseends command: dump (URL, file, stdin), watch (growing or stable services), run."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import looseends
+from looseends.frontends import cli
+
+from leakfixtures import Cleanup, wait_blocked
+
+SERVICE = """
+import sys, threading, time
+import looseends
+
+grow = sys.argv[1] == "grow"
+release = threading.Event()
+live = looseends.serve()
+print(live.url, flush=True)
+for n in range(3):
+    threading.Thread(target=release.wait, name=f"steady-{n}", daemon=True).start()
+n = 0
+while not release.is_set():
+    if grow:
+        threading.Thread(target=release.wait, name=f"growing-{n}", daemon=True).start()
+        n += 1
+    release.wait(0.05)  # the service's own pace, not test synchronisation
+"""
+
+
+def command(
+    *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "looseends", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        input=stdin,
+        check=False,
+    )
+
+
+@pytest.fixture
+def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    process = subprocess.Popen(
+        [sys.executable, str(script), request.param], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_dump_renders_a_saved_report_a_url_and_stdin(tmp_path: Path, cleanup: Cleanup) -> None:
+    never = threading.Event()
+    thread = threading.Thread(target=never.wait, name="cli-dump", daemon=True)
+    cleanup.stop(never.set, thread)
+    thread.start()
+    wait_blocked("cli-dump", 1, "event.wait")
+    saved = tmp_path / "dump.json"
+    saved.write_text(looseends.Report.from_units(looseends.snapshot().units).to_json())
+    out = io.StringIO()
+    assert cli.main(["dump", str(saved)], out=out) == 0
+    assert "threading.Event.wait" in out.getvalue()
+    assert "cli-dump" in out.getvalue()
+    with looseends.serve() as live:
+        out = io.StringIO()
+        assert cli.main(["dump", live.url, "--kind", "thread", "--debug", "2"], out=out) == 0
+        assert "cli-dump (ident" in out.getvalue()
+        out = io.StringIO()
+        assert cli.main(["dump", live.url + "dump", "--json"], out=out) == 0
+        assert json.loads(out.getvalue())["schema"] == "looseends.report"
+    done = command("dump", "-", stdin=saved.read_text())
+    assert done.returncode == 0
+    assert "cli-dump" in done.stdout
+
+
+def test_dump_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["dump", str(tmp_path / "missing.json")]) == 2
+    assert "No such file" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert cli.main(["dump", str(tmp_path / "bad.json")]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text('{"schema": "other"}')
+    assert cli.main(["dump", str(tmp_path / "other.json")]) == 2
+    assert "not a looseends.report version 1 document" in capsys.readouterr().err
+    assert cli.main(["dump", "http://127.0.0.1:9/debug/looseends/"]) == 2
+    assert "looseends dump: http://127.0.0.1:9/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("service", ["grow"], indirect=True)
+def test_watch_flags_a_steadily_growing_group(service: str) -> None:
+    done = command("watch", service, "--interval", "0.3", "--samples", "4")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "sample 4/4" in done.stdout
+    assert "1 suspect group(s)" in done.stdout
+    assert "thread event.wait at" in done.stdout
+    assert "growing-" in done.stdout
+    assert "grew from" in done.stdout
+
+
+@pytest.mark.parametrize("service", ["steady"], indirect=True)
+def test_watch_stays_quiet_on_a_stable_service(service: str) -> None:
+    done = command("watch", service, "--interval", "0.1", "--samples", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no group grew" in done.stdout
+
+
+def test_watch_flags_many_blocked_at_the_same_place() -> None:
+    watch = cli.Watch(min_growth=1, min_blocked=3)
+    group = {
+        "kind": "thread",
+        "count": 4,
+        "blocked_on": {"code": "queue.put"},
+        "top_user_frame": {"file": "jobs.py", "line": 9},
+    }
+    watch.add({"groups": [group]})
+    watch.add({"groups": [group]})
+    assert watch.suspects() == {
+        "thread queue.put at jobs.py:9": "4+ units blocked at the same place in every sample"
+    }
+
+
+def test_run_reports_a_scripts_leftover_thread_and_exits_non_zero(tmp_path: Path) -> None:
+    script = tmp_path / "leaky.py"
+    script.write_text(
+        "import threading\n"
+        "never = threading.Event()\n"
+        "threading.Thread(target=never.wait, name='left-behind').start()  # non-daemon: would hang at exit\n"
+        "print('script done')\n"
+    )
+    done = command("run", str(script))
+    assert done.returncode == 1
+    assert "script done" in done.stdout
+    assert "the program left units running" in done.stderr
+    assert "unit: left-behind" in done.stderr
+    assert "created by <module> at" in done.stderr
+
+
+def test_run_exits_zero_for_a_clean_script_and_keeps_its_status(tmp_path: Path) -> None:
+    (tmp_path / "clean.py").write_text("import sys\nprint('args', sys.argv[1:])\n")
+    done = command("run", str(tmp_path / "clean.py"), "a", "--b")
+    assert done.returncode == 0
+    assert "args ['a', '--b']" in done.stdout
+    (tmp_path / "fails.py").write_text("raise SystemExit(3)\n")
+    assert command("run", str(tmp_path / "fails.py")).returncode == 3
+
+
+def test_run_a_module(tmp_path: Path) -> None:
+    (tmp_path / "tool.py").write_text("import sys\nprint('module args', sys.argv[1:])\n")
+    done = command("run", "-m", "tool", "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "module args ['--help']" in done.stdout
+
+
+def test_usage_errors() -> None:
+    assert command("run").returncode == 2
+    assert command("watch", "http://x", "--samples", "0").returncode == 2
