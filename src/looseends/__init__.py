@@ -22,7 +22,9 @@ from looseends.analysis.ignore import (
 )
 from looseends.analysis.patterns import Pattern
 from looseends.errors import LeakError, LooseEndsError, OptionError
+from looseends.frontends.mounts import asgi_app, wsgi_app
 from looseends.frontends.serve import LiveServer, serve
+from looseends.frontends.signals import install_dump_signal
 from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 from looseends.report import Report
@@ -47,6 +49,7 @@ __all__ = [
     "Snapshot",
     "Unit",
     "__version__",
+    "asgi_app",
     "check",
     "find",
     "find_async",
@@ -57,7 +60,9 @@ __all__ = [
     "ignore_kind",
     "ignore_name",
     "ignore_top_function",
+    "install_dump_signal",
     "serve",
     "snapshot",
     "verify_none",
+    "wsgi_app",
 ]
