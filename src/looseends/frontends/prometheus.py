@@ -1,0 +1,82 @@
+"""Prometheus metrics (extra: `pip install looseends[prometheus]`): live units by kind and blocked-on, and
+the largest groups. Label values come from a fixed vocabulary (kinds, blocked-on codes) plus at most
+`top_groups` creation sites, so cardinality stays bounded however many units a service has.
+
+    looseends.frontends.prometheus.register()   # then expose prometheus_client's registry as usual
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from looseends.errors import LooseEndsError, OptionError
+from looseends.model import Snapshot, first_user_frame
+from looseends.report import Report
+from looseends.sources import take_snapshot
+
+MAX_TOP_GROUPS = 50
+
+
+def _client() -> Any:
+    try:
+        import prometheus_client.core
+    except ImportError:
+        raise LooseEndsError(
+            "Prometheus metrics need prometheus_client: pip install 'looseends[prometheus]'"
+        ) from None
+    return prometheus_client.core
+
+
+class LooseEndsCollector:
+    """A custom collector: each scrape takes one snapshot (no locks, no stacks kept)."""
+
+    def __init__(self, *, top_groups: int = 10, _snapshot: Callable[[], Snapshot] = take_snapshot) -> None:
+        if (
+            isinstance(top_groups, bool)
+            or not isinstance(top_groups, int)
+            or not 0 <= top_groups <= MAX_TOP_GROUPS
+        ):
+            raise OptionError(f"invalid top_groups={top_groups!r}: expected 0 to {MAX_TOP_GROUPS}")
+        self._core = _client()
+        self._top = top_groups
+        self._snapshot = _snapshot
+
+    def describe(self) -> list[Any]:
+        return []  # metric names are fixed, but describing would scrape at registration: skip that
+
+    def collect(self) -> Iterator[Any]:
+        snapshot = self._snapshot()
+        units = self._core.GaugeMetricFamily(
+            "looseends_units",
+            "Live threads, tasks and processes by what they are blocked on",
+            labels=["kind", "blocked_on"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for unit in snapshot.units:
+            key = (str(unit.kind), unit.blocked_on.code)
+            counts[key] = counts.get(key, 0) + 1
+        for (kind, code), count in sorted(counts.items()):
+            units.add_metric([kind, code], count)
+        yield units
+        groups = self._core.GaugeMetricFamily(
+            "looseends_group_units",
+            "Units in the largest groups of identical stacks, by where they are stuck",
+            labels=["kind", "blocked_on", "where"],
+        )
+        for group in Report.from_units(snapshot.units).groups[: self._top]:
+            frame = first_user_frame(group.stack) or (group.origin.site if group.origin else None)
+            where = f"{frame.function} {frame.location}" if frame is not None else "?"
+            groups.add_metric([str(group.kind), group.blocked_on.code, where], group.count)
+        yield groups
+
+
+def register(registry: Any = None, *, top_groups: int = 10) -> LooseEndsCollector:
+    """Register a collector with `registry` (prometheus_client's default REGISTRY when None)."""
+    collector = LooseEndsCollector(top_groups=top_groups)
+    if registry is None:
+        import prometheus_client
+
+        registry = prometheus_client.REGISTRY
+    registry.register(collector)
+    return collector
