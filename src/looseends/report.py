@@ -79,7 +79,7 @@ class Report:
 
     def render(self, *, full: bool = False, title: str = "looseends") -> str:
         """Text: a summary line, then a paragraph per group. `full` lists every unit and frame."""
-        what = "live" if title.endswith("dump") else "leaked"
+        what = "live" if "dump" in title else "leaked"
         lines = [f"{title}: {self.summary(what)}"]
         shown = self.groups if full else self.groups[: self.max_groups]
         for group in shown:

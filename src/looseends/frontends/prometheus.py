@@ -65,7 +65,9 @@ class LooseEndsCollector:
             labels=["kind", "blocked_on", "where"],
         )
         for group in Report.from_units(snapshot.units).groups[: self._top]:
-            frame = first_user_frame(group.stack) or (group.origin.site if group.origin else None)
+            user = [frame for frame in group.stack if not frame.is_library]
+            site = group.origin.site if group.origin is not None else None
+            frame = user[0] if user else site or first_user_frame(group.stack)
             where = f"{frame.function} {frame.location}" if frame is not None else "?"
             groups.add_metric([str(group.kind), group.blocked_on.code, where], group.count)
         yield groups
