@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 import looseends
 from looseends.model import Kind
 
-from leakfixtures import Cleanup, wait_until
+from leakfixtures import Cleanup, LoopThread, wait_until
 
 QUICK = 0.05
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -109,26 +108,26 @@ def test_multiprocessing_pool_never_closed(cleanup: Cleanup) -> None:
     assert all(g.blocked_on.code == "process.running" for g in groups)
 
 
-def test_asyncio_subprocess_left_running(cleanup: Cleanup) -> None:
-    pids: list[int] = []
+def test_asyncio_subprocess_left_running(loop_thread: LoopThread, cleanup: Cleanup) -> None:
+    """While its loop runs (a service); after asyncio.run the transport's finaliser kills the child.
 
-    async def main() -> None:
-        child = await asyncio.create_subprocess_exec(*SLEEPER)
-        pids.append(child.pid)
+    `cleanup` comes after `loop_thread`, so it is torn down first, while the loop still runs.
+    """
+    children: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> None:
+        children.append(await asyncio.create_subprocess_exec(*SLEEPER))
+
+    async def stop() -> None:
+        children[0].kill()
+        await children[0].wait()
 
     def start() -> None:
-        asyncio.run(main())
-        child = psutil.Process(pids[0])
-
-        def stop() -> None:
-            child.kill()
-            with contextlib.suppress(psutil.NoSuchProcess):  # asyncio's child watcher may reap it first
-                child.wait(10)
-
-        cleanup(stop)
+        loop_thread.run(spawn())
+        cleanup(lambda: loop_thread.run(stop()))
 
     (group,) = process_groups(start)
-    assert [u.ident for u in group.units] == pids
+    assert [u.ident for u in group.units] == [children[0].pid]
     assert group.origin is not None
     assert group.origin.site is not None
     assert "create_subprocess_exec" in group.origin.site.source_line()
