@@ -19,16 +19,27 @@ _MISSING = object()
 
 def called_name(frame: types.FrameType) -> str | None:
     """The fully qualified name of the builtin the frame is calling, e.g. `_thread.lock.acquire`."""
+    called = called_object(frame)
+    return called[0] if called is not None else None
+
+
+def called_object(frame: types.FrameType) -> tuple[str, object, bool] | None:
+    """The builtin being called: its qualified name, the object it is called on (the lock itself), and
+    whether the call passes arguments (`acquire(timeout=1)` may end by itself)."""
     try:
-        dotted = _call_expression(frame)
-        if not dotted:
+        call = _call_expression(frame)
+        if call is None:
             return None
-        return _resolve(frame, dotted)
+        dotted = _dotted(call.func)
+        resolved = _resolve(frame, dotted) if dotted else None
+        if resolved is None:
+            return None
+        return resolved[0], resolved[1], bool(call.args or call.keywords)
     except Exception:  # an odd frame must never break a snapshot
         return None
 
 
-def _call_expression(frame: types.FrameType) -> list[str] | None:
+def _call_expression(frame: types.FrameType) -> ast.Call | None:
     code = frame.f_code
     index = frame.f_lasti // 2
     positions = list(code.co_positions())
@@ -50,9 +61,7 @@ def _call_expression(frame: types.FrameType) -> list[str] | None:
         node = ast.parse(text.decode().strip(), mode="eval").body
     except (SyntaxError, UnicodeDecodeError, ValueError):
         return None
-    if not isinstance(node, ast.Call):
-        return None
-    return _dotted(node.func)
+    return node if isinstance(node, ast.Call) else None
 
 
 def _dotted(node: ast.expr) -> list[str] | None:
@@ -67,7 +76,7 @@ def _dotted(node: ast.expr) -> list[str] | None:
     return parts
 
 
-def _resolve(frame: types.FrameType, dotted: list[str]) -> str | None:
+def _resolve(frame: types.FrameType, dotted: list[str]) -> tuple[str, object] | None:
     head, *rest = dotted
     obj = _lookup(frame, head)
     if obj is _MISSING:
@@ -78,7 +87,8 @@ def _resolve(frame: types.FrameType, dotted: list[str]) -> str | None:
         obj = inspect.getattr_static(obj, attr, _MISSING)
         if obj is _MISSING:
             return None
-    return _qualify(obj, receiver, dotted[-1])
+    name = _qualify(obj, receiver, dotted[-1])
+    return (name, receiver) if name is not None else None
 
 
 def _lookup(frame: types.FrameType, name: str) -> object:

@@ -1,0 +1,185 @@
+"""Proven leaks: stuck forever by reachability, and never a false "proven" while a live unit can wake it.
+
+Leaks are built inside helper functions that return, as real leaks are: the test keeps only weak
+references and unblock handles, so the test's own frame does not make the primitive reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+
+import looseends
+from looseends.sources.reachability import prove
+
+from leakfixtures import Cleanup, LoopThread, units_named, wait_blocked, wait_until
+
+MODULE_QUEUE: queue.Queue[int] = queue.Queue(maxsize=1)
+
+
+def proofs_for(prefix: str) -> dict[str, str]:
+    units = [u for u in looseends.snapshot().units if u.name.startswith(prefix)]
+    proofs = prove(units)
+    return {u.name: proofs[u.key].reason for u in units if u.key in proofs}
+
+
+def start_forgotten_senders(count: int) -> tuple[Callable[[], None], list[threading.Thread]]:
+    results: queue.Queue[int] = queue.Queue(maxsize=1)
+    results.put(0)
+    threads = [
+        threading.Thread(target=results.put, args=(n,), name=f"fs-{n}", daemon=True) for n in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    ref = weakref.ref(results)
+
+    def unblock() -> None:
+        q = ref()
+        while q is not None and any(t.is_alive() for t in threads):
+            try:
+                q.get(timeout=0.01)
+            except queue.Empty:
+                pass
+
+    return unblock, threads
+
+
+def test_forgotten_senders_threads_are_proven(cleanup: Cleanup) -> None:
+    unblock, threads = start_forgotten_senders(3)
+    cleanup.stop(unblock, *threads)
+    wait_blocked("fs-", 3, "queue.put")
+    proofs = proofs_for("fs-")
+    assert sorted(proofs) == ["fs-0", "fs-1", "fs-2"]
+    assert "the queue it waits on" in proofs["fs-0"]
+
+
+def test_abandoned_receiver_is_proven_but_a_module_level_queue_is_not(cleanup: Cleanup) -> None:
+    def start_receiver() -> Callable[[], None]:
+        jobs: queue.Queue[int] = queue.Queue()
+        threading.Thread(target=jobs.get, name="ar-local", daemon=True).start()
+        ref = weakref.ref(jobs)
+        return lambda: ref() and ref().put(0)  # type: ignore[union-attr]
+
+    unblock = start_receiver()
+    cleanup(unblock)
+    MODULE_QUEUE.put(0)
+    global_worker = threading.Thread(target=MODULE_QUEUE.put, args=(1,), name="ar-global", daemon=True)
+    cleanup.stop(MODULE_QUEUE.get, global_worker)
+    global_worker.start()
+    wait_blocked("ar-local", 1, "queue.get")
+    wait_blocked("ar-global", 1, "queue.put")
+    proofs = proofs_for("ar-")
+    assert list(proofs) == ["ar-local"]
+
+
+def test_consumer_with_a_live_producer_is_not_proven(cleanup: Cleanup) -> None:
+    stop = threading.Event()
+
+    def start() -> None:
+        items: queue.Queue[int] = queue.Queue()
+
+        def producer() -> None:
+            while not stop.wait(0.01):  # alive, holding the queue, producing nothing yet
+                pass
+            items.put(0)  # and, at the end, the item the consumer waited for
+
+        threading.Thread(target=items.get, name="lp-consumer", daemon=True).start()
+        threading.Thread(target=producer, name="lp-producer", daemon=True).start()
+
+    start()
+    cleanup(stop.set)
+    wait_blocked("lp-consumer", 1, "queue.get")
+    assert proofs_for("lp-") == {}
+    stop.set()
+    wait_until(lambda: not units_named("lp-"), what="the consumer to get its item")
+
+
+def test_lock_nobody_else_holds_is_proven_and_one_still_held_is_not(cleanup: Cleanup) -> None:
+    def start(name: str) -> tuple[weakref.ref[object], object]:
+        lock = threading.Lock()
+        lock.acquire()
+
+        def take() -> None:
+            lock.acquire()
+
+        threading.Thread(target=take, name=name, daemon=True).start()
+        return weakref.ref(lock), lock
+
+    forgotten = start("lk-forgotten")[0]
+    held_ref, held = start("lk-held")  # our frame still holds this one: it may be released
+    cleanup(lambda: [ref().release() for ref in (forgotten, held_ref) if ref() is not None])  # type: ignore[union-attr]
+    wait_blocked("lk-forgotten", 1, "lock.acquire")
+    wait_blocked("lk-held", 1, "lock.acquire")
+    proofs = proofs_for("lk-")
+    assert list(proofs) == ["lk-forgotten"]
+    assert "the Lock it waits on" in proofs["lk-forgotten"]
+    assert held is held_ref()
+
+
+def test_asyncio_forgotten_sender_event_and_task_cycle_are_proven(loop_thread: LoopThread) -> None:
+    async def start() -> None:
+        results: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        await results.put(0)
+        loop = asyncio.get_running_loop()
+        for n in range(2):
+            loop.create_task(results.put(n), name=f"ap-sender-{n}")  # noqa: RUF006 - leaked on purpose
+        loop.create_task(asyncio.Event().wait(), name="ap-event")  # noqa: RUF006 - leaked on purpose
+        # A cycle: each task waits for the other's "done" future, set only when the other finishes.
+        # (Tasks awaiting each other directly cannot even be cancelled: cancel() recurses forever.)
+        done_a, done_b = loop.create_future(), loop.create_future()
+
+        async def wait_for(other: asyncio.Future[None], mine: asyncio.Future[None]) -> None:
+            await other
+            mine.set_result(None)
+
+        loop.create_task(wait_for(done_b, done_a), name="ap-cycle-a")  # noqa: RUF006 - leaked on purpose
+        loop.create_task(wait_for(done_a, done_b), name="ap-cycle-b")  # noqa: RUF006 - leaked on purpose
+        del done_a, done_b
+
+    held: list[asyncio.Task[object]] = []
+
+    async def keep() -> None:  # strong references, so the collector cannot destroy them mid-test
+        held.extend(t for t in asyncio.all_tasks() if t.get_name().startswith("ap-"))
+
+    loop_thread.run(start())
+    wait_until(lambda: len(units_named("ap-")) == 5)
+    wait_until(
+        lambda: all(
+            u.blocked_on.code != "running" for u in looseends.snapshot().units if u.name.startswith("ap-")
+        )
+    )
+    loop_thread.run(keep())
+    held_refs = [weakref.ref(t) for t in held]
+
+    async def cancel_them() -> None:
+        tasks = [t for t in (r() for r in held_refs) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # Proven stuck means unreachable: the collector would destroy them; hold it off until we cancel them.
+    gc.disable()
+    try:
+        held.clear()  # the loop's own structures are what remain
+        proofs = proofs_for("ap-")
+        loop_thread.run(cancel_them())
+    finally:
+        gc.enable()
+    assert sorted(proofs) == ["ap-cycle-a", "ap-cycle-b", "ap-event", "ap-sender-0", "ap-sender-1"]
+    assert "asyncio.Queue" in proofs["ap-sender-0"]
+    assert "asyncio.Event" in proofs["ap-event"]
+    assert "asyncio.Future" in proofs["ap-cycle-a"]
+
+
+def test_sleeping_and_running_units_are_never_proven(cleanup: Cleanup) -> None:
+    stop = threading.Event()
+    sleeper = threading.Thread(target=stop.wait, args=(60,), name="sl-timed", daemon=True)
+    cleanup.stop(stop.set, sleeper)
+    sleeper.start()
+    wait_blocked("sl-timed", 1, "event.wait")
+    # Event.wait with a timeout still blocks on the Event; our test frame holds `stop`: reachable.
+    assert proofs_for("sl-") == {}
