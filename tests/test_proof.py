@@ -183,3 +183,25 @@ def test_sleeping_and_running_units_are_never_proven(cleanup: Cleanup) -> None:
     wait_blocked("sl-timed", 1, "event.wait")
     # Event.wait with a timeout still blocks on the Event; our test frame holds `stop`: reachable.
     assert proofs_for("sl-") == {}
+
+
+def test_a_check_reports_the_proof_and_does_not_wait_out_its_timeout(cleanup: Cleanup) -> None:
+    unblock, threads = start_forgotten_senders(2)
+    cleanup.stop(unblock, *threads)
+    wait_blocked("fs-", 2, "queue.put")
+    # Were it to settle until its 600 s deadline, this test would hit the suite's 120 s faulthandler.
+    only_senders = looseends.ignore_if(lambda u: not u.name.startswith("fs-"))
+    report = looseends.find(timeout=600, ignore=[only_senders])
+    assert report.groups[0].count == 2
+    assert report.groups[0].units[0].proof is not None
+    assert "stuck forever (proven): nothing that may still run can reach the queue" in report.render()
+
+
+def test_snapshot_can_list_only_proven_leaks(cleanup: Cleanup) -> None:
+    unblock, threads = start_forgotten_senders(2)
+    cleanup.stop(unblock, *threads)
+    wait_blocked("fs-", 2, "queue.put")
+    proven = looseends.snapshot(proven_only=True)
+    assert {u.name for u in proven.units} >= {"fs-0", "fs-1"}
+    assert all(u.proof for u in proven.units)
+    assert "stuck forever (proven)" in proven.render()

@@ -84,3 +84,32 @@ def test_backoff_doubles_from_a_microsecond_to_a_cap() -> None:
     assert delays[-1] == 0.1
     assert delays == sorted(delays)
     assert policy.delay(10_000) == 0.1  # no overflow for absurd attempt counts
+
+
+def test_leaks_proven_stuck_end_the_settling_at_once() -> None:
+    world = FakeWorld((A, B))
+    tried: list[tuple[str, ...]] = []
+
+    def prove(units: object) -> dict[object, str]:
+        tried.append(tuple(u.name for u in units))  # type: ignore[attr-defined]
+        return {A.key: "nobody can reach its queue", B.key: "nobody can reach its lock"}
+
+    steps = settle(world.look, lambda u: True, lambda u: True, 10.0, prove=prove, _clock=lambda: world.now)
+    settled = run_sync(steps, _sleep=world.sleep)
+    assert world.slept == []  # no waiting out the 10 s deadline
+    assert tried == [("a", "b")]
+    assert [u.proof for u in settled.leaks] == ["nobody can reach its queue", "nobody can reach its lock"]
+    assert settled.proofs_tried
+
+
+def test_unproven_leaks_are_tried_again_at_the_deadline() -> None:
+    world = FakeWorld((A,))
+    answers = [{}, {A.key: "proven later"}]
+
+    def prove(units: object) -> dict[object, str]:
+        return answers.pop(0)
+
+    steps = settle(world.look, lambda u: True, lambda u: True, 0.2, prove=prove, _clock=lambda: world.now)
+    settled = run_sync(steps, _sleep=world.sleep)
+    assert abs(sum(world.slept) - 0.2) < 1e-9  # waited out the deadline: the first try proved nothing
+    assert [u.proof for u in settled.leaks] == ["proven later"]

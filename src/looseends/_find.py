@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Hashable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from looseends.analysis.baseline import ignore_current
@@ -15,11 +16,21 @@ from looseends.model import Snapshot, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
 from looseends.sources import DEFAULT_SOURCES, Source, take_snapshot
+from looseends.sources.reachability import prove
 
 
-def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES) -> Snapshot:
-    """Every live thread and task now, unfiltered: `print(looseends.snapshot())` is a grouped dump."""
-    return take_snapshot(sources)
+def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Snapshot:
+    """Every live thread, task and process now: `print(looseends.snapshot())` is a grouped dump.
+
+    With `proven_only`, only the units reachability proves stuck forever (Go's goroutineleak profile),
+    each carrying its proof. That walks the heap once: it costs more than a plain snapshot.
+    """
+    taken = take_snapshot(sources)
+    if not proven_only:
+        return taken
+    found = proofs(taken.units)
+    units = tuple(replace(unit, proof=found[unit.key]) for unit in taken.units if unit.key in found)
+    return replace(taken, units=units)
 
 
 def _me() -> frozenset[tuple[object, ...]]:
@@ -63,7 +74,18 @@ def _look(detail: bool) -> Snapshot:
 def settle_steps(
     options: Options, baseline: IgnoreRule | None = None, *, only: Callable[[Unit], bool] | None = None
 ) -> Generator[float, None, Settled]:
-    return settle(_look, candidate_filter(options, baseline, only), leak_filter(options), options.timeout)
+    return settle(
+        _look,
+        candidate_filter(options, baseline, only),
+        leak_filter(options),
+        options.timeout,
+        prove=proofs if options.prove else None,
+    )
+
+
+def proofs(units: Sequence[Unit]) -> dict[Hashable, str]:
+    """Reasons by unit key, for the units reachability proves stuck forever."""
+    return {key: proof.reason for key, proof in prove(units).items()}
 
 
 def to_report(settled: Settled, options: Options) -> Report:
@@ -72,6 +94,7 @@ def to_report(settled: Settled, options: Options) -> Report:
         now=settled.snapshot.taken_at,
         errors=settled.snapshot.errors,
         max_groups=options.max_groups,
+        proofs_tried=settled.proofs_tried,
     )
 
 

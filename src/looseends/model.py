@@ -164,6 +164,9 @@ class Unit:
     native_id: int | None = None
     target: str | None = None
     thread: str | None = None  # for tasks: the thread whose loop runs them
+    proof: str | None = (
+        None  # why it is stuck forever, when reachability proved it (see sources.reachability)
+    )
     ref: weakref.ref[object] | None = field(default=None, compare=False, repr=False)
 
     def age(self, now: float) -> float | None:

@@ -23,6 +23,7 @@ class Options:
     builtin_ignores: bool = True
     kinds: frozenset[Kind] = DEFAULT_KINDS
     max_groups: int = 20
+    prove: bool = True  # try reachability proofs when something looks leaked
 
     @property
     def rules(self) -> tuple[IgnoreRule, ...]:
@@ -39,6 +40,7 @@ def build_options(
     builtin_ignores: bool = True,
     kinds: Iterable[Kind | str] | None = None,
     max_groups: int = 20,
+    prove: bool = True,
 ) -> Options:
     """Check every option; `source` ("check()", "marker", "--looseends-timeout") goes into error messages."""
 
@@ -73,4 +75,6 @@ def build_options(
             raise fail("kinds", kinds, f"kinds among {[str(k) for k in Kind]}") from None
     if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
         raise fail("max_groups", max_groups, "a whole number >= 1")
-    return Options(float(timeout), tuple(rules), builtin_ignores, chosen, max_groups)
+    if not isinstance(prove, bool):
+        raise fail("prove", prove, "True or False")
+    return Options(float(timeout), tuple(rules), builtin_ignores, chosen, max_groups, prove)

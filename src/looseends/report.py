@@ -40,6 +40,7 @@ class Report:
     now: float = field(default_factory=time.monotonic)
     errors: tuple[str, ...] = ()
     max_groups: int = MAX_GROUPS  # groups shown in text; JSON always has all
+    proofs_tried: bool = False  # reachability was tried: unproven blocked groups may still be woken
 
     @classmethod
     def from_units(
@@ -49,9 +50,10 @@ class Report:
         now: float | None = None,
         errors: Sequence[str] = (),
         max_groups: int = MAX_GROUPS,
+        proofs_tried: bool = False,
     ) -> Report:
         now = time.monotonic() if now is None else now
-        return cls(tuple(group_units(units)), now, tuple(errors), max_groups)
+        return cls(tuple(group_units(units)), now, tuple(errors), max_groups, proofs_tried)
 
     @property
     def units(self) -> tuple[Unit, ...]:
@@ -84,7 +86,7 @@ class Report:
         shown = self.groups if full else self.groups[: self.max_groups]
         for group in shown:
             lines.append("")
-            lines.extend(_render_group(group, self.now, full=full))
+            lines.extend(_render_group(group, self.now, full=full, proofs_tried=self.proofs_tried))
         hidden = self.groups[len(shown) :]
         if hidden:
             lines.append("")
@@ -137,8 +139,13 @@ def _headline(group: Group, now: float) -> str:
     return f"{unit_words} {state}{age}{context}{pattern}"
 
 
-def _render_group(group: Group, now: float, *, full: bool) -> list[str]:
+def _render_group(group: Group, now: float, *, full: bool, proofs_tried: bool = False) -> list[str]:
     lines = [_headline(group, now)]
+    proof = group.units[0].proof
+    if proof is not None:
+        lines.append(f"  stuck forever (proven): {proof}")
+    elif proofs_tried and not group.blocked_on.is_running and group.kind is not Kind.PROCESS:
+        lines.append("  blocked, may still be woken: something that may still run can reach what it waits on")
     vanished = group.blocked_on.detail.get("vanished")
     if vanished is not None:
         lines.append(f"  then: {vanished}")
@@ -251,6 +258,7 @@ def _group_dict(group: Group, now: float) -> dict[str, object]:
             "context": group.blocked_on.context,
         },
         "pattern": group.pattern.as_dict() if group.pattern is not None else None,
+        "proven": group.units[0].proof is not None,
         "created_by": None
         if origin is None
         else {
@@ -272,6 +280,7 @@ def _group_dict(group: Group, now: float) -> dict[str, object]:
                 "thread": unit.thread,
                 "age_seconds": unit.age(now),
                 "during": unit.origin.during if unit.origin is not None else None,
+                "proof": unit.proof,
             }
             for unit in group.units
         ],
@@ -315,6 +324,7 @@ def _units_from(group: Mapping[str, Any]) -> list[Unit]:
                 native_id=member.get("native_id"),
                 target=member.get("target"),
                 thread=member.get("thread"),
+                proof=member.get("proof"),
             )
         )
     return units

@@ -45,6 +45,7 @@ def _signature(unit: Unit) -> Hashable:
         unit.blocked_on.context,
         tuple((f.filename, f.lineno, f.function) for f in unit.stack),
         (site.filename, site.lineno) if site is not None else None,
+        unit.proof is not None,
     )
 
 

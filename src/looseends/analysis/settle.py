@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from looseends.model import Snapshot, Unit
@@ -37,6 +37,7 @@ class Settled:
     snapshot: Snapshot
     leaks: tuple[Unit, ...]
     looks: int
+    proofs_tried: bool = False
 
 
 def settle(
@@ -46,6 +47,7 @@ def settle(
     timeout: float,
     *,
     backoff: Backoff = Backoff(),
+    prove: Callable[[Sequence[Unit]], Mapping[Hashable, str]] | None = None,
     _clock: Callable[[], float] = time.monotonic,
     _collect: Callable[[], object] = gc.collect,
 ) -> Generator[float, None, Settled]:
@@ -54,10 +56,14 @@ def settle(
     Each look first reads identities only (`look(False)`): `is_candidate` (kind, self, baseline) needs
     nothing more, and when no candidate is left the verdict is clean without reading a single stack.
     Only candidates are read in detail and judged by `is_leak` (the ignore rules).
+
+    With `prove`, the first time something looks leaked the candidates are also tried for proofs of
+    being stuck forever (by unit key); when every leak is proven there is nothing to wait for. Units
+    still unproven at the deadline are tried once more (they may have blocked meanwhile).
     """
     deadline = _clock() + timeout
     attempt = 0
-    collected = False
+    proofs: Mapping[Hashable, str] | None = None
     while True:
         snapshot = look(False)
         leaks: tuple[Unit, ...] = ()
@@ -65,14 +71,19 @@ def settle(
             snapshot = look(True)
             leaks = _leaks(snapshot.units, lambda unit: is_candidate(unit) and is_leak(unit))
         remaining = deadline - _clock()
-        if not leaks or remaining <= 0:
-            return Settled(snapshot, leaks, attempt + 1)
-        if not collected:
+        if leaks and proofs is None:
             # Only paid when something looks leaked: a collection stops workers of executors that
             # were dropped without shutdown(), which would otherwise linger until the next GC, and
             # finalises pending tasks nothing references (tracking records those as leaks).
             _collect()
-            collected = True
+            proofs = prove(leaks) if prove is not None else {}
+            if proofs and all(unit.key in proofs for unit in leaks):
+                remaining = 0  # proven stuck forever: settling longer cannot change the verdict
+        if not leaks or remaining <= 0:
+            if prove is not None and attempt > 0 and any(u.key not in (proofs or {}) for u in leaks):
+                proofs = {**(proofs or {}), **prove(leaks)}  # units may have blocked since the first try
+            proven = tuple(replace(u, proof=proofs.get(u.key)) if proofs else u for u in leaks)
+            return Settled(snapshot, proven, attempt + 1, proofs is not None and prove is not None)
         yield min(backoff.delay(attempt), remaining)
         attempt += 1
 

@@ -81,6 +81,8 @@ def to_report(data: dict[str, Any], source: str) -> Report:
 
 def _dump(args: argparse.Namespace, out: TextIO) -> int:
     query = {k: v for k, v in (("kind", args.kind), ("blocked_on", args.blocked_on)) if v}
+    if args.proven:
+        query["proven"] = "1"
     data = fetch(args.source, token=args.token, query=query)
     if args.json:
         out.write(json.dumps(data, indent=2) + "\n")
@@ -237,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("--kind", help="only these kinds: thread, task, process (comma-separated)")
     dump.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob (queue.*)")
+    dump.add_argument("--proven", action="store_true", help="only units proven stuck forever")
     dump.add_argument("--token", help="the endpoint's token, if it has one")
 
     watch = commands.add_parser("watch", help="sample a live endpoint and flag groups that keep growing")

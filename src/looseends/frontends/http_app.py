@@ -20,13 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from looseends._find import snapshot
 from looseends.model import Kind, Snapshot
 from looseends.report import Report
-from looseends.sources import take_snapshot
 
 MAX_BODY = 4 * 1024 * 1024
 OWN_THREADS = "looseends-http"  # serve()'s thread and its request threads
-PARAMETERS = frozenset({"debug", "format", "kind", "blocked_on", "token"})
+PARAMETERS = frozenset({"debug", "format", "kind", "blocked_on", "proven", "token"})
 INDEX = """looseends: live threads, asyncio tasks and child processes of this process
 
   dump                      grouped dump with counts (like pprof goroutine?debug=1)
@@ -34,6 +34,7 @@ INDEX = """looseends: live threads, asyncio tasks and child processes of this pr
   dump?format=json          the same as JSON (looseends.report schema, version 1)
   dump?kind=task            only tasks (thread, task, process; comma-separated)
   dump?blocked_on=queue.*   only units whose blocked-on code matches the glob
+  dump?proven=1             only units proven stuck forever (like /debug/pprof/goroutineleak)
 """
 
 
@@ -69,6 +70,7 @@ class Query:
     json: bool = False
     kinds: frozenset[Kind] | None = None
     blocked_on: str | None = None
+    proven: bool = False
 
     @classmethod
     def parse(cls, query_string: str) -> Query:
@@ -92,7 +94,10 @@ class Query:
                 kinds = frozenset(Kind(k.strip()) for k in values["kind"].split(",") if k.strip())
             except ValueError:
                 raise BadQuery(f"kind={values['kind']!r}: expected thread, task or process") from None
-        return cls(int(debug), form == "json", kinds, values.get("blocked_on") or None)
+        proven = values.get("proven", "0")
+        if proven not in ("0", "1"):
+            raise BadQuery(f"proven={proven!r}: expected 1 (only proven leaks) or 0")
+        return cls(int(debug), form == "json", kinds, values.get("blocked_on") or None, proven == "1")
 
     def select(self, snapshot: Snapshot) -> Report:
         """The units asked for; never the endpoint's own threads, which come and go with requests."""
@@ -125,7 +130,7 @@ def respond(
     headers: Mapping[str, str],
     *,
     token: str | None = None,
-    _snapshot: Callable[[], Snapshot] = take_snapshot,
+    _snapshot: Callable[..., Snapshot] = snapshot,
 ) -> Response:
     """One request, already stripped of the mount prefix. Header names are lower-case."""
     if method not in ("GET", "HEAD"):
@@ -142,7 +147,7 @@ def respond(
     except BadQuery as exc:
         return _text(400, f"{exc}\n")
     try:
-        report = query.select(_snapshot())
+        report = query.select(_snapshot(proven_only=query.proven))
     except Exception as exc:  # never let an inspection take the host down
         return _text(500, f"could not take a snapshot: {type(exc).__name__}: {exc}\n")
     if query.json:
