@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import creation
+import proof
 import scale
 import suite
 import verdict
@@ -29,6 +30,12 @@ NOTES = {
         "is released within one back-off step of its exit (steps double from 1 µs, capped at 100 ms). A "
         "leak fails after the settle timeout. Rerun: `cd bench && python -c 'import verdict; "
         "print(verdict.run()[0])'`."
+    ),
+    "proof": (
+        "A proof walks everything reachable from module globals and runnable threads once, so its cost "
+        "grows with the heap; it runs only when asked (snapshot(proven_only=True), dump?proven=1) or when "
+        "a check already found candidates, never on a clean check. Rerun: `cd bench && python -c "
+        "'import proof; print(proof.run()[0])'`."
     ),
     "go": (
         "Not measured yet: the Go dump reader is issue 8 and does not exist in this version. The figure "

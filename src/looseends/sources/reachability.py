@@ -174,18 +174,22 @@ def _walk(
     frontier: list[object], visited: set[int], excluded: set[int], pending: dict[int, list[_Blocked]]
 ) -> list[_Blocked]:
     woken: list[_Blocked] = []
-    get_referents = gc.get_referents
+    get_referents, is_tracked, frame_type = gc.get_referents, gc.is_tracked, types.FrameType
     while frontier:
         obj = frontier.pop()
         key = id(obj)
         if key in visited or key in excluded:
             continue
         visited.add(key)
-        woken.extend(pending.pop(key, ()))
-        if type(obj) is types.FrameType:
-            frontier.extend(_frame_referents(obj))
-        else:
-            frontier.extend(get_referents(obj))
+        if pending and key in pending:  # a primitive that is itself a root (rare: roots are namespaces)
+            woken.extend(pending.pop(key))
+        referents = _frame_referents(obj) if type(obj) is frame_type else get_referents(obj)  # type: ignore[arg-type]
+        for referent in referents:
+            if pending and id(referent) in pending:  # a primitive may be untracked (a C lock): check first
+                woken.extend(pending.pop(id(referent)))
+            # Untracked objects (numbers, strings, C locks, tuples of atoms) reach nothing further.
+            if is_tracked(referent) or type(referent) is frame_type:
+                frontier.append(referent)
     return woken
 
 
