@@ -121,7 +121,10 @@ def main() -> None:
     print("figure 4: time to verdict...", flush=True)
     text, _ = verdict.run()
     sections.append("## 4. Time to verdict\n\n" + text + "\n\n" + NOTES["verdict"])
+    print("figure 6: reachability proof...", flush=True)
+    text, _ = proof.run()
     sections.append("## 5. Go dumps\n\n" + NOTES["go"])
+    sections.append("## 6. Proven leaks\n\n" + text + "\n\n" + NOTES["proof"])
     elapsed = time.perf_counter() - started
     OUT.write_text(
         "# Benchmarks\n\n"

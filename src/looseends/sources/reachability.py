@@ -183,7 +183,7 @@ def _walk(
         visited.add(key)
         if pending and key in pending:  # a primitive that is itself a root (rare: roots are namespaces)
             woken.extend(pending.pop(key))
-        referents = _frame_referents(obj) if type(obj) is frame_type else get_referents(obj)  # type: ignore[arg-type]
+        referents = _frame_referents(obj) if type(obj) is frame_type else get_referents(obj)
         for referent in referents:
             if pending and id(referent) in pending:  # a primitive may be untracked (a C lock): check first
                 woken.extend(pending.pop(id(referent)))
