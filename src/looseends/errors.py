@@ -16,6 +16,10 @@ class OptionError(LooseEndsError, ValueError):
     """A bad option value; the message says which option, where it came from, and what is accepted."""
 
 
+class DumpParseError(LooseEndsError, ValueError):
+    """A goroutine dump (or other dump) that cannot be read at all; the message says why."""
+
+
 class LeakError(LooseEndsError, AssertionError):
     """Units were left running. An AssertionError, so test runners report a failure, not an error.
 

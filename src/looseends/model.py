@@ -47,11 +47,77 @@ _RUNNER_PACKAGES = tuple(
 )
 
 
+# Go's standard library, by the first element of its import paths (trimmed file names start with it).
+_GO_STD = frozenset(
+    (
+        "archive",
+        "bufio",
+        "builtin",
+        "bytes",
+        "cmp",
+        "compress",
+        "container",
+        "context",
+        "crypto",
+        "database",
+        "debug",
+        "embed",
+        "encoding",
+        "errors",
+        "expvar",
+        "flag",
+        "fmt",
+        "go",
+        "hash",
+        "html",
+        "image",
+        "index",
+        "internal",
+        "io",
+        "iter",
+        "log",
+        "maps",
+        "math",
+        "mime",
+        "net",
+        "os",
+        "path",
+        "plugin",
+        "reflect",
+        "regexp",
+        "runtime",
+        "slices",
+        "sort",
+        "strconv",
+        "strings",
+        "structs",
+        "sync",
+        "syscall",
+        "testing",
+        "text",
+        "time",
+        "unicode",
+        "unique",
+        "unsafe",
+        "vendor",
+        "weak",
+    )
+)
+
+
+def _is_go_std(filename: str) -> bool:
+    path = filename.split("/go/src/", 1)[-1]  # a GOROOT path, or a -trimpath one such as runtime/sema.go
+    return path.split("/", 1)[0] in _GO_STD
+
+
 @functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
-    """True for frames users did not write: the standard library, test runners, looseends itself."""
+    """True for frames users did not write: the standard library (Python's or Go's), test runners,
+    looseends itself."""
     if filename.startswith("<frozen ") or is_own_file(filename):
         return True
+    if filename.endswith((".go", ".s")):
+        return _is_go_std(filename)
     if "site-packages" in filename or "dist-packages" in filename:
         return any(package in filename for package in _RUNNER_PACKAGES)
     return filename.startswith(_library_prefixes())

@@ -166,6 +166,8 @@ def _render_origin(group: Group) -> list[str]:
         parent = group.blocked_on.detail.get("parent")
         if group.kind is Kind.PROCESS and parent is not None:
             return [f"  created by process {parent} (not by Python code in this process)"]
+        if group.kind is Kind.GOROUTINE:
+            return ["  created by: not in the dump (the main goroutine, or a runtime one)"]
         return ["  created by: unknown (started before tracking began)"]
     site = origin.site
     creator = f" in {origin.creator}" if origin.creator else ""

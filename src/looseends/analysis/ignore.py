@@ -98,6 +98,48 @@ def _module_prefix(*prefixes: str) -> Callable[[Unit], bool]:
     return lambda unit: any(f.module.startswith(prefixes) for f in unit.stack)
 
 
+def _go_top(unit: Unit, *functions: str) -> bool:
+    return unit.kind is Kind.GOROUTINE and unit.top is not None and unit.top.function in functions
+
+
+def _go_state(unit: Unit) -> str:
+    return str(unit.blocked_on.detail.get("state", ""))
+
+
+# goleak's default filters, for goroutine dumps (go.uber.org/goleak options.go).
+GO_IGNORES: tuple[IgnoreRule, ...] = (
+    # The testing package's own goroutines wait on channels while tests run (isTestStack).
+    IgnoreRule(
+        "testing package goroutines (goleak isTestStack)",
+        lambda unit: (
+            _go_top(
+                unit,
+                "testing.RunTests",
+                "testing.(*T).Run",
+                "testing.(*T).Parallel",
+                "testing.runFuzzing",
+                "testing.runFuzzTests",
+            )
+            and _go_state(unit).startswith("chan receive")
+        ),
+    ),
+    # cgo leaves a goroutine in a syscall at runtime.goexit (golang/go#16714; goleak isSyscallStack).
+    IgnoreRule(
+        "cgo syscall goroutine (goleak isSyscallStack)",
+        lambda unit: _go_top(unit, "runtime.goexit") and _go_state(unit).startswith("syscall"),
+    ),
+    # Importing os/signal, or signal.Notify, starts runtime goroutines (goleak isStdLibStack).
+    IgnoreRule(
+        "os/signal goroutines (goleak isStdLibStack)",
+        lambda unit: (
+            _go_top(unit, "os/signal.signal_recv", "os/signal.loop")
+            or (unit.kind is Kind.GOROUTINE and any(f.function == "runtime.ensureSigM" for f in unit.stack))
+        ),
+    ),
+    # runtime/trace's reader (goleak isTraceStack).
+    IgnoreRule("runtime trace reader (goleak isTraceStack)", lambda unit: _go_top(unit, "runtime.ReadTrace")),
+)
+
 # Runtime and framework helpers that are not the program's leaks. Each says why it is here.
 BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     # looseends' own inspection endpoint (looseends.serve), for as long as the program serves it.
@@ -114,6 +156,7 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     ignore_command("*multiprocessing.resource_tracker*", "*multiprocessing.forkserver*"),
     # pytest-xdist's controller runs its workers as children through execnet for the whole session.
     ignore_command("*import sys;exec(eval(sys.stdin.readline()))*"),
+    *GO_IGNORES,
     # A loop's default executor lives until loop.shutdown_default_executor(), which asyncio.run calls;
     # its idle workers are the loop's, not the code that happened to call run_in_executor first.
     IgnoreRule(

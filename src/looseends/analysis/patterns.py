@@ -26,14 +26,14 @@ class Pattern:
 FORGOTTEN_SENDER = Pattern(
     "forgotten-sender",
     "forgotten sender",
-    "it puts into a full queue that nobody will ever take from (the consumer has left)",
-    "make the queue big enough for every result, or stop the senders when the receiver gives up",
+    "it sends into a full queue (or a channel) that nobody will ever take from: the receiver has left",
+    "make the buffer big enough for every result, or stop the senders when the receiver gives up",
 )
 ABANDONED_RECEIVER = Pattern(
     "abandoned-receiver",
     "abandoned receiver",
-    "it waits on an empty queue that nobody will ever fill",
-    "send a sentinel (or a stop signal) when the producers are done",
+    "it waits on an empty queue (or a channel) that nobody will ever fill or close",
+    "send a sentinel or close the channel when the producers are done",
 )
 LOOP_NEVER_STOPPED = Pattern(
     "loop-never-stopped",
@@ -75,7 +75,7 @@ LOCK_NEVER_RELEASED = Pattern(
     "lock-never-released",
     "lock never released",
     "it waits for a lock that another unit holds and never releases",
-    "use `with lock:` so every path releases it; take locks in one fixed order",
+    "release on every path (`with lock:`, `defer mu.Unlock()`); take locks in one fixed order",
 )
 CONDITION_NEVER_SIGNALLED = Pattern(
     "condition-never-signalled",
@@ -109,6 +109,19 @@ ZOMBIE = Pattern(
     "call wait() (or join() for multiprocessing), or use subprocess.run",
 )
 
+WAIT_ON_NOTHING = Pattern(
+    "wait-on-nothing",
+    "wait on nothing",
+    "it waits on a nil channel or an empty select: nothing can ever wake it",
+    "make the channel before use, and give every select a case that can fire",
+)
+SELECT_WITHOUT_WAY_OUT = Pattern(
+    "select-without-way-out",
+    "select with no way out",
+    "it waits in a select none of whose cases will ever fire",
+    "add a case on ctx.Done() (or a stop channel) so the goroutine can leave",
+)
+
 _BY_CONTEXT: Mapping[str, Pattern] = {
     "threading.Timer": TIMER_NEVER_CANCELLED,
     "ThreadPoolExecutor worker": POOL_NEVER_SHUT_DOWN,
@@ -118,6 +131,16 @@ _BY_CONTEXT: Mapping[str, Pattern] = {
 }
 
 _BY_CODE: Mapping[str, Pattern] = {
+    "go.chan.send": FORGOTTEN_SENDER,
+    "go.chan.receive": ABANDONED_RECEIVER,
+    "go.nil-chan": WAIT_ON_NOTHING,
+    "go.select.empty": WAIT_ON_NOTHING,
+    "go.select": SELECT_WITHOUT_WAY_OUT,
+    "go.mutex.lock": LOCK_NEVER_RELEASED,
+    "go.waitgroup.wait": WAIT_ON_STUCK_UNIT,
+    "go.cond.wait": CONDITION_NEVER_SIGNALLED,
+    "go.sleep": LOOP_NEVER_STOPPED,
+    "go.io": STUCK_IO,
     "process.running": CHILD_NEVER_STOPPED,
     "process.zombie": ZOMBIE,
     "queue.put": FORGOTTEN_SENDER,

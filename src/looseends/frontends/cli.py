@@ -10,6 +10,7 @@ looseends run -m module ARGS
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import itertools
 import json
 import runpy
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from looseends.errors import DumpParseError
 from looseends.report import Report, report_from_dict
+from looseends.sources.go_dumps import is_go_dump, parse_go_dump
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 FETCH_TIMEOUT = 10.0
@@ -45,31 +48,68 @@ def dump_url(url: str, query: dict[str, str]) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, urllib.parse.urlencode(params), ""))
 
 
+def pprof_url(url: str) -> str:
+    """A Go service's goroutine dump URL (debug=2) for its /debug/pprof/ index or goroutine URL."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    if path.rstrip("/").endswith("/debug/pprof"):
+        path = path.rstrip("/") + "/goroutine"
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    params.setdefault("debug", "2")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, urllib.parse.urlencode(params), ""))
+
+
+def _read(source: str, token: str | None, query: dict[str, str]) -> bytes:
+    if source.startswith(("http://", "https://")):
+        go = "/debug/pprof" in urllib.parse.urlsplit(source).path
+        request = urllib.request.Request(pprof_url(source) if go else dump_url(source, query))
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
+            return bytes(response.read(MAX_FETCH))
+    if source == "-":
+        return sys.stdin.buffer.read(MAX_FETCH)
+    return Path(source).read_bytes()
+
+
 def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None = None) -> dict[str, Any]:
-    """A dump as JSON data, from a live endpoint (http[s]://), a file, or `-` for standard input."""
+    """A dump as report JSON data, from a live endpoint (looseends or a Go service's net/http/pprof),
+    a file (looseends JSON or any Go goroutine dump), or `-` for standard input."""
     try:
-        if source.startswith(("http://", "https://")):
-            request = urllib.request.Request(dump_url(source, query or {}))
-            if token:
-                request.add_header("Authorization", f"Bearer {token}")
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
-                raw = response.read(MAX_FETCH)
-        elif source == "-":
-            raw = sys.stdin.buffer.read(MAX_FETCH)
-        else:
-            raw = Path(source).read_bytes()
+        raw = _read(source, token, query or {})
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode(errors="replace").strip()
         raise CliError(f"{source}: HTTP {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise CliError(f"{source}: {getattr(exc, 'reason', exc)}") from None
+    text = raw.decode(errors="replace")
+    if is_go_dump(text):
+        try:
+            snapshot = parse_go_dump(text)
+        except DumpParseError as exc:
+            raise CliError(f"{source}: {exc}") from None
+        return _filtered(Report.from_units(snapshot.units, errors=snapshot.errors).to_dict(), query or {})
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise CliError(f"{source}: not JSON ({exc})") from None
+        raise CliError(f"{source}: neither a looseends JSON report nor a Go goroutine dump ({exc})") from None
     if not isinstance(data, dict):
         raise CliError(f"{source}: not a looseends report")
     return data
+
+
+def _filtered(data: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+    """The endpoint's filters, applied here for dumps that come from elsewhere (Go)."""
+    kinds = set(query["kind"].split(",")) if "kind" in query else None
+    code = query.get("blocked_on")
+    groups = [
+        g
+        for g in data["groups"]
+        if (kinds is None or g["kind"] in kinds)
+        and (code is None or fnmatch.fnmatchcase(g["blocked_on"]["code"], code))
+        and (query.get("proven") != "1" or g["proven"])
+    ]
+    return {**data, "groups": groups}
 
 
 def to_report(data: dict[str, Any], source: str) -> Report:
@@ -175,6 +215,26 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
     return EXIT_FOUND
 
 
+def _diff(args: argparse.Namespace, out: TextIO) -> int:
+    before, after = Watch(1, 1), Watch(1, 1)
+    before.add(fetch(args.before, token=args.token))
+    after.add(fetch(args.after, token=args.token))
+    grown = {
+        key: (before.samples[0].get(key, 0), count)
+        for key, count in after.samples[0].items()
+        if count > before.samples[0].get(key, 0)
+    }
+    if not grown:
+        out.write("looseends diff: no group grew\n")
+        return EXIT_CLEAN
+    out.write(f"looseends diff: {len(grown)} group(s) grew\n")
+    for key, (old, new) in sorted(grown.items(), key=lambda item: item[1][0] - item[1][1]):
+        out.write(f"\n{key}: {old} -> {new} (+{new - old})\n")
+        report = report_from_dict({**_envelope(), "groups": [after.latest[key]]})
+        out.write("\n".join("  " + line for line in report.render().splitlines()[2:]) + "\n")
+    return EXIT_FOUND
+
+
 def _envelope() -> dict[str, Any]:
     from looseends.report import SCHEMA, SCHEMA_VERSION
 
@@ -232,7 +292,9 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     dump = commands.add_parser("dump", help="render a live dump (URL) or a saved JSON report (FILE, or -)")
-    dump.add_argument("source", help="http://host:port/debug/looseends/ (or .../dump), a JSON file, or -")
+    dump.add_argument(
+        "source", help="a looseends or Go net/http/pprof URL, a JSON report or Go dump file, or -"
+    )
     dump.add_argument("--json", action="store_true", help="print the JSON instead of text")
     dump.add_argument(
         "--debug", type=int, choices=(1, 2), default=1, help="1: grouped (default); 2: every unit"
@@ -243,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
     dump.add_argument("--token", help="the endpoint's token, if it has one")
 
     watch = commands.add_parser("watch", help="sample a live endpoint and flag groups that keep growing")
-    watch.add_argument("url", help="http://host:port/debug/looseends/")
+    watch.add_argument("url", help="http://host:port/debug/looseends/ or a Go service's /debug/pprof/")
     watch.add_argument("--interval", type=_positive_float, default=5.0, help="seconds between samples (5)")
     watch.add_argument("--samples", type=_count, default=10, help="how many samples (10)")
     watch.add_argument("--min-growth", type=_count, default=1, help="flag a group that grew by this much (1)")
@@ -251,6 +313,11 @@ def parser() -> argparse.ArgumentParser:
         "--min-blocked", type=_count, default=50, help="flag a group this large in every sample (50)"
     )
     watch.add_argument("--token", help="the endpoint's token, if it has one")
+
+    diff = commands.add_parser("diff", help="show the groups that grew between two dumps (Python or Go)")
+    diff.add_argument("before", help="the earlier dump: URL, file or -")
+    diff.add_argument("after", help="the later dump: URL, file or -")
+    diff.add_argument("--token", help="the endpoint's token, if it has one")
 
     run = commands.add_parser("run", help="run a Python program and report what it left running")
     run.add_argument("-m", dest="module", help="run a module, like python -m")
@@ -293,7 +360,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
     stream = out or sys.stdout
-    handlers = {"dump": _dump, "watch": _watch, "run": _run}
+    handlers = {"dump": _dump, "watch": _watch, "diff": _diff, "run": _run}
     try:
         return handlers[args.command](args, stream)
     except CliError as exc:
@@ -301,6 +368,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `looseends dump URL | head`: the reader has what it wanted
+        return EXIT_CLEAN
 
 
 def main_exit() -> None:

@@ -1,0 +1,304 @@
+"""Go goroutine dumps, read into the same model: units of kind goroutine.
+
+Accepted formats (each handled in its own branch below):
+
+1. Tracebacks: `runtime.Stack(buf, true)`, pprof goroutine `debug=2`, the goroutineleak profile
+   `debug=2`, panics and SIGQUIT crash output, Go 1.19 to 1.27+:
+
+       goroutine 6 [chan send, 2 minutes, locked to thread]:
+       goroutine 6 [chan send (leaked)]:                      (goroutineleak profile: proven by Go's GC)
+       goroutine 29 [chan receive] {worker: ticker}:         (Go 1.27: pprof labels in the header)
+       goroutine 8 gp=0x1c000 m=nil [chan send]:             (crash output)
+       main.doJobs.func1(0x0, ...)                            (a frame: function and arguments ...
+               /src/main.go:24 +0x45 fp=0x.. sp=0x.. pc=0x..  ... then its file:line)
+       ...additional frames elided...
+       created by main.doJobs in goroutine 1                  (Go 1.21+ names the creating goroutine)
+               /src/main.go:22 +0x45
+       [originating from goroutine 1]:                        (GODEBUG=tracebackancestors=N)
+
+   Lines outside goroutine blocks (a panic message, `SIGQUIT: quit`, `PC=...`, register dumps such as
+   `rax    0xca`) are skipped.
+2. pprof `debug=1` (and goroutineleak `debug=1`), aggregated:
+
+       goroutine profile: total 11
+       5 @ 0x48c14a 0x418c9c 0x680dc5 0x493041
+       # labels: {"worker":"ticker"}
+       #	0x680dc4	main.doJobs.func1+0x44	/src/main.go:24
+
+3. goleak's failure output, `found unexpected goroutines:` then `[Goroutine 6 in state chan send, with
+   main.doJobs.func1 on top of the stack:` followed by the goroutine's full traceback, space-separated,
+   closed by `]`.
+
+A block that does not parse is reported with its line number in `Snapshot.errors` while the rest still
+parses; text with no goroutine at all raises DumpParseError. Arbitrary bytes raise nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from looseends.errors import DumpParseError
+from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
+
+_HEADER = re.compile(r"^goroutine (\d+)(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[([^\]]*)\](?: \{(.*)\})?:\s*$")
+_FILE_LINE = re.compile(r"^\t(.*?):(\d+)(?: \+0x[0-9a-f]+)?(?: .*)?$")
+_CREATED = re.compile(r"^created by (\S+?)(?: in goroutine (\d+))?$")
+_PROFILE = re.compile(r"^(goroutine|goroutineleak) profile: total (\d+)$")
+_RECORD = re.compile(r"^(\d+) @(?: 0x[0-9a-f]+)+$")
+_RECORD_FRAME = re.compile(r"^#\t0x[0-9a-f]+\t(\S+?)\+0x[0-9a-f]+\t(.*?):(\d+)$")
+_GOLEAK = re.compile(r"^\[?\s?Goroutine \d+ in state .*, with .* on top of the stack:$")
+_MINUTES = re.compile(r"^(\d+) minutes$")
+
+# Wait states, as Go prints them, to (code, words): the same vocabulary as Python units.
+_STATES = {
+    "chan send": ("go.chan.send", "chan send"),
+    "chan send (nil chan)": ("go.nil-chan", "chan send on a nil channel"),
+    "chan receive": ("go.chan.receive", "chan receive"),
+    "chan receive (nil chan)": ("go.nil-chan", "chan receive on a nil channel"),
+    "select": ("go.select", "select"),
+    "select (no cases)": ("go.select.empty", "select with no cases"),
+    "sync.Mutex.Lock": ("go.mutex.lock", "sync.Mutex.Lock"),
+    "sync.RWMutex.Lock": ("go.mutex.lock", "sync.RWMutex.Lock"),
+    "sync.RWMutex.RLock": ("go.mutex.lock", "sync.RWMutex.RLock"),
+    "semacquire": ("go.mutex.lock", "semacquire (a sync lock)"),
+    "sync.WaitGroup.Wait": ("go.waitgroup.wait", "sync.WaitGroup.Wait"),
+    "sync.Cond.Wait": ("go.cond.wait", "sync.Cond.Wait"),
+    "sleep": ("go.sleep", "sleep"),
+    "IO wait": ("go.io", "IO wait"),
+    "syscall": ("go.syscall", "syscall"),
+    "running": ("running", "running"),
+    "runnable": ("running", "runnable"),
+}
+LEAKED = "(leaked)"
+PROVEN_BY_GO = "Go's goroutineleak profile: the garbage collector found what it waits on unreachable"
+
+
+@dataclass
+class _Block:
+    line: int
+    ident: int
+    state: str
+    labels: str
+    frames: list[Frame] = field(default_factory=list)
+    creator: Frame | None = None
+    creator_goroutine: int | None = None
+
+
+def parse_go_dump(text: str) -> Snapshot:
+    """Units of kind goroutine from a Go dump in any accepted format (see the module docstring)."""
+    errors: list[str] = []
+    lines = text.replace("\r\n", "\n").split("\n")
+    profile = next((m for m in map(_PROFILE.match, lines[:5]) if m), None)
+    if profile is not None:
+        units = list(_aggregated(lines, profile.group(1) == "goroutineleak", errors))
+    else:
+        units = [_unit(block) for block in _tracebacks(_strip_goleak(lines), errors)]
+    if not units and not errors:
+        raise DumpParseError(
+            "no goroutine found: expected a Go goroutine dump (runtime.Stack, pprof, panic, goleak)"
+        )
+    if not units:
+        raise DumpParseError("no goroutine could be read: " + "; ".join(errors[:5]))
+    return Snapshot(tuple(units), time.monotonic(), tuple(errors))
+
+
+def is_go_dump(text: str) -> bool:
+    head = text.lstrip()[:4096]
+    return bool(
+        re.search(r"^goroutine \d+ ", head, re.M)
+        or _PROFILE.match(head.split("\n", 1)[0])
+        or head.startswith("found unexpected goroutines:")
+    )
+
+
+def _strip_goleak(lines: list[str]) -> list[str]:
+    """goleak wraps each full traceback in a `Goroutine N in state S, ...:` line; the traceback suffices."""
+    if not lines or lines[0].strip() != "found unexpected goroutines:":
+        return lines
+    out = []
+    for line in lines[1:]:
+        if _GOLEAK.match(line):
+            out.append("")  # a block boundary
+        elif line == "]":
+            continue
+        else:
+            out.append(line)
+    return out
+
+
+def _tracebacks(lines: list[str], errors: list[str]) -> Iterator[_Block]:
+    block: _Block | None = None
+    pending_function: str | None = None
+    in_ancestors = False
+    for number, line in enumerate(lines, start=1):
+        header = _HEADER.match(line)
+        if header is not None:
+            if block is not None:
+                yield from _finish(block, pending_function, errors)
+            block = _Block(number, int(header.group(1)), header.group(2), header.group(3) or "")
+            pending_function, in_ancestors = None, False
+            continue
+        if block is None:
+            continue  # panic messages, SIGQUIT headers, register dumps
+        if not line.strip():
+            yield from _finish(block, pending_function, errors)
+            block, pending_function = None, None
+            continue
+        if line.startswith("[originating from goroutine"):
+            in_ancestors = True  # tracebackancestors: where the creator was; not this goroutine's stack
+            continue
+        if in_ancestors:
+            continue
+        location = _FILE_LINE.match(line)
+        if location is not None:
+            if pending_function is None:
+                errors.append(
+                    f"line {number}: a file:line with no function before it (goroutine {block.ident})"
+                )
+                block = None
+                continue
+            frame = _frame(pending_function, location.group(1), int(location.group(2)))
+            if pending_function.startswith("created by "):
+                created = _CREATED.match(pending_function)
+                if created is not None:
+                    block.creator = _frame(created.group(1), location.group(1), int(location.group(2)))
+                    block.creator_goroutine = int(created.group(2)) if created.group(2) else None
+            else:
+                block.frames.append(frame)
+            pending_function = None
+            continue
+        if line.startswith("...") and "frames elided" in line:
+            continue
+        if pending_function is not None:
+            errors.append(
+                f"line {number}: expected a file:line after {pending_function!r} (goroutine {block.ident})"
+            )
+            block = None
+            continue
+        pending_function = line.strip()
+    if block is not None:
+        yield from _finish(block, pending_function, errors)
+
+
+def _finish(block: _Block, pending_function: str | None, errors: list[str]) -> Iterator[_Block]:
+    if pending_function is not None and not pending_function.startswith("created by "):
+        errors.append(
+            f"line {block.line}: goroutine {block.ident} ends inside a frame ({pending_function!r})"
+        )
+        return
+    yield block
+
+
+def _frame(function: str, filename: str, lineno: int) -> Frame:
+    """A frame named as Go names it (`net/http.(*Server).Serve`); the module field stays empty."""
+    return Frame(filename, lineno, _without_arguments(function))
+
+
+def _without_arguments(function: str) -> str:
+    """`pkg.(*T).M(0x1, {0x2, 0x3})` -> `pkg.(*T).M`: drop the argument list that closes the line."""
+    if not function.endswith(")"):
+        return function
+    depth = 0
+    for index in range(len(function) - 1, -1, -1):
+        char = function[index]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            depth -= 1
+            if depth == 0:
+                return function[:index]
+    return function
+
+
+def _state(raw: str) -> tuple[str, dict[str, int | float | str], bool]:
+    parts = [part.strip() for part in raw.split(",")]
+    state, leaked = parts[0], False
+    if state.endswith(LEAKED):
+        state, leaked = state[: -len(LEAKED)].strip(), True
+    detail: dict[str, int | float | str] = {"state": state}
+    for part in parts[1:]:
+        if part == LEAKED:
+            leaked = True
+        elif (minutes := _MINUTES.match(part)) is not None:
+            detail["minutes"] = int(minutes.group(1))
+        elif part == "locked to thread":
+            detail["locked_to_thread"] = "yes"
+    return state, detail, leaked
+
+
+def _unit(block: _Block) -> Unit:
+    state, detail, leaked = _state(block.state)
+    if block.labels:
+        detail["labels"] = block.labels
+    code, words = _STATES.get(state, ("go." + state.replace(" ", "-"), state))
+    minutes = detail.get("minutes")
+    description = f"{words} for {minutes} minutes" if minutes else words
+    origin = None
+    if block.creator is not None:
+        creator = f"goroutine {block.creator_goroutine}" if block.creator_goroutine is not None else None
+        origin = Origin((block.creator,), creator)
+    return Unit(
+        kind=Kind.GOROUTINE,
+        key=("goroutine", block.ident),
+        name=f"goroutine {block.ident}",
+        ident=block.ident,
+        stack=tuple(block.frames),
+        blocked_on=BlockedOn(code, description, detail),
+        origin=origin,
+        target=block.frames[-1].function if block.frames else None,
+        proof=PROVEN_BY_GO if leaked else None,
+    )
+
+
+def _aggregated(lines: list[str], leaked: bool, errors: list[str]) -> Iterator[Unit]:
+    """pprof debug=1: `N @ pcs`, optional `# labels: {...}`, then `#\\tpc\\tfunc+off\\tfile:line` frames."""
+    count: int | None = None
+    start = 0
+    labels = ""
+    frames: list[Frame] = []
+    record = 0
+
+    def flush() -> Iterator[Unit]:
+        nonlocal record
+        if count is None:
+            return
+        if not frames:
+            errors.append(f"line {start}: a record of {count} goroutine(s) with no frames")
+            return
+        record += 1
+        detail: dict[str, int | float | str] = {"state": "unknown (pprof debug=1 has no states)"}
+        if labels:
+            detail["labels"] = labels
+        for n in range(count):
+            yield Unit(
+                kind=Kind.GOROUTINE,
+                key=("goroutine-record", record, n),
+                name=f"record {record} #{n + 1}",
+                stack=tuple(frames),
+                blocked_on=BlockedOn("go.unknown", "unknown state (pprof debug=1)", detail),
+                target=frames[-1].function,
+                proof=PROVEN_BY_GO if leaked else None,
+            )
+
+    for number, line in enumerate(lines, start=1):
+        if _PROFILE.match(line) or not line.strip():
+            continue
+        head = _RECORD.match(line)
+        if head is not None:
+            yield from flush()
+            count, start, labels, frames = int(head.group(1)), number, "", []
+            continue
+        if line.startswith("# labels:"):
+            labels = line[len("# labels:") :].strip()
+            continue
+        frame = _RECORD_FRAME.match(line)
+        if frame is not None and count is not None:
+            frames.append(_frame(frame.group(1), frame.group(2), int(frame.group(3))))
+            continue
+        if line.startswith("#") and count is not None:
+            continue  # other comment lines (e.g. # 0x... without symbol)
+        errors.append(f"line {number}: not part of a pprof debug=1 record: {line[:60]!r}")
+    yield from flush()

@@ -1,0 +1,151 @@
+// Command leaky starts goroutines that leak in the ways PATTERNS.md names, then prints goroutine dumps
+// in the formats looseends reads. Run by tests/data/go/regenerate.sh; see tests/data/go/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
+)
+
+// doJobs is the article's leak: an unbuffered result channel the caller stops reading after a timeout.
+func doJobs(jobs int) error {
+	results := make(chan int)
+	for i := 0; i < jobs; i++ {
+		go func(n int) {
+			time.Sleep(time.Duration(n) * time.Millisecond)
+			results <- n * n // forgotten sender: nobody receives after the timeout
+		}(i)
+	}
+	select {
+	case <-results:
+		return nil
+	case <-time.After(time.Nanosecond):
+		return errors.New("timeout")
+	}
+}
+
+func abandonedReceiver() {
+	jobs := make(chan int)
+	go func() {
+		for range jobs { // abandoned receiver: nobody sends or closes
+		}
+	}()
+}
+
+var mu sync.Mutex
+
+func lockedForever() {
+	mu.Lock()
+	go func() {
+		mu.Lock() // never released
+	}()
+}
+
+func waitGroupForever() {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		wg.Wait()
+	}()
+}
+
+func selectNoCancel(ctx context.Context) {
+	ticker := time.NewTicker(time.Hour)
+	pprof.Do(ctx, pprof.Labels("worker", "ticker"), func(context.Context) {
+		go func() {
+			for {
+				select {
+				case <-ticker.C:
+				}
+			}
+		}()
+	})
+}
+
+func sleeper() {
+	go func() {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}()
+}
+
+func main() {
+	mode := "dumps"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	_ = doJobs(5)
+	abandonedReceiver()
+	lockedForever()
+	waitGroupForever()
+	selectNoCancel(context.Background())
+	sleeper()
+	time.Sleep(100 * time.Millisecond)
+	runtime.GC()
+	switch mode {
+	case "dumps":
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		os.WriteFile("stack_all.txt", buf[:n], 0o644)
+		f, _ := os.Create("pprof_debug1.txt")
+		pprof.Lookup("goroutine").WriteTo(f, 1)
+		f.Close()
+		f, _ = os.Create("pprof_debug2.txt")
+		pprof.Lookup("goroutine").WriteTo(f, 2)
+		f.Close()
+		if p := pprof.Lookup("goroutineleak"); p != nil {
+			f, _ = os.Create("goroutineleak_debug2.txt")
+			p.WriteTo(f, 2)
+			f.Close()
+			f, _ = os.Create("goroutineleak_debug1.txt")
+			p.WriteTo(f, 1)
+			f.Close()
+		}
+	case "goleak":
+		// goleak is not reachable from this machine's registries; this prints what goleak.Find's error
+		// prints: fmt.Errorf("found unexpected goroutines:\n%s", stacks), each stack formatted as
+		// "Goroutine %v in state %v, with %v on top of the stack:\n%s" over its full trace.
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		fmt.Print("found unexpected goroutines:\n[")
+		for i, block := range strings.Split(strings.TrimSpace(string(buf[:n])), "\n\n")[1:] {
+			lines := strings.SplitN(block, "\n", 3)
+			header := lines[0] // goroutine N [state]:
+			id := strings.Fields(header)[1]
+			state := header[strings.Index(header, "[")+1 : strings.Index(header, "]")]
+			top := lines[1][:strings.LastIndex(lines[1], "(")]
+			if i > 0 {
+				fmt.Print(" ")
+			}
+			fmt.Printf("Goroutine %v in state %v, with %v on top of the stack:\n%s\n", id, state, top, block)
+		}
+		fmt.Println("]")
+	case "panic":
+		panic("leaky: giving up")
+	case "serve":
+		// Serves net/http/pprof on loopback; every 50 ms another forgotten sender.
+		go func() {
+			for {
+				_ = doJobs(2)
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		listener, err := net.Listen("tcp", os.Args[2])
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println("http://" + listener.Addr().String() + "/debug/pprof/")
+		http.Serve(listener, nil)
+	}
+}

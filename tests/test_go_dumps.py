@@ -1,0 +1,191 @@
+"""Go goroutine dumps: every format, per-goroutine facts, grouping at scale, malformed input, fuzzing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import looseends
+from looseends.analysis.ignore import GO_IGNORES
+from looseends.model import Kind
+from looseends.sources.go_dumps import PROVEN_BY_GO, is_go_dump, parse_go_dump
+
+DATA = Path(__file__).parent / "data" / "go"
+TRACEBACKS = ["stack_all.txt", "pprof_debug2.txt", "goroutineleak_debug2.txt", "panic.txt", "goleak.txt"]
+
+
+def read(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def by_top(name: str) -> dict[str, list[looseends.Unit]]:
+    units = parse_go_dump(read(name)).units
+    out: dict[str, list[looseends.Unit]] = {}
+    for unit in units:
+        user = [f for f in unit.stack if not f.is_library]
+        out.setdefault(user[0].function if user else unit.stack[0].function, []).append(unit)
+    return out
+
+
+@pytest.mark.parametrize("name", TRACEBACKS)
+def test_traceback_formats_give_the_same_per_goroutine_facts(name: str) -> None:
+    snapshot = parse_go_dump(read(name))
+    assert snapshot.errors == ()
+    groups = by_top(name)
+    senders = groups["main.doJobs.func1"]
+    assert len(senders) == 5
+    sender = senders[0]
+    assert sender.kind is Kind.GOROUTINE
+    assert sender.blocked_on.code == "go.chan.send"
+    assert sender.origin is not None
+    assert sender.origin.frames[0].function == "main.doJobs"
+    assert sender.origin.frames[0].location == "example.com/leaky/main.go:24"
+    assert sender.origin.creator == "goroutine 1"
+    receiver = groups["main.abandonedReceiver.func1"][0]
+    assert receiver.blocked_on.code == "go.chan.receive"
+    assert groups["main.lockedForever.func1"][0].blocked_on.code == "go.mutex.lock"
+    assert groups["main.waitGroupForever.func1"][0].blocked_on.code == "go.waitgroup.wait"
+    assert groups["main.sleeper.func1"][0].blocked_on.code == "go.sleep"
+    ticker = groups["main.selectNoCancel.func1.1"][0]
+    if name != "goleak.txt":  # goleak prints stacks without labels
+        assert ticker.blocked_on.detail["labels"] == "worker: ticker"
+    leaked = [u for u in snapshot.units if u.proof is not None]
+    if name == "goroutineleak_debug2.txt":
+        assert {u.proof for u in leaked} == {PROVEN_BY_GO}
+        assert receiver.proof is not None
+        assert groups["main.sleeper.func1"][0].proof is None  # Go never flags sleepers
+    else:
+        assert leaked == []
+
+
+def test_ids_and_method_names_are_exact() -> None:
+    units = {u.ident: u for u in parse_go_dump(read("pprof_debug2.txt")).units}
+    main = units[1]
+    assert main.blocked_on.code == "running"
+    assert [f.function for f in main.stack][:3] == [
+        "runtime/pprof.writeGoroutineStacks",
+        "runtime/pprof.writeGoroutine",
+        "runtime/pprof.(*Profile).WriteTo",
+    ]
+    assert main.origin is None
+
+
+def test_pprof_debug1_records_counts_and_labels() -> None:
+    units = parse_go_dump(read("pprof_debug1.txt")).units
+    assert len(units) == 11
+    senders = [u for u in units if u.stack[0].function == "main.doJobs.func1"]
+    assert len(senders) == 5
+    assert senders[0].stack[0].location == "example.com/leaky/main.go:26"
+    labelled = [u for u in units if "labels" in u.blocked_on.detail]
+    assert [u.blocked_on.detail["labels"] for u in labelled] == ['{"worker":"ticker"}']
+    leak_units = parse_go_dump(read("goroutineleak_debug1.txt")).units
+    assert leak_units
+    assert all(u.proof == PROVEN_BY_GO for u in leak_units)
+
+
+def test_crash_output_skips_registers_and_keeps_system_goroutines() -> None:
+    snapshot = parse_go_dump(read("sigquit.txt"))
+    assert snapshot.errors == ()
+    states = {u.blocked_on.detail["state"] for u in snapshot.units}
+    assert {"idle", "IO wait", "chan send", "GC worker (idle)"} <= states
+    assert not any(u.name.startswith("rax") for u in snapshot.units)
+    panic = parse_go_dump(read("panic.txt"))
+    assert panic.units[0].ident == 1
+    assert panic.units[0].blocked_on.code == "running"
+
+
+def test_headers_of_every_go_version() -> None:
+    text = (
+        "goroutine 7 [chan receive, 3 minutes, locked to thread]:\n"
+        "main.worker(0xc000012345, ...)\n\t/src/app/main.go:12 +0x3a\n"
+        "created by main.start\n\t/src/app/main.go:9 +0x1f\n\n"  # before Go 1.21: no "in goroutine N"
+        "goroutine 8 [select (no cases)]:\nmain.wait()\n\t/src/app/main.go:20 +0x1\n"
+        "...additional frames elided...\n"
+        "created by main.start in goroutine 1\n\t/src/app/main.go:10 +0x2\n"
+        "[originating from goroutine 1]:\nmain.main()\n\t/src/app/main.go:5 +0x9\n\n"
+        "goroutine 9 [chan send (nil chan)]:\nmain.nilSend()\n\t/src/app/main.go:30 +0x1\n"
+    )
+    units = {u.ident: u for u in parse_go_dump(text).units}
+    assert units[7].blocked_on.detail["minutes"] == 3
+    assert units[7].blocked_on.detail["locked_to_thread"] == "yes"
+    assert units[7].blocked_on.description == "chan receive for 3 minutes"
+    assert units[7].origin is not None
+    assert units[7].origin.creator is None
+    assert units[8].blocked_on.code == "go.select.empty"
+    assert [f.function for f in units[8].stack] == ["main.wait"]  # ancestors are not its stack
+    assert units[9].blocked_on.code == "go.nil-chan"
+    report = looseends.Report.from_units(units.values())
+    assert ": wait on nothing" in report.render()
+
+
+def test_malformed_blocks_are_reported_by_line_and_the_rest_parses() -> None:
+    good = read("stack_all.txt")
+    broken = good.replace("main.doJobs.func1(0x0)\n", "main.doJobs.func1(0x0)\nmain.oops()\n", 1)
+    snapshot = parse_go_dump(broken)
+    assert len(snapshot.errors) == 1
+    assert re.match(r"line \d+: expected a file:line after 'main.doJobs.func1\(0x0\)'", snapshot.errors[0])
+    assert len(snapshot.units) == len(parse_go_dump(good).units) - 1
+    with pytest.raises(looseends.DumpParseError, match="no goroutine found"):
+        parse_go_dump("hello\nworld\n")
+
+
+def test_ten_thousand_goroutines_group_right() -> None:
+    blocks = read("stack_all.txt").strip().split("\n\n")
+    sender = next(b for b in blocks if "main.doJobs.func1" in b)
+    receiver = next(b for b in blocks if "main.abandonedReceiver.func1" in b)
+    many = [re.sub(r"^goroutine \d+", f"goroutine {n + 100}", sender) for n in range(9_000)]
+    many += [re.sub(r"^goroutine \d+", f"goroutine {n + 20_000}", receiver) for n in range(1_000)]
+    report = looseends.Report.from_units(parse_go_dump("\n\n".join(many)).units)
+    assert [(g.count, g.blocked_on.code) for g in report.groups] == [
+        (9_000, "go.chan.send"),
+        (1_000, "go.chan.receive"),
+    ]
+    assert len(report.render().splitlines()) < 40
+
+
+def test_goleaks_default_ignores() -> None:
+    text = (
+        "goroutine 1 [chan receive]:\ntesting.(*T).Run(0x1, {0x2, 0x3}, 0x4)\n"
+        "\t/go/src/testing/testing.go:1 +0x1\n\n"
+        "goroutine 2 [syscall]:\nruntime.goexit({})\n\t/go/src/runtime/asm_amd64.s:1 +0x1\n\n"
+        "goroutine 3 [select]:\nos/signal.loop()\n\t/go/src/os/signal/signal_unix.go:1 +0x1\n\n"
+        "goroutine 4 [chan send]:\nmain.leak()\n\t/src/app/main.go:3 +0x1\n"
+    )
+    units = parse_go_dump(text).units
+    kept = [u.ident for u in units if not any(rule(u) for rule in GO_IGNORES)]
+    assert kept == [4]
+
+
+def test_is_go_dump() -> None:
+    assert all(is_go_dump(read(name)) for name in [*TRACEBACKS, "pprof_debug1.txt", "sigquit.txt"])
+    assert not is_go_dump('{"schema": "looseends.report"}')
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    name=st.sampled_from([*TRACEBACKS, "pprof_debug1.txt", "sigquit.txt"]),
+)
+def test_mutated_dumps_never_raise_anything_but_the_parse_error(data: st.DataObject, name: str) -> None:
+    text = read(name)
+    for _ in range(data.draw(st.integers(0, 8))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 40))
+        junk = data.draw(st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
+        text = text[:at] + junk + text[at + cut :]
+    try:
+        parse_go_dump(text)
+    except looseends.DumpParseError:
+        pass
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes(raw: bytes) -> None:
+    try:
+        parse_go_dump(raw.decode(errors="replace"))
+    except looseends.DumpParseError:
+        pass
