@@ -7,6 +7,7 @@ import threading
 import types
 
 import looseends
+from looseends.sources import services
 from looseends.sources.services import module_holding
 
 from leakfixtures import Cleanup, wait_blocked
@@ -50,6 +51,7 @@ def test_module_holding_names_the_module_and_ignores_threadings_registries(clean
     thread = threading.Thread(target=never.wait, daemon=True)
     cleanup.stop(never.set, thread)
     thread.start()
+    services._cache = None
     assert module_holding(thread) is None  # only threading._active holds it
     module = types.ModuleType("fake_service_module")
     module.__file__ = __file__
@@ -58,6 +60,7 @@ def test_module_holding_names_the_module_and_ignores_threadings_registries(clean
     sys.modules["fake_service_module"] = module
     try:
         module.WORKER = thread  # type: ignore[attr-defined]
+        services._cache = None  # the walk is cached for half a second
         assert module_holding(thread) == "fake_service_module"
     finally:
         del sys.modules["fake_service_module"]

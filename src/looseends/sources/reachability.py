@@ -183,7 +183,14 @@ def _walk(
         visited.add(key)
         if pending and key in pending:  # a primitive that is itself a root (rare: roots are namespaces)
             woken.extend(pending.pop(key))
-        referents = _frame_referents(obj) if type(obj) is frame_type else get_referents(obj)
+        if type(obj) is frame_type:
+            referents = _frame_referents(obj)
+        elif isinstance(obj, types.ModuleType):
+            # A module's namespace is all it holds for Python code, and traversing some C modules
+            # never returns (3.12.1's _asyncio module_traverse loops over its task list).
+            referents = [obj.__dict__]
+        else:
+            referents = get_referents(obj)
         for referent in referents:
             if pending and id(referent) in pending:  # a primitive may be untracked (a C lock): check first
                 woken.extend(pending.pop(id(referent)))

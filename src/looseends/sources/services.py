@@ -3,8 +3,8 @@
 A pool held in a module global (or by an object held in one) that a test happens to use first is not
 that test's leak; blaming it is the false alarm users forgive least. Go's goroutineleak profile draws
 the same line: what globals can reach is not a leak. The owner is the Thread object itself, or, for a
-ThreadPoolExecutor worker, its executor; the search walks the garbage collector's referrers a few
-hops up from it, looking for a module's namespace, and runs only for units that already look leaked.
+ThreadPoolExecutor worker, its executor; a walk of a few hops forwards from the user's module
+namespaces says which owners they reach. It runs only when units already look leaked.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import time
 import types
 import weakref
-from collections.abc import Callable
 
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Unit, is_library_file
 
-MAX_HOPS = 3  # module global -> object -> its __dict__ -> executor
-MAX_VISITS = 64  # each visit scans the heap once: keep the worst case bounded
+MAX_HOPS = 4  # module global -> object -> its __dict__ -> executor (-> a worker thread)
+MAX_VISITS = 200_000  # objects a walk may visit: bounds the worst case on huge module graphs
 
 
 def _owner(thread: threading.Thread) -> object:
@@ -33,7 +33,7 @@ def _owner(thread: threading.Thread) -> object:
     return thread
 
 
-def _user_namespaces() -> dict[int, str]:
+def _user_namespaces() -> dict[int, tuple[str, dict[str, object]]]:
     """Namespaces of the program's own modules; the standard library's registries do not count."""
     out = {}
     for name, module in list(sys.modules.items()):
@@ -43,33 +43,57 @@ def _user_namespaces() -> dict[int, str]:
             and isinstance(filename, str)
             and not is_library_file(filename)
         ):
-            out[id(module.__dict__)] = name
+            out[id(module.__dict__)] = (name, module.__dict__)
     return out
 
 
-def module_holding(obj: object, *, _referrers: Callable[..., list[object]] = gc.get_referrers) -> str | None:
-    """Name of the first user module whose namespace reaches `obj` within MAX_HOPS, else None."""
-    namespaces = _user_namespaces()
-    # threading's own registries hold every thread; they say nothing about ownership.
-    seen = {id(obj), id(threading._active), id(threading._limbo)}  # type: ignore[attr-defined]
-    frontier: list[object] = [obj]
-    visits = 0
-    for _ in range(MAX_HOPS):
-        found: list[object] = []
-        seen.update((id(frontier), id(found)))
-        for current in frontier:
-            visits += 1
-            if visits > MAX_VISITS:
-                return None
-            for referrer in _referrers(current):
-                if id(referrer) in seen or isinstance(referrer, types.FrameType):
-                    continue
-                seen.add(id(referrer))
-                if id(referrer) in namespaces:
-                    return namespaces[id(referrer)]
-                found.append(referrer)
-        frontier = found
+def module_holding(obj: object) -> str | None:
+    """Name of the user module whose namespace reaches `obj` within MAX_HOPS references, else None."""
+    for name, reached in _reached_from_user_modules().items():
+        if id(obj) in reached:
+            return name
     return None
+
+
+_cache: tuple[float, dict[str, set[int]]] | None = None
+CACHE_SECONDS = 0.5  # one walk serves every candidate of one check, and stays fresh
+
+
+def _reached_from_user_modules() -> dict[str, set[int]]:
+    """Ids of objects each user module's namespace reaches within MAX_HOPS, walking forwards.
+
+    Forwards, from a few namespaces, is far cheaper than asking the collector for referrers (each
+    such call scans the whole heap). The walk stops at other modules' namespaces and at threading's
+    registries, which hold every thread and say nothing about ownership; it visits MAX_VISITS objects
+    at most.
+    """
+    global _cache
+    now = time.monotonic()
+    if _cache is not None and now - _cache[0] < CACHE_SECONDS:
+        return _cache[1]
+    namespaces = _user_namespaces()
+    every_namespace = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    stop = every_namespace | {id(threading._active), id(threading._limbo)}  # type: ignore[attr-defined]
+    out: dict[str, set[int]] = {}
+    budget = MAX_VISITS
+    for namespace_id, (name, namespace) in namespaces.items():
+        reached: set[int] = set()
+        frontier: list[object] = list(namespace.values())
+        for _ in range(MAX_HOPS):
+            following: list[object] = []
+            for item in frontier:
+                key = id(item)
+                if key in reached or key in stop or key == namespace_id or isinstance(item, types.ModuleType):
+                    continue
+                reached.add(key)
+                budget -= 1
+                if budget <= 0:
+                    break
+                following.extend(gc.get_referents(item))
+            frontier = following
+        out[name] = reached
+    _cache = (now, out)
+    return out
 
 
 def _is_service(unit: Unit) -> bool:
