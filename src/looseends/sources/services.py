@@ -20,7 +20,7 @@ from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Unit, is_library_file
 
 MAX_HOPS = 4  # module global -> object -> its __dict__ -> executor (-> a worker thread)
-MAX_VISITS = 200_000  # objects a walk may visit: bounds the worst case on huge module graphs
+MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the worst case
 
 
 def _owner(thread: threading.Thread) -> object:
@@ -65,7 +65,7 @@ def _reached_from_user_modules() -> dict[str, set[int]]:
     Forwards, from a few namespaces, is far cheaper than asking the collector for referrers (each
     such call scans the whole heap). The walk stops at other modules' namespaces and at threading's
     registries, which hold every thread and say nothing about ownership; it visits MAX_VISITS objects
-    at most.
+    at most from each module.
     """
     global _cache
     now = time.monotonic()
@@ -75,8 +75,8 @@ def _reached_from_user_modules() -> dict[str, set[int]]:
     every_namespace = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
     stop = every_namespace | {id(threading._active), id(threading._limbo)}  # type: ignore[attr-defined]
     out: dict[str, set[int]] = {}
-    budget = MAX_VISITS
     for namespace_id, (name, namespace) in namespaces.items():
+        budget = MAX_VISITS
         reached: set[int] = set()
         frontier: list[object] = list(namespace.values())
         for _ in range(MAX_HOPS):
