@@ -339,32 +339,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     add("--looseends", "bool", HELP_ENABLE, action="store_true", default=False)
     add("--looseends-timeout", "string", HELP_TIMEOUT, metavar="SECONDS", default=None)
-    add("--looseends-ignore-top", "linelist", HELP_IGNORE_TOP, action="append", default=[], metavar="FUNC")
-    add(
-        "--looseends-ignore-function",
-        "linelist",
-        HELP_IGNORE_FUNCTION,
-        action="append",
-        default=[],
-        metavar="FUNC",
-    )
-    add(
-        "--looseends-ignore-created-at",
-        "linelist",
-        HELP_IGNORE_CREATED_AT,
-        action="append",
-        default=[],
-        metavar="GLOB",
-    )
-    add("--looseends-ignore-name", "linelist", HELP_IGNORE_NAME, action="append", default=[], metavar="GLOB")
-    add(
-        "--looseends-ignore-command",
-        "linelist",
-        HELP_IGNORE_COMMAND,
-        action="append",
-        default=[],
-        metavar="GLOB",
-    )
+
+    def add_rule(flag: str, help: str, metavar: str) -> None:  # repeatable; ini: one per line
+        add(flag, "linelist", help, action="append", default=[], metavar=metavar)
+
+    add_rule("--looseends-ignore-top", HELP_IGNORE_TOP, "FUNC")
+    add_rule("--looseends-ignore-function", HELP_IGNORE_FUNCTION, "FUNC")
+    add_rule("--looseends-ignore-created-at", HELP_IGNORE_CREATED_AT, "GLOB")
+    add_rule("--looseends-ignore-name", HELP_IGNORE_NAME, "GLOB")
+    add_rule("--looseends-ignore-command", HELP_IGNORE_COMMAND, "GLOB")
     add("--looseends-warn-only", "bool", HELP_WARN_ONLY, action="store_true", default=False)
     add("--looseends-report", "string", HELP_REPORT, metavar="PATH", default=None)
     add("--looseends-force-exit", "bool", HELP_FORCE_EXIT, action="store_true", default=False)
