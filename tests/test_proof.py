@@ -58,14 +58,15 @@ def test_forgotten_senders_threads_are_proven(cleanup: Cleanup) -> None:
 
 
 def test_abandoned_receiver_is_proven_but_a_module_level_queue_is_not(cleanup: Cleanup) -> None:
-    def start_receiver() -> Callable[[], None]:
+    def start_receiver() -> tuple[Callable[[], None], threading.Thread]:
         jobs: queue.Queue[int] = queue.Queue()
-        threading.Thread(target=jobs.get, name="ar-local", daemon=True).start()
+        receiver = threading.Thread(target=jobs.get, name="ar-local", daemon=True)
+        receiver.start()
         ref = weakref.ref(jobs)
-        return lambda: ref() and ref().put(0)  # type: ignore[union-attr]
+        return (lambda: ref() and ref().put(0)), receiver  # type: ignore[union-attr]
 
-    unblock = start_receiver()
-    cleanup(unblock)
+    unblock, receiver = start_receiver()
+    cleanup.stop(unblock, receiver)  # unblock, then join: no straggler left for the teardown check
     MODULE_QUEUE.put(0)
     global_worker = threading.Thread(target=MODULE_QUEUE.put, args=(1,), name="ar-global", daemon=True)
     cleanup.stop(MODULE_QUEUE.get, global_worker)
