@@ -265,12 +265,6 @@ class Snapshot:
     def __len__(self) -> int:
         return len(self.units)
 
-    def counts(self) -> Mapping[Kind, int]:
-        out: dict[Kind, int] = {}
-        for unit in self.units:
-            out[unit.kind] = out.get(unit.kind, 0) + 1
-        return out
-
     def render(self, debug: int = 1) -> str:
         """A dump of everything: grouped with counts (`debug=1`) or every unit in full (`debug=2`)."""
         from looseends.report import Report  # the report is built on the model, not the reverse
