@@ -68,11 +68,27 @@ def test_leak_is_reported_once_the_deadline_passes() -> None:
     assert max(world.slept) <= 0.1
 
 
-def test_zero_timeout_looks_exactly_once() -> None:
+def test_zero_timeout_never_sleeps_and_judges_after_the_collection() -> None:
     world = FakeWorld((A,))
     settled = world.run(timeout=0)
     assert settled.leaks == (A,)
-    assert world.looks == [False, True]
+    assert world.looks == [False, True, False, True]
+    assert world.slept == []
+
+
+def test_verdict_comes_from_a_look_after_the_slow_proof_attempt() -> None:
+    """Proving can outlast the deadline on a large heap; a straggler gone meanwhile is no leak."""
+    world = FakeWorld((A,), ())
+
+    def slow_prove(units: object) -> dict[object, str]:
+        world.now += 5.0  # far past the deadline
+        return {}
+
+    steps = settle(
+        world.look, lambda u: True, lambda u: True, 0.5, prove=slow_prove, _clock=lambda: world.now
+    )
+    settled = run_sync(steps, _sleep=world.sleep)
+    assert settled.leaks == ()
     assert world.slept == []
 
 

@@ -55,7 +55,8 @@ def settle(
 
     Each look first reads identities only (`look(False)`): `is_candidate` (kind, self, baseline) needs
     nothing more, and when no candidate is left the verdict is clean without reading a single stack.
-    Only candidates are read in detail and judged by `is_leak` (the ignore rules).
+    Only candidates are read in detail and judged by `is_leak` (the ignore rules). The verdict always
+    comes from a look taken after the (slow) collection and proof attempt, never from one before them.
 
     With `prove`, the first time something looks leaked the candidates are also tried for proofs of
     being stuck forever (by unit key); when every leak is proven there is nothing to wait for. Units
@@ -79,6 +80,11 @@ def settle(
             proofs = prove(leaks) if prove is not None else {}
             if proofs and all(unit.key in proofs for unit in leaks):
                 remaining = 0  # proven stuck forever: settling longer cannot change the verdict
+            else:
+                # Collecting and proving take time (most of the deadline on a large heap), and a
+                # straggler released just before may have finished meanwhile: never judge from the
+                # look taken before them.
+                continue
         if not leaks or remaining <= 0:
             if prove is not None and attempt > 0 and any(u.key not in (proofs or {}) for u in leaks):
                 proofs = {**(proofs or {}), **prove(leaks)}  # units may have blocked since the first try
