@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import queue
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -99,19 +100,21 @@ def test_consumer_with_a_live_producer_is_not_proven(cleanup: Cleanup) -> None:
     wait_until(lambda: not units_named("lp-"), what="the consumer to get its item")
 
 
-def test_lock_nobody_else_holds_is_proven_and_one_still_held_is_not(cleanup: Cleanup) -> None:
-    def start(name: str) -> tuple[weakref.ref[object], object]:
-        lock = threading.Lock()
+def start_lock_waiter(name: str) -> tuple[weakref.ref[threading.Lock], threading.Lock]:
+    """A thread blocked on a held Lock; the caller may keep the lock or only a weak reference."""
+    lock = threading.Lock()
+    lock.acquire()
+
+    def take() -> None:
         lock.acquire()
 
-        def take() -> None:
-            lock.acquire()
+    threading.Thread(target=take, name=name, daemon=True).start()
+    return weakref.ref(lock), lock
 
-        threading.Thread(target=take, name=name, daemon=True).start()
-        return weakref.ref(lock), lock
 
-    forgotten = start("lk-forgotten")[0]
-    held_ref, held = start("lk-held")  # our frame still holds this one: it may be released
+def test_lock_nobody_else_holds_is_proven_and_one_still_held_is_not(cleanup: Cleanup) -> None:
+    forgotten = start_lock_waiter("lk-forgotten")[0]
+    held_ref, held = start_lock_waiter("lk-held")  # our frame still holds this one: it may be released
     cleanup(lambda: [ref().release() for ref in (forgotten, held_ref) if ref() is not None])  # type: ignore[union-attr]
     wait_blocked("lk-forgotten", 1, "lock.acquire")
     wait_blocked("lk-held", 1, "lock.acquire")
@@ -119,6 +122,22 @@ def test_lock_nobody_else_holds_is_proven_and_one_still_held_is_not(cleanup: Cle
     assert list(proofs) == ["lk-forgotten"]
     assert "the Lock it waits on" in proofs["lk-forgotten"]
     assert held is held_ref()
+
+
+def test_lock_released_before_its_waiter_is_scheduled_is_not_proven(cleanup: Cleanup) -> None:
+    """The waiter's stack still shows acquire() until it gets the GIL back: ending, not stuck."""
+    forgotten = start_lock_waiter("lr-waiter")[0]
+    cleanup(lambda: lock.release() if (lock := forgotten()) is not None and lock.locked() else None)
+    units = wait_blocked("lr-waiter", 1, "lock.acquire")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60.0)  # the woken waiter cannot take the GIL until this thread blocks
+    try:
+        forgotten().release()  # type: ignore[union-attr]
+        proofs = prove(units)
+    finally:
+        sys.setswitchinterval(interval)
+    assert proofs == {}
+    wait_until(lambda: not units_named("lr-"), what="the waiter to take its lock and finish")
 
 
 def test_asyncio_forgotten_sender_event_and_task_cycle_are_proven(loop_thread: LoopThread) -> None:

@@ -21,8 +21,9 @@ import gc
 import sys
 import threading
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from looseends.model import Kind, Unit, is_library_file, is_own_file
 from looseends.sources._ccall import called_object
@@ -51,6 +52,14 @@ _RECEIVER_IS_PRIMITIVE = {
     "_thread.lock.acquire": "Lock",
     "_thread.RLock.acquire": "RLock",
     "_queue.SimpleQueue.get": "SimpleQueue",
+}
+# Primitives whose waiter will proceed as soon as it is scheduled.
+_IS_FREE: dict[str, Callable[[Any], object]] = {
+    "Lock": lambda lock: not lock.locked(),
+    "SimpleQueue": lambda items: not items.empty(),
+    "Event": lambda event: event.is_set(),
+    "asyncio.Event": lambda event: event.is_set(),
+    "asyncio.Future": lambda future: future.done(),
 }
 
 
@@ -106,10 +115,23 @@ def _blocked_units(units: Sequence[Unit]) -> list[_Blocked]:
             own = [*live, target, target.get_coro()]
         else:
             continue
-        if primitive is not None:
+        if primitive is not None and not _already_free(*primitive):
             found.append(_Blocked(unit, primitive[1], primitive[0], own))
     frames_by_ident.clear()
     return found
+
+
+def _already_free(label: str, primitive: Any) -> bool:
+    """Released (set, unlocked, fed) while its waiter waits for the GIL: the wait is ending, not stuck.
+
+    The waiter's stack still shows the wait until it is scheduled again, so without this a unit
+    released an instant before a check could be "proven" stuck.
+    """
+    is_free = _IS_FREE.get(label)
+    try:
+        return is_free is not None and bool(is_free(primitive))
+    except Exception:  # an odd subclass: no shortcut, let the walk decide
+        return False
 
 
 def _thread_primitive(frames: list[types.FrameType]) -> tuple[str, object] | None:
