@@ -148,3 +148,30 @@ def test_later():
             "*created by test_starts_server at test_suite.py:16 in thread MainThread, during *::test_starts_server",  # noqa: E501
         ]
     )
+
+
+def test_a_failing_teardown_keeps_its_own_error_and_the_leak_is_shown_beside_it(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.fixture
+def broken():
+    yield
+    raise RuntimeError("the fixture's own teardown error")
+
+def test_leaks_and_breaks(broken):
+    start_waiter("beside-the-error")
+""",
+        "--looseends",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*RuntimeError: the fixture's own teardown error",
+            "*looseends*",
+            "*unit: beside-the-error (daemon)",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED

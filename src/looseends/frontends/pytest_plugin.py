@@ -201,7 +201,8 @@ class PluginState:
         finding = Finding(item.nodeid, leaks, reason, self.settings.warn_only)
         self.ledger.add(finding)
         text = leaks.render()
-        if reason is not None or self.settings.warn_only:
+        if reason is not None or self.settings.warn_only or report.failed:
+            # allowed, warn-only, or teardown already failed: its own error stays the headline
             report.sections.append(("looseends", text))
             return
         report.outcome = "failed"
