@@ -10,7 +10,8 @@ trap 'rm -rf "$work"' EXIT
 (cd "$here/leaky" && go build -trimpath -o "$work/leaky" .)
 cd "$work"
 ./leaky dumps
-cp stack_all.txt pprof_debug1.txt pprof_debug2.txt goroutineleak_debug1.txt goroutineleak_debug2.txt "$here/"
+cp stack_all.txt pprof_debug0.pb.gz pprof_debug1.txt pprof_debug2.txt goroutineleak_debug0.pb.gz \
+    goroutineleak_debug1.txt goroutineleak_debug2.txt "$here/"
 ./leaky goleak > "$here/goleak.txt"
 GOTRACEBACK=all ./leaky panic 2> "$here/panic.txt" || true
 # SIGQUIT: a crash dump with registers and system goroutines (GOTRACEBACK=system).

@@ -104,12 +104,18 @@ func main() {
 		f, _ = os.Create("pprof_debug2.txt")
 		pprof.Lookup("goroutine").WriteTo(f, 2)
 		f.Close()
+		f, _ = os.Create("pprof_debug0.pb.gz")
+		pprof.Lookup("goroutine").WriteTo(f, 0)
+		f.Close()
 		if p := pprof.Lookup("goroutineleak"); p != nil {
 			f, _ = os.Create("goroutineleak_debug2.txt")
 			p.WriteTo(f, 2)
 			f.Close()
 			f, _ = os.Create("goroutineleak_debug1.txt")
 			p.WriteTo(f, 1)
+			f.Close()
+			f, _ = os.Create("goroutineleak_debug0.pb.gz")
+			p.WriteTo(f, 0)
 			f.Close()
 		}
 	case "goleak":
