@@ -74,19 +74,6 @@ def test_ids_and_method_names_are_exact() -> None:
     assert main.origin is None
 
 
-def test_pprof_debug1_records_counts_and_labels() -> None:
-    units = parse_go_dump(read("pprof_debug1.txt")).units
-    assert len(units) == 11
-    senders = [u for u in units if u.stack[0].function == "main.doJobs.func1"]
-    assert len(senders) == 5
-    assert senders[0].stack[0].location == "example.com/leaky/main.go:26"
-    labelled = [u for u in units if "labels" in u.blocked_on.detail]
-    assert [u.blocked_on.detail["labels"] for u in labelled] == ['{"worker":"ticker"}']
-    leak_units = parse_go_dump(read("goroutineleak_debug1.txt")).units
-    assert leak_units
-    assert all(u.proof == PROVEN_BY_GO for u in leak_units)
-
-
 def test_crash_output_skips_registers_and_keeps_system_goroutines() -> None:
     snapshot = parse_go_dump(read("sigquit.txt"))
     assert snapshot.errors == ()

@@ -233,6 +233,7 @@ class Unit:
     proof: str | None = (
         None  # why it is stuck forever, when reachability proved it (see sources.reachability)
     )
+    count: int = 1  # identical units this one stands for: aggregated Go profiles list a stack once
     ref: weakref.ref[object] | None = field(default=None, compare=False, repr=False)
 
     def age(self, now: float) -> float | None:

@@ -181,13 +181,18 @@ def _render_origin(group: Group) -> list[str]:
     return lines
 
 
+def _name(unit: Unit) -> str:
+    return f"{unit.name} (x{unit.count})" if unit.count > 1 else unit.name
+
+
 def _render_members(group: Group, now: float, *, full: bool) -> str:
     """Names in natural order; per-unit facts only in the full dump, shared facts once."""
     units = sorted(group.units, key=lambda u: _natural(u.name))
     if not full:
         units = units[:MAX_NAMES]
-    names = ", ".join(_member(unit, now) if full else unit.name for unit in units)
-    more = f", +{group.count - len(units)} more" if group.count > len(units) else ""
+    names = ", ".join(_member(unit, now) if full else _name(unit) for unit in units)
+    hidden = group.count - sum(unit.count for unit in units)
+    more = f", +{hidden} more" if hidden > 0 else ""
     shared = []
     if not full and all(u.daemon for u in group.units) and group.kind is Kind.THREAD:
         shared.append("daemon")
@@ -204,6 +209,8 @@ def _natural(name: str) -> list[object]:
 
 def _member(unit: Unit, now: float) -> str:
     facts = []
+    if unit.count > 1:
+        facts.append(f"{unit.count} identical")
     if unit.ident is not None:
         facts.append(f"ident {unit.ident}")
     if unit.native_id is not None:
@@ -283,6 +290,7 @@ def _group_dict(group: Group, now: float) -> dict[str, object]:
                 "age_seconds": unit.age(now),
                 "during": unit.origin.during if unit.origin is not None else None,
                 "proof": unit.proof,
+                "count": unit.count,
             }
             for unit in group.units
         ],
@@ -327,6 +335,7 @@ def _units_from(group: Mapping[str, Any]) -> list[Unit]:
                 target=member.get("target"),
                 thread=member.get("thread"),
                 proof=member.get("proof"),
+                count=int(member.get("count", 1)),
             )
         )
     return units

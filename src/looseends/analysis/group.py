@@ -22,7 +22,7 @@ class Group:
 
     @property
     def count(self) -> int:
-        return len(self.units)
+        return sum(unit.count for unit in self.units)
 
     def ages(self, now: float) -> list[float]:
         return [age for unit in self.units if (age := unit.age(now)) is not None]

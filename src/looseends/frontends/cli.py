@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from looseends.errors import DumpParseError
 from looseends.report import Report, report_from_dict
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
+from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 FETCH_TIMEOUT = 10.0
@@ -83,9 +84,9 @@ def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise CliError(f"{source}: {getattr(exc, 'reason', exc)}") from None
     text = raw.decode(errors="replace")
-    if is_go_dump(text):
+    if is_pprof_profile(raw) or is_go_dump(text):
         try:
-            snapshot = parse_go_dump(text)
+            snapshot = parse_pprof_profile(raw) if is_pprof_profile(raw) else parse_go_dump(text)
         except DumpParseError as exc:
             raise CliError(f"{source}: {exc}") from None
         return _filtered(Report.from_units(snapshot.units, errors=snapshot.errors).to_dict(), query or {})

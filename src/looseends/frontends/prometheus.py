@@ -55,7 +55,7 @@ class LooseEndsCollector:
         counts: dict[tuple[str, str], int] = {}
         for unit in snapshot.units:
             key = (str(unit.kind), unit.blocked_on.code)
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + unit.count
         for (kind, code), count in sorted(counts.items()):
             units.add_metric([kind, code], count)
         yield units

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from looseends.errors import DumpParseError
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
@@ -48,7 +48,7 @@ _FILE_LINE = re.compile(r"^\t(.*?):(\d+)(?: \+0x[0-9a-f]+)?(?: .*)?$")
 _CREATED = re.compile(r"^created by (\S+?)(?: in goroutine (\d+))?$")
 _PROFILE = re.compile(r"^(goroutine|goroutineleak) profile: total (\d+)$")
 _RECORD = re.compile(r"^(\d+) @(?: 0x[0-9a-f]+)+$")
-_RECORD_FRAME = re.compile(r"^#\t0x[0-9a-f]+\t(\S+?)\+0x[0-9a-f]+\t(.*?):(\d+)$")
+_RECORD_FRAME = re.compile(r"^#\t0x[0-9a-f]+\t(\S+?)\+0x[0-9a-f]+\t+(.*?):(\d+)$")  # Go pads with tabs
 _GOLEAK = re.compile(r"^\[?\s?Goroutine \d+ in state .*, with .* on top of the stack:$")
 _MINUTES = re.compile(r"^(\d+) minutes$")
 
@@ -72,6 +72,30 @@ _STATES = {
     "running": ("running", "running"),
     "runnable": ("running", "runnable"),
 }
+# Go's own frames that say what a goroutine in a profile (which has no states) is waiting for; the
+# innermost one found wins. pprof debug=1 hides runtime frames, debug=0 keeps them.
+_STACK_STATES = {
+    "runtime.chansend1": "chan send",
+    "runtime.chanrecv1": "chan receive",
+    "runtime.chanrecv2": "chan receive",
+    "runtime.selectgo": "select",
+    "runtime.block": "select (no cases)",
+    "internal/sync.runtime_SemacquireMutex": "sync.Mutex.Lock",
+    "sync.(*Mutex).Lock": "sync.Mutex.Lock",
+    "sync.runtime_SemacquireRWMutex": "sync.RWMutex.Lock",
+    "sync.(*RWMutex).Lock": "sync.RWMutex.Lock",
+    "sync.runtime_SemacquireRWMutexR": "sync.RWMutex.RLock",
+    "sync.(*RWMutex).RLock": "sync.RWMutex.RLock",
+    "sync.runtime_SemacquireWaitGroup": "sync.WaitGroup.Wait",
+    "sync.(*WaitGroup).Wait": "sync.WaitGroup.Wait",
+    "sync.runtime_notifyListWait": "sync.Cond.Wait",
+    "sync.(*Cond).Wait": "sync.Cond.Wait",
+    "time.Sleep": "sleep",
+    "internal/poll.runtime_pollWait": "IO wait",
+    "syscall.Syscall": "syscall",
+    "syscall.Syscall6": "syscall",
+    "runtime.goroutineProfileWithLabels": "running",  # the goroutine writing the profile
+}
 LEAKED = "(leaked)"
 PROVEN_BY_GO = "Go's goroutineleak profile: the garbage collector found what it waits on unreachable"
 
@@ -93,7 +117,8 @@ def parse_go_dump(text: str) -> Snapshot:
     lines = text.replace("\r\n", "\n").split("\n")
     profile = next((m for m in map(_PROFILE.match, lines[:5]) if m), None)
     if profile is not None:
-        units = list(_aggregated(lines, profile.group(1) == "goroutineleak", errors))
+        leaked = profile.group(1) == "goroutineleak"
+        units = list(record_units(_aggregated(lines, errors), leaked, "pprof debug=1", errors))
     else:
         units = [_unit(block) for block in _tracebacks(_strip_goleak(lines), errors)]
     if not units and not errors:
@@ -253,52 +278,76 @@ def _unit(block: _Block) -> Unit:
     )
 
 
-def _aggregated(lines: list[str], leaked: bool, errors: list[str]) -> Iterator[Unit]:
-    """pprof debug=1: `N @ pcs`, optional `# labels: {...}`, then `#\\tpc\\tfunc+off\\tfile:line` frames."""
-    count: int | None = None
-    start = 0
-    labels = ""
-    frames: list[Frame] = []
-    record = 0
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One aggregated stack of a profile (pprof debug=1 text or debug=0 protobuf): `count` goroutines."""
 
-    def flush() -> Iterator[Unit]:
-        nonlocal record
-        if count is None:
-            return
-        if not frames:
-            errors.append(f"line {start}: a record of {count} goroutine(s) with no frames")
-            return
-        record += 1
-        detail: dict[str, int | float | str] = {"state": "unknown (pprof debug=1 has no states)"}
-        if labels:
-            detail["labels"] = labels
-        for n in range(count):
-            yield Unit(
-                kind=Kind.GOROUTINE,
-                key=("goroutine-record", record, n),
-                name=f"record {record} #{n + 1}",
-                stack=tuple(frames),
-                blocked_on=BlockedOn("go.unknown", "unknown state (pprof debug=1)", detail),
-                target=frames[-1].function,
-                proof=PROVEN_BY_GO if leaked else None,
+    where: str  # "line 12", "sample 3": where the record is, for error messages
+    count: int
+    frames: tuple[Frame, ...]
+    labels: str  # as Go prints them: {"worker":"ticker"}
+
+
+def record_units(records: Iterable[Record], leaked: bool, source: str, errors: list[str]) -> Iterator[Unit]:
+    """One unit per record that stands for its `count` goroutines (a million goroutines on one stack stay
+    one object). Profiles carry no wait state: it is inferred from the stack where Go's own frames say
+    (chansend, selectgo, Mutex.Lock...); "unknown" otherwise."""
+    for number, record in enumerate(records, start=1):
+        if not record.frames or record.count < 1:
+            what = "no frames" if not record.frames else f"a count of {record.count}"
+            errors.append(f"{record.where}: a record with {what}")
+            continue
+        blocked_on = _inferred_state(record.frames, source)
+        if record.labels:
+            detail = {**blocked_on.detail, "labels": record.labels}
+            blocked_on = BlockedOn(blocked_on.code, blocked_on.description, detail)
+        yield Unit(
+            kind=Kind.GOROUTINE,
+            key=("goroutine-record", number),
+            name=f"record {number}",
+            stack=record.frames,
+            blocked_on=blocked_on,
+            target=record.frames[-1].function,
+            proof=PROVEN_BY_GO if leaked else None,
+            count=record.count,
+        )
+
+
+def _inferred_state(frames: tuple[Frame, ...], source: str) -> BlockedOn:
+    for frame in frames:
+        state = _STACK_STATES.get(frame.function)
+        if state is not None:
+            code, words = _STATES[state]
+            return BlockedOn(
+                code, words, {"state": f"{state} (inferred from the stack; {source} has no states)"}
             )
+    return BlockedOn(
+        "go.unknown", f"unknown state ({source})", {"state": f"unknown ({source} has no states)"}
+    )
 
+
+def _aggregated(lines: list[str], errors: list[str]) -> Iterator[Record]:
+    """pprof debug=1: `N @ pcs`, optional `# labels: {...}`, then `#\tpc\tfunc+off\tfile:line` frames."""
+    record: Record | None = None
     for number, line in enumerate(lines, start=1):
         if _PROFILE.match(line) or not line.strip():
             continue
         head = _RECORD.match(line)
         if head is not None:
-            yield from flush()
-            count, start, labels, frames = int(head.group(1)), number, "", []
+            if record is not None:
+                yield record
+            record = Record(f"line {number}", int(head.group(1)), (), "")
             continue
-        if line.startswith("# labels:"):
-            labels = line[len("# labels:") :].strip()
+        if record is not None and line.startswith("# labels:"):
+            record = replace(record, labels=line[len("# labels:") :].strip())
             continue
         frame = _RECORD_FRAME.match(line)
-        if frame is not None and count is not None:
-            frames.append(_frame(frame.group(1), frame.group(2), int(frame.group(3))))
+        if frame is not None and record is not None:
+            new = _frame(frame.group(1), frame.group(2), int(frame.group(3)))
+            record = replace(record, frames=(*record.frames, new))
             continue
-        if line.startswith("#") and count is not None:
+        if line.startswith("#") and record is not None:
             continue  # other comment lines (e.g. # 0x... without symbol)
         errors.append(f"line {number}: not part of a pprof debug=1 record: {line[:60]!r}")
-    yield from flush()
+    if record is not None:
+        yield record
