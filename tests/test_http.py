@@ -187,3 +187,19 @@ def test_proven_only_dump(server: looseends.LiveServer) -> None:
     assert not any(name.startswith("srv-leak-") for name in names)
     assert all(g["proven"] for g in data["groups"])
     assert get(server.url + "dump?proven=yes")[0] == 400
+
+
+def test_importing_looseends_loads_no_server_until_one_is_asked_for() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, looseends\n"
+        "assert 'http.server' not in sys.modules and 'looseends.frontends.mounts' not in sys.modules\n"
+        "assert callable(looseends.serve) and callable(looseends.asgi_app) and 'http.server' in sys.modules\n"
+        "try:\n    looseends.no_such_name\nexcept AttributeError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "module 'looseends' has no attribute 'no_such_name'"

@@ -6,6 +6,9 @@ with looseends.check():          # or @looseends.check(), or async with looseend
 print(looseends.snapshot())      # a grouped dump of everything running now
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from looseends._check import check
 from looseends._find import find, find_async, snapshot, verify_none
 from looseends.analysis.group import Group
@@ -22,14 +25,36 @@ from looseends.analysis.ignore import (
 )
 from looseends.analysis.patterns import Pattern
 from looseends.errors import DumpParseError, LeakError, LooseEndsError, OptionError
-from looseends.frontends.mounts import asgi_app, wsgi_app
-from looseends.frontends.serve import LiveServer, serve
-from looseends.frontends.signals import install_dump_signal
 from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 from looseends.report import Report
 
+if TYPE_CHECKING:
+    from looseends.frontends.mounts import asgi_app, wsgi_app
+    from looseends.frontends.serve import LiveServer, serve
+    from looseends.frontends.signals import install_dump_signal
+
 __version__ = "0.1.0"
+
+# Live-inspection front ends load on first use: a test run or a library importing looseends should not
+# pay for http.server, urllib and the signal machinery.
+_LAZY = {
+    "asgi_app": "looseends.frontends.mounts",
+    "wsgi_app": "looseends.frontends.mounts",
+    "LiveServer": "looseends.frontends.serve",
+    "serve": "looseends.frontends.serve",
+    "install_dump_signal": "looseends.frontends.signals",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'looseends' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILTIN_IGNORES",
