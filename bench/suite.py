@@ -18,7 +18,7 @@ import looseends
 FILES = 20
 PER_FILE = 100  # 2,000 tests in all
 PYLEAK_FILES = 2  # pyleak sleeps after every test: measured on 200 tests, reported per test
-RUNS = 3
+RUNS = 5
 
 TEST_FILE = """
 import asyncio
@@ -94,6 +94,8 @@ def run() -> tuple[str, dict[str, float]]:
             "--looseends": ("--looseends", "-p", "no:threadleak"),
             "pytest-threadleak --threadleak": ("-p", "no:looseends", "--threadleak"),
         }
+        for args in variants.values():  # warm-up, discarded: the first run pays for a cold file cache
+            _run(full, *args)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(RUNS):  # interleaved, so drift in the machine hits every variant alike
             for name, args in variants.items():

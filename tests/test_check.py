@@ -6,13 +6,14 @@ import asyncio
 import concurrent.futures
 import inspect
 import re
+import sys
 import threading
 
 import pytest
 
 import looseends
 
-from leakfixtures import Cleanup, wait_blocked
+from leakfixtures import DEADLINE, Cleanup, LoopThread, wait_blocked, wait_until
 
 QUICK = 0.05
 
@@ -212,3 +213,78 @@ def test_watch_verdict_with_extra_identities_still_honours_the_baseline(cleanup:
     finally:
         watch.stop()
     assert [u.name for u in report.units] == ["new"]
+
+
+def test_a_check_where_nothing_started_takes_no_look_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    from looseends import _find
+
+    looks: list[bool] = []
+    real_look = _find._look
+    monkeypatch.setattr(_find, "_look", lambda detail: looks.append(detail) or real_look(detail))
+    with looseends.check(timeout=QUICK) as checked:
+        assert sum(range(10)) == 45
+    assert checked.report is not None
+    assert not checked.report
+    assert looks == []  # the fingerprint did not move: the clean verdict cost no snapshot
+    with looseends.check(timeout=QUICK):
+        thread = threading.Thread(target=sum, args=([1],))
+        thread.start()
+        thread.join()
+    assert looks == [False]  # something started: one identity look proves it gone
+
+
+def test_a_thread_started_behind_trackings_back_is_still_caught(cleanup: Cleanup) -> None:
+    import _thread
+
+    untracked_start = _thread.start_new_thread  # bound before check() installs tracking
+    never = threading.Event()
+    cleanup(never.set)
+    with pytest.raises(looseends.LeakError, match="1 thread"), looseends.check(timeout=QUICK):
+        ident = untracked_start(never.wait, ())
+        wait_until(lambda: ident in sys._current_frames(), what="the untracked thread to run")
+
+
+def test_a_task_built_without_create_task_is_still_caught(loop_thread: LoopThread) -> None:
+    built = threading.Event()
+    held: list[asyncio.Task[None]] = []  # referenced, as a real service would; cancelled at teardown
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    def build() -> None:  # a plain callback on the loop: no task is created through create_task
+        held.append(asyncio.Task(forever(), loop=loop_thread.loop, name="hand-built"))
+        built.set()
+
+    with pytest.raises(looseends.LeakError, match="hand-built"), looseends.check(timeout=QUICK):
+        loop_thread.loop.call_soon_threadsafe(build)
+        assert built.wait(DEADLINE)
+
+
+def test_checks_that_start_nothing_share_one_baseline_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    import looseends.sources as sources
+    from looseends.sources._origins import tracking
+
+    looks: list[bool] = []
+    real = sources.take_snapshot
+    monkeypatch.setattr(sources, "take_snapshot", lambda *a, **kw: looks.append(True) or real(*a, **kw))
+    with tracking("a session, as the pytest plugin keeps one"):
+        moved = threading.Thread(target=sum, args=([1],))  # a start: the last baseline no longer holds
+        moved.start()
+        moved.join()
+        for _ in range(3):
+            with looseends.check(timeout=QUICK):
+                pass
+    assert len(looks) == 1
+
+
+def test_baseline_is_looked_at_again_after_anything_may_have_started(cleanup: Cleanup) -> None:
+    with looseends.check(timeout=QUICK):
+        pass
+    never = threading.Event()
+    service = threading.Thread(target=never.wait, name="between-checks", daemon=True)
+    cleanup.stop(never.set, service)
+    service.start()  # tracking is off between the checks: nothing counts this start
+    with looseends.check(timeout=QUICK):  # a stale baseline would call the service this check's leak
+        worker = threading.Thread(target=sum, args=([1],))
+        worker.start()
+        worker.join()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Hashable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
@@ -13,7 +13,7 @@ from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Unit
 from looseends.options import Options
 from looseends.report import Report
-from looseends.sources import take_snapshot
+from looseends.sources import fingerprint, identities
 from looseends.sources._origins import take_vanished, tracking
 
 
@@ -30,17 +30,21 @@ class Watch:
         self.label = label
         self.started = 0.0
         self._baseline: IgnoreRule | None = None
+        self._fingerprint: Hashable = None
         self._tracking: AbstractContextManager[None] | None = None
 
     def start(self) -> None:
         self._tracking = tracking(self.label)
         self._tracking.__enter__()
-        self._baseline = ignore_current(take_snapshot(detail=False))
+        self._fingerprint, baseline = identities()
+        self._baseline = ignore_current(baseline)
         self.started = time.monotonic()
 
     def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
         assert self._baseline is not None, "Watch.verdict() before start()"
+        if fingerprint() == self._fingerprint:  # nothing started meanwhile: clean, without a look
+            return Report.from_units(())
         known = self._baseline
         baseline = known
         if also_ignore is not None:

@@ -182,6 +182,7 @@ _during: list[str] = []  # labels of the checks running now, innermost last
 # pid -> (origin, command line) for children started while tracking; pruned when the table doubles.
 _process_origins: dict[int, tuple[Captured, str]] = {}
 _spawns = 0  # children started while tracking: a process scan is only needed when this moved
+_creations = 0  # threads, tasks and children started while tracking (see creation_count)
 # Pending tasks that vanished while tracking was on, destroyed by the collector or cancelled when their
 # loop shut down (asyncio.run, asyncio.Runner, pytest-asyncio, IsolatedAsyncioTestCase): leaks that no
 # later snapshot can see, described just before they vanished.
@@ -213,13 +214,20 @@ def spawn_count() -> int:
     return _spawns
 
 
+def creation_count() -> int:
+    """Moves whenever tracking sees a thread, task or child process start (or tracking restarts): while
+    it stands still, nothing new can have started through the tracked paths."""
+    return _creations
+
+
 def is_tracking() -> bool:
     return _users > 0
 
 
 def _record_spawn(pid: object, command: object, skip: int) -> None:
-    global _spawns
+    global _spawns, _creations
     _spawns += 1
+    _creations += 1
     if not isinstance(pid, int) or pid <= 0:
         return
     if len(_process_origins) > 4096:  # children long gone: their pids may come back for others
@@ -293,17 +301,22 @@ def _patch(owner: object, name: str, replacement: object) -> None:
 
 
 def _install() -> None:
-    global _spawns
+    global _spawns, _creations
     _spawns += 1  # spawns went unnoticed while tracking was off: cached process lists are stale
+    _creations += 1
     original_start = threading.Thread.start
 
     def start(self: threading.Thread) -> None:
+        global _creations
+        _creations += 1
         _thread_origins.put(self, type(self), _capture(1))
         original_start(self)
 
     original_raw = _thread.start_new_thread
 
     def start_new_thread(function: Callable[..., object], args: tuple[Any, ...], kwargs: Any = None) -> int:
+        global _creations
+        _creations += 1
         captured = _capture(1)
 
         def run(*a: Any, **kw: Any) -> object:
@@ -320,6 +333,8 @@ def _install() -> None:
 
     def create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         # Inlined on purpose: this runs on every task creation (see bench/).
+        global _creations
+        _creations += 1
         creator = _current_task(self)
         captured = (
             _task_site(1),

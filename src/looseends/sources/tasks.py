@@ -6,7 +6,7 @@ import asyncio
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -19,14 +19,19 @@ from looseends.sources._waits import classify
 Task = asyncio.Task[Any]
 
 
-def all_task_sets() -> list[Iterable[Task]]:
+def all_task_sets() -> list[Collection[Task]]:
     """asyncio's registries of live tasks: `_all_tasks` (3.11); `_scheduled_tasks` and `_eager_tasks` (3.12+).
 
     `asyncio.all_tasks(loop)` filters these by loop; reading them directly is what lets one
     snapshot see the tasks of loops running in other threads, or of loops not running at all.
     """
-    names = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
-    return [tasks for name in names if (tasks := getattr(asyncio.tasks, name, None)) is not None]
+    return [getattr(asyncio.tasks, name) for name in _REGISTRIES]
+
+
+# Which registries this Python has, found once: a missing attribute costs a raised AttributeError per look.
+_REGISTRIES = [
+    name for name in ("_all_tasks", "_scheduled_tasks", "_eager_tasks") if hasattr(asyncio.tasks, name)
+]
 
 
 def _thread_names() -> dict[int, str]:
@@ -44,7 +49,7 @@ class TaskSource:
 
     name = "tasks"
 
-    def __init__(self, *, _task_sets: Callable[[], list[Iterable[Task]]] = all_task_sets) -> None:
+    def __init__(self, *, _task_sets: Callable[[], list[Collection[Task]]] = all_task_sets) -> None:
         self._task_sets = _task_sets
 
     def read(self, *, detail: bool = True) -> list[Unit]:
