@@ -15,7 +15,7 @@ from looseends.errors import LeakError
 from looseends.model import Snapshot, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
-from looseends.sources import DEFAULT_SOURCES, Source, take_snapshot
+from looseends.sources import DEFAULT_SOURCES, Source, identities, take_snapshot
 from looseends.sources.reachability import prove
 
 
@@ -68,7 +68,9 @@ def leak_filter(options: Options) -> Callable[[Unit], bool]:
 
 
 def _look(detail: bool) -> Snapshot:
-    return take_snapshot(detail=detail)
+    """Identity looks go through `identities()`: what one check saw last stays the next one's baseline
+    while nothing starts or ends in between."""
+    return take_snapshot(detail=True) if detail else identities()[1]
 
 
 def settle_steps(
