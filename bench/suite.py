@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import compileall
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,6 +80,50 @@ def _run(root: Path, *args: str) -> float:
             f"{' '.join(args) or 'plain'} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
     return elapsed
+
+
+def _instructions(root: Path, *args: str) -> int:
+    """Instructions one pytest run executes, counted by valgrind: unlike wall time on a shared VM
+    (identical runs differ by 15 %), the same run gives the same count to a fraction of a percent."""
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    command += [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, check=False)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"valgrind run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions_per_test() -> tuple[str, dict[str, float]] | None:
+    """Per-test instructions, plain and --looseends: the slope between a 200- and a 600-test suite, so
+    the one-off costs (interpreter, imports, collection setup) cancel out. None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    compileall.compile_dir(Path(looseends.__file__).parent, quiet=1)
+    sizes = (2, 6)  # files of PER_FILE tests
+    counts: dict[str, list[int]] = {"plain pytest": [], "--looseends": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for files in sizes:
+            root = Path(tmp) / f"suite{files}"
+            _make_suite(root, files)
+            counts["plain pytest"].append(_instructions(root, "-p", "no:looseends", "-p", "no:threadleak"))
+            counts["--looseends"].append(_instructions(root, "--looseends", "-p", "no:threadleak"))
+    tests = (sizes[1] - sizes[0]) * PER_FILE
+    per_test = {name: (big - small) / tests for name, (small, big) in counts.items()}
+    fixed = {name: small - per_test[name] * sizes[0] * PER_FILE for name, (small, _) in counts.items()}
+    plain = per_test["plain pytest"]
+    rows = [
+        [
+            name,
+            f"{per_test[name] / 1e6:.3f} M",
+            f"{per_test[name] / plain:.3f}x",
+            f"{fixed[name] / 1e9:.2f} G",
+        ]
+        for name in counts
+    ]
+    header = ["same mix, instructions (valgrind)", "per test", "÷ plain", "one-off (start, imports)"]
+    return table(header, rows), {"instruction_ratio": per_test["--looseends"] / plain}
 
 
 def run() -> tuple[str, dict[str, float]]:
