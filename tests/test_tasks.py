@@ -260,3 +260,36 @@ def test_runner_that_ends_cleanly_reports_nothing() -> None:
 
     with looseends.check(timeout=QUICK), asyncio.Runner() as runner:
         assert runner.run(main()) == 1
+
+
+def test_same_stack_different_objects_keep_their_own_facts() -> None:
+    """Verdicts are worked out once per stack only when they read no object: queue sizes differ here."""
+
+    async def main() -> list[looseends.Unit]:
+        small: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        large: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
+        await small.put(0)
+        for n in range(2):
+            await large.put(n)
+        ready = asyncio.Event()
+
+        async def send(queue: asyncio.Queue[int]) -> None:
+            await queue.put(9)
+
+        async def idle() -> None:
+            await ready.wait()
+
+        started = [asyncio.create_task(send(q), name=f"same-stack-{q.maxsize}") for q in (small, large)]
+        started += [asyncio.create_task(idle(), name=f"same-idle-{n}") for n in range(2)]
+        await settle_tasks()
+        units = [u for u in looseends.snapshot().units if u.name.startswith("same-")]
+        for task in started:
+            task.cancel()
+        await asyncio.gather(*started, return_exceptions=True)
+        return units
+
+    units = {u.name: u for u in asyncio.run(main())}
+    assert units["same-stack-1"].stack == units["same-stack-2"].stack
+    assert units["same-stack-1"].blocked_on.detail == {"maxsize": 1, "size": 1}
+    assert units["same-stack-2"].blocked_on.detail == {"maxsize": 2, "size": 2}
+    assert units["same-idle-0"].blocked_on is units["same-idle-1"].blocked_on  # read once, shared

@@ -141,6 +141,14 @@ class Frame:
     lineno: int
     function: str
     module: str = ""
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Stacks are hashed to group units (100,000 tasks share a few stacks): hash each location once.
+        object.__setattr__(self, "_hash", hash((self.filename, self.lineno, self.function, self.module)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def location(self) -> str:

@@ -19,10 +19,7 @@ class Group:
     stack: tuple[Frame, ...]
     origin: Origin | None
     units: tuple[Unit, ...]
-
-    @property
-    def count(self) -> int:
-        return sum(unit.count for unit in self.units)
+    count: int  # units it stands for: the members' counts summed (Go profile records stand for many)
 
     def ages(self, now: float) -> list[float]:
         return [age for unit in self.units if (age := unit.age(now)) is not None]
@@ -43,7 +40,7 @@ def _signature(unit: Unit) -> Hashable:
         unit.blocked_on.code,
         unit.blocked_on.description,
         unit.blocked_on.context,
-        tuple((f.filename, f.lineno, f.function) for f in unit.stack),
+        unit.stack,
         (site.filename, site.lineno) if site is not None else None,
         unit.proof is not None,
     )
@@ -62,6 +59,7 @@ def group_units(units: Iterable[Unit]) -> list[Group]:
             stack=members[0].stack,
             origin=members[0].origin,
             units=tuple(members),
+            count=sum(unit.count for unit in members),
         )
         for members in buckets.values()
     ]

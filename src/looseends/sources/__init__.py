@@ -9,6 +9,7 @@ is recorded in `Snapshot.errors` instead of breaking the snapshot.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Hashable, Sequence
@@ -31,14 +32,24 @@ DEFAULT_SOURCES: tuple[Source, ...] = (ThreadSource(), TaskSource(), ProcessSour
 
 
 def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:
-    """Read every source once; `detail=False` reads identities only."""
+    """Read every source once; `detail=False` reads identities only.
+
+    The collector is paused while units are built: a snapshot of 100,000 tasks allocates a few objects
+    per task, and the collections that triggers (each traversing every task) cost a quarter of it.
+    """
     units: list[Unit] = []
     errors: list[str] = []
-    for source in sources:
-        try:
-            units.extend(source.read(detail=detail))
-        except Exception as exc:
-            errors.append(f"{source.name}: {type(exc).__name__}: {exc}")
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for source in sources:
+            try:
+                units.extend(source.read(detail=detail))
+            except Exception as exc:
+                errors.append(f"{source.name}: {type(exc).__name__}: {exc}")
+    finally:
+        if collecting:
+            gc.enable()
     return Snapshot(tuple(units), time.monotonic(), tuple(errors))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from looseends.model import RUNNING, BlockedOn, is_library_file
@@ -196,16 +196,25 @@ def _python_wait(module: str, qualname: str) -> Wait | None:
     return PYTHON_WAITS.get((module, qualname))
 
 
-def classify(frames: Sequence[types.FrameType]) -> BlockedOn | None:
-    """What the innermost frames wait on; None when they are not in any wait this module knows."""
+def classify(frames: Sequence[types.FrameType], stack: Hashable = None) -> BlockedOn | None:
+    """What the innermost frames wait on; None when they are not in any wait this module knows.
+
+    `stack` (the frames as `Frame` data) lets a verdict that depends on code locations alone (a Python
+    wait API that reads no object state, as 100,000 tasks awaiting one Event are) be worked out once.
+    """
+    if stack is not None and (known := _by_stack.get(stack)) is not None:
+        return known
     found: tuple[Wait, types.FrameType] | None = None
+    found_in_c = False  # a C wait is named from its receiver object, not from the code location
     for depth, frame in enumerate(frames):
         wait = _python_wait(*code_key(frame))
+        in_c = False
         if wait is None and depth == 0:
             name = called_name(frame)
             wait = C_WAITS.get(name) if name else None
+            in_c = True
         if wait is not None:
-            found = (wait, frame)
+            found, found_in_c = (wait, frame), in_c
         elif not is_library_file(frame.f_code.co_filename):
             break  # the user's code: the wait API (if any) ends here
     if found is None:
@@ -216,7 +225,15 @@ def classify(frames: Sequence[types.FrameType]) -> BlockedOn | None:
     except Exception:  # a half-torn-down object must not break a snapshot
         words, detail = "", {}
     description = f"{wait.label} ({words})" if words else wait.label
-    return BlockedOn(wait.code, description, detail, context_of(frames))
+    blocked = BlockedOn(wait.code, description, detail, context_of(frames))
+    if stack is not None and not found_in_c and wait.describe is _nothing:
+        if len(_by_stack) >= 4096:
+            _by_stack.clear()
+        _by_stack[stack] = blocked
+    return blocked
+
+
+_by_stack: dict[Hashable, BlockedOn] = {}  # verdicts that depend on code locations alone, by stack
 
 
 def classify_or_running(frames: Sequence[types.FrameType]) -> BlockedOn:

@@ -102,7 +102,7 @@ def _task_unit(task: Task, threads: dict[int, str]) -> Unit:
     loop = task.get_loop()
     live = coroutine_frames(task.get_coro())
     stack = tuple(to_frame(f) for f in live)
-    blocked_on = classify(live) or _awaited(task, loop)
+    blocked_on = classify(live, stack) or _awaited(task, loop)
     live.clear()
     thread_ident = getattr(loop, "_thread_id", None)
     return Unit(
