@@ -184,6 +184,11 @@ def test_dump_and_diff_read_go_dumps(capsys: pytest.CaptureFixture[str]) -> None
     assert "stuck forever (proven): Go's goroutineleak profile" in text
     assert "sleep" not in text  # the sleeper is not proven, and --proven keeps only proven groups
     out = io.StringIO()
+    assert cli.main(["dump", str(GO_DATA / "pprof_debug2.txt"), "--proven", "--json"], out=out) == 0
+    proven_only = json.loads(out.getvalue())
+    assert proven_only["groups"] == []  # debug=2 of the plain goroutine profile proves nothing
+    assert proven_only["summary"]["units"] == 0  # the summary counts what the filters kept
+    out = io.StringIO()
     assert cli.main(["diff", str(GO_DATA / "pprof_debug2.txt"), str(GO_DATA / "sigquit.txt")], out=out) == 1
     assert "goroutine go.chan.send at example.com/leaky/main.go:26" in out.getvalue()
     out = io.StringIO()

@@ -10,7 +10,6 @@ looseends run -m module ARGS
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import itertools
 import json
 import runpy
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from looseends.errors import DumpParseError
+from looseends.frontends.http_app import BadQuery, Query
 from looseends.report import Report, report_from_dict
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
 from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile
@@ -83,13 +83,15 @@ def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None
         raise CliError(f"{source}: HTTP {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise CliError(f"{source}: {getattr(exc, 'reason', exc)}") from None
-    text = raw.decode(errors="replace")
-    if is_pprof_profile(raw) or is_go_dump(text):
+    profile = is_pprof_profile(raw)
+    text = "" if profile else raw.decode(errors="replace")
+    if profile or is_go_dump(text):
         try:
-            snapshot = parse_pprof_profile(raw) if is_pprof_profile(raw) else parse_go_dump(text)
-        except DumpParseError as exc:
+            snapshot = parse_pprof_profile(raw) if profile else parse_go_dump(text)
+            wanted = Query.parse(urllib.parse.urlencode(query or {}))  # the endpoint's own filters
+        except (DumpParseError, BadQuery) as exc:
             raise CliError(f"{source}: {exc}") from None
-        return _filtered(Report.from_units(snapshot.units, errors=snapshot.errors).to_dict(), query or {})
+        return wanted.select(snapshot).to_dict()
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -97,20 +99,6 @@ def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None
     if not isinstance(data, dict):
         raise CliError(f"{source}: not a looseends report")
     return data
-
-
-def _filtered(data: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
-    """The endpoint's filters, applied here for dumps that come from elsewhere (Go)."""
-    kinds = set(query["kind"].split(",")) if "kind" in query else None
-    code = query.get("blocked_on")
-    groups = [
-        g
-        for g in data["groups"]
-        if (kinds is None or g["kind"] in kinds)
-        and (code is None or fnmatch.fnmatchcase(g["blocked_on"]["code"], code))
-        and (query.get("proven") != "1" or g["proven"])
-    ]
-    return {**data, "groups": groups}
 
 
 def to_report(data: dict[str, Any], source: str) -> Report:

@@ -107,6 +107,7 @@ class Query:
             if not unit.name.startswith(OWN_THREADS)
             and (self.kinds is None or unit.kind in self.kinds)
             and (self.blocked_on is None or fnmatch.fnmatchcase(unit.blocked_on.code, self.blocked_on))
+            and (not self.proven or unit.proof is not None)
         ]
         return Report.from_units(units, now=snapshot.taken_at, errors=snapshot.errors, max_groups=10_000)
 
