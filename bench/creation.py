@@ -8,7 +8,7 @@ import time
 
 from common import table, us
 
-from looseends.sources._origins import tracking
+from looseends.sources._tracking import tracking
 
 ROUNDS = 15
 TASKS = 5_000

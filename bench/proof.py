@@ -12,7 +12,7 @@ import weakref
 from common import ms, table
 
 import looseends
-from looseends.sources.reachability import prove
+from looseends.analysis.reachability import prove
 
 HEAP = 1_000_000
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from common import ms, table
 
 import looseends
+from looseends._cpython import all_tasks
 from looseends.report import Report
 from looseends.sources import TaskSource, ThreadSource, take_snapshot
 from looseends.sources._frames import coroutine_frames
-from looseends.sources.tasks import all_task_sets
 
 THREAD_COUNTS = (10, 100, 500, 2000)
 TASK_COUNTS = (10, 1_000, 10_000, 100_000)
@@ -56,10 +56,9 @@ def _threads(count: int) -> tuple[float, int]:
 
 def _bare_task_walk() -> None:
     """The floor: list the registered tasks and walk each one's frames once."""
-    for tasks in all_task_sets():
-        for task in list(tasks):
-            if not task.done():
-                coroutine_frames(task.get_coro())
+    for task in all_tasks():
+        if not task.done():
+            coroutine_frames(task.get_coro())
 
 
 def _tasks(count: int) -> tuple[float, int, float]:

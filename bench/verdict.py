@@ -9,7 +9,7 @@ import time
 from common import ms, table, us
 
 import looseends
-from looseends.sources._origins import tracking
+from looseends.sources._tracking import tracking
 
 ROUNDS = 200
 

@@ -186,13 +186,13 @@ def test_body_exception_wins_and_carries_the_leak_as_a_note(cleanup: Cleanup) ->
 
 
 def test_tracking_is_put_back_as_it_was_after_the_last_check() -> None:
-    from looseends.sources import _origins
+    from looseends.sources import _tracking
 
-    before = (threading.Thread.start, asyncio.BaseEventLoop.create_task, _origins._users)
+    before = (threading.Thread.start, asyncio.BaseEventLoop.create_task, _tracking._users)
     with looseends.check(timeout=0), looseends.check(timeout=0):
-        assert _origins._users == before[2] + 2
+        assert _tracking._users == before[2] + 2
         assert threading.Thread.start.__qualname__ == "_install.<locals>.start"
-    assert (threading.Thread.start, asyncio.BaseEventLoop.create_task, _origins._users) == before
+    assert (threading.Thread.start, asyncio.BaseEventLoop.create_task, _tracking._users) == before
 
 
 def test_watch_verdict_with_extra_identities_still_honours_the_baseline(cleanup: Cleanup) -> None:
@@ -262,7 +262,7 @@ def test_a_task_built_without_create_task_is_still_caught(loop_thread: LoopThrea
 
 def test_checks_that_start_nothing_share_one_baseline_look(monkeypatch: pytest.MonkeyPatch) -> None:
     import looseends.sources as sources
-    from looseends.sources._origins import tracking
+    from looseends.sources._tracking import tracking
 
     looks: list[bool] = []
     real = sources.take_snapshot

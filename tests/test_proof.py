@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 
 import looseends
-from looseends.sources.reachability import prove
+from looseends.analysis.reachability import prove
 
 from leakfixtures import Cleanup, LoopThread, units_named, wait_blocked, wait_until
 

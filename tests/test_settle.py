@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from looseends.analysis.settle import Backoff, Settled, run_sync, settle
-from looseends.model import Kind, Snapshot, Unit
+from dataclasses import replace
+
+from looseends.analysis.settle import CONFIRM_STEP, Backoff, Settled, run_sync, settle
+from looseends.model import Frame, Kind, Snapshot, Unit
 
 A = Unit(kind=Kind.THREAD, key=("thread", 1), name="a")
 B = Unit(kind=Kind.THREAD, key=("thread", 2), name="b")
@@ -102,7 +104,7 @@ def test_backoff_doubles_from_a_microsecond_to_a_cap() -> None:
     assert policy.delay(10_000) == 0.1  # no overflow for absurd attempt counts
 
 
-def test_leaks_proven_stuck_end_the_settling_at_once() -> None:
+def test_leaks_proven_stuck_on_two_looks_end_the_settling_at_once() -> None:
     world = FakeWorld((A, B))
     tried: list[tuple[str, ...]] = []
 
@@ -112,20 +114,50 @@ def test_leaks_proven_stuck_end_the_settling_at_once() -> None:
 
     steps = settle(world.look, lambda u: True, lambda u: True, 10.0, prove=prove, _clock=lambda: world.now)
     settled = run_sync(steps, _sleep=world.sleep)
-    assert world.slept == []  # no waiting out the 10 s deadline
-    assert tried == [("a", "b")]
+    assert world.slept == [CONFIRM_STEP]  # one step to confirm, no waiting out the 10 s deadline
+    assert tried == [("a", "b"), ("a", "b")]
     assert [u.proof for u in settled.leaks] == ["nobody can reach its queue", "nobody can reach its lock"]
     assert settled.proofs_tried
 
 
-def test_unproven_leaks_are_tried_again_at_the_deadline() -> None:
+def test_a_proof_the_second_look_does_not_repeat_is_not_reported() -> None:
+    """The walk runs while the program runs: one walk alone never makes a "proven"."""
     world = FakeWorld((A,))
-    answers = [{}, {A.key: "proven later"}]
+    answers = [{A.key: "looked stuck once"}, {}]
+
+    def prove(units: object) -> dict[object, str]:
+        return answers.pop(0) if answers else {}
+
+    steps = settle(world.look, lambda u: True, lambda u: True, 0.2, prove=prove, _clock=lambda: world.now)
+    settled = run_sync(steps, _sleep=world.sleep)
+    assert [u.proof for u in settled.leaks] == [None]
+    assert abs(sum(world.slept) - 0.2) < 1e-9  # no proof held: it settled the whole timeout
+
+
+def test_a_unit_that_moved_between_the_two_looks_is_not_proven() -> None:
+    moved = replace(A, stack=(Frame("x.py", 2, "f"),))
+    world = FakeWorld((A,), (moved,))
+
+    def prove(units: object) -> dict[object, str]:
+        return {A.key: "stuck"}
+
+    steps = settle(world.look, lambda u: True, lambda u: True, 0.05, prove=prove, _clock=lambda: world.now)
+    settled = run_sync(steps, _sleep=world.sleep)
+    assert settled.leaks[0].stack == moved.stack
+    assert settled.leaks[0].proof == "stuck"  # confirmed only later, by two looks at the new place
+    assert len(world.slept) > 1
+
+
+def test_unproven_leaks_are_tried_again_at_the_deadline_and_confirmed() -> None:
+    world = FakeWorld((A,))
+    answers = [{}, {A.key: "proven later"}, {A.key: "proven later"}]
 
     def prove(units: object) -> dict[object, str]:
         return answers.pop(0)
 
     steps = settle(world.look, lambda u: True, lambda u: True, 0.2, prove=prove, _clock=lambda: world.now)
     settled = run_sync(steps, _sleep=world.sleep)
-    assert abs(sum(world.slept) - 0.2) < 1e-9  # waited out the deadline: the first try proved nothing
+    # waited out the deadline (the first try proved nothing), then one step to confirm
+    assert abs(sum(world.slept) - 0.2 - CONFIRM_STEP) < 1e-9
     assert [u.proof for u in settled.leaks] == ["proven later"]
+    assert answers == []

@@ -10,27 +10,35 @@ from typing import Any
 
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
-from looseends.analysis.settle import Settled, run_async, run_sync, settle
+from looseends.analysis.reachability import prove
+from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_sync, settle
 from looseends.errors import LeakError
 from looseends.model import Snapshot, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
-from looseends.sources import DEFAULT_SOURCES, Source, identities, take_snapshot
-from looseends.sources.reachability import prove
+from looseends.sources import DEFAULT_SOURCES, Source, _vanished, identities, take_snapshot
 
 
 def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Snapshot:
     """Every live thread, task and process now: `print(looseends.snapshot())` is a grouped dump.
 
     With `proven_only`, only the units reachability proves stuck forever (Go's goroutineleak profile),
-    each carrying its proof. That walks the heap once: it costs more than a plain snapshot.
+    each carrying its proof, confirmed on two looks a few milliseconds apart. That walks the heap twice:
+    it costs more than a plain snapshot.
     """
     taken = take_snapshot(sources)
     if not proven_only:
         return taken
-    found = proofs(taken.units)
-    units = tuple(replace(unit, proof=found[unit.key]) for unit in taken.units if unit.key in found)
-    return replace(taken, units=units)
+    looks: list[Snapshot] = []
+
+    def look() -> tuple[Unit, ...]:
+        looks.append(take_snapshot(sources) if looks else taken)
+        return looks[-1].units
+
+    found = confirmed_proofs(look, proofs)
+    last = looks[-1]
+    units = tuple(replace(unit, proof=found[unit.key]) for unit in last.units if unit.key in found)
+    return replace(last, units=units)
 
 
 def _me() -> frozenset[tuple[object, ...]]:
@@ -88,6 +96,9 @@ def settle_steps(
 def proofs(units: Sequence[Unit]) -> dict[Hashable, str]:
     """Reasons by unit key, for the units reachability proves stuck forever."""
     return {key: proof.reason for key, proof in prove(units).items()}
+
+
+_vanished.set_prover(lambda look: confirmed_proofs(look, proofs))
 
 
 def to_report(settled: Settled, options: Options) -> Report:

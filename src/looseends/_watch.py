@@ -14,7 +14,8 @@ from looseends.model import Unit
 from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
-from looseends.sources._origins import take_vanished, tracking
+from looseends.sources._tracking import tracking
+from looseends.sources._vanished import take_vanished
 
 
 class Watch:

@@ -143,11 +143,13 @@ def _headline(group: Group, now: float) -> str:
 def _render_group(group: Group, now: float, *, full: bool, proofs_tried: bool = False) -> list[str]:
     lines = [_headline(group, now)]
     proof = group.units[0].proof
+    vanished = group.blocked_on.detail.get("vanished")
     if proof is not None:
         lines.append(f"  stuck forever (proven): {proof}")
+    elif vanished is not None and group.kind is Kind.TASK:
+        lines.append("  not proven stuck: something that could still run could reach what it waited on")
     elif proofs_tried and not group.blocked_on.is_running and group.kind is not Kind.PROCESS:
         lines.append("  blocked, may still be woken: something that may still run can reach what it waits on")
-    vanished = group.blocked_on.detail.get("vanished")
     if vanished is not None:
         lines.append(f"  then: {vanished}")
     if group.pattern is not None:

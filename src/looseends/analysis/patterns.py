@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from looseends.codes import pattern_code
 from looseends.model import BlockedOn
 
 
@@ -130,50 +131,33 @@ _BY_CONTEXT: Mapping[str, Pattern] = {
     "asyncio event loop": EVENT_LOOP_NEVER_STOPPED,
 }
 
-_BY_CODE: Mapping[str, Pattern] = {
-    "go.chan.send": FORGOTTEN_SENDER,
-    "go.chan.receive": ABANDONED_RECEIVER,
-    "go.nil-chan": WAIT_ON_NOTHING,
-    "go.select.empty": WAIT_ON_NOTHING,
-    "go.select": SELECT_WITHOUT_WAY_OUT,
-    "go.mutex.lock": LOCK_NEVER_RELEASED,
-    "go.waitgroup.wait": WAIT_ON_STUCK_UNIT,
-    "go.cond.wait": CONDITION_NEVER_SIGNALLED,
-    "go.sleep": LOOP_NEVER_STOPPED,
-    "go.io": STUCK_IO,
-    "process.running": CHILD_NEVER_STOPPED,
-    "process.zombie": ZOMBIE,
-    "queue.put": FORGOTTEN_SENDER,
-    "asyncio.queue.put": FORGOTTEN_SENDER,
-    "queue.get": ABANDONED_RECEIVER,
-    "asyncio.queue.get": ABANDONED_RECEIVER,
-    "time.sleep": LOOP_NEVER_STOPPED,
-    "asyncio.sleep": LOOP_NEVER_STOPPED,
-    "event.wait": EVENT_NEVER_SET,
-    "asyncio.event.wait": EVENT_NEVER_SET,
-    "lock.acquire": LOCK_NEVER_RELEASED,
-    "rlock.acquire": LOCK_NEVER_RELEASED,
-    "semaphore.acquire": LOCK_NEVER_RELEASED,
-    "asyncio.lock.acquire": LOCK_NEVER_RELEASED,
-    "asyncio.semaphore.acquire": LOCK_NEVER_RELEASED,
-    "condition.wait": CONDITION_NEVER_SIGNALLED,
-    "asyncio.condition.wait": CONDITION_NEVER_SIGNALLED,
-    "thread.join": WAIT_ON_STUCK_UNIT,
-    "asyncio.task": WAIT_ON_STUCK_UNIT,
-    "asyncio.gather": WAIT_ON_STUCK_UNIT,
-    "asyncio.wait": WAIT_ON_STUCK_UNIT,
-    "asyncio.taskgroup": WAIT_ON_STUCK_UNIT,
-    "socket.recv": STUCK_IO,
-    "socket.accept": STUCK_IO,
-    "socket.connect": STUCK_IO,
-    "asyncio.stream.read": STUCK_IO,
-    "asyncio.socket.recv": STUCK_IO,
-    "asyncio.socket.accept": STUCK_IO,
+PATTERNS: Mapping[str, Pattern] = {
+    pattern.code: pattern
+    for pattern in (
+        FORGOTTEN_SENDER,
+        ABANDONED_RECEIVER,
+        LOOP_NEVER_STOPPED,
+        TIMER_NEVER_CANCELLED,
+        POOL_NEVER_SHUT_DOWN,
+        SERVER_NEVER_SHUT_DOWN,
+        EVENT_LOOP_NEVER_STOPPED,
+        EVENT_NEVER_SET,
+        LOCK_NEVER_RELEASED,
+        CONDITION_NEVER_SIGNALLED,
+        WAIT_ON_STUCK_UNIT,
+        STUCK_IO,
+        CHILD_NEVER_STOPPED,
+        ZOMBIE,
+        WAIT_ON_NOTHING,
+        SELECT_WITHOUT_WAY_OUT,
+    )
 }
 
 
 def pattern_for(blocked_on: BlockedOn) -> Pattern | None:
-    """The machinery around the wait decides first (a Timer's Event.wait is a timer never cancelled)."""
+    """The machinery around the wait decides first (a Timer's Event.wait is a timer never cancelled),
+    then the code's own entry in the vocabulary table (looseends.codes)."""
     if blocked_on.context is not None and blocked_on.context in _BY_CONTEXT:
         return _BY_CONTEXT[blocked_on.context]
-    return _BY_CODE.get(blocked_on.code)
+    code = pattern_code(blocked_on.code)
+    return PATTERNS[code] if code is not None else None

@@ -32,12 +32,71 @@ class Backoff:
         return min(self.first * 2.0 ** min(attempt, 64), self.cap)
 
 
+# A proof is confirmed by a second walk at least this long after the first: the walks run while the
+# program runs, and a unit that was about to be woken has had time to move by then.
+CONFIRM_STEP = 0.005
+
+Prover = Callable[[Sequence[Unit]], Mapping[Hashable, str]]
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     snapshot: Snapshot
     leaks: tuple[Unit, ...]
     looks: int
     proofs_tried: bool = False
+
+
+class _Proofs:
+    """Proof attempts over successive looks; a unit counts as proven only when two attempts, one settle
+    step apart, proved it while it stayed the same object at the same place."""
+
+    def __init__(self, prove: Prover) -> None:
+        self._prove = prove
+        self._last: dict[Hashable, Unit] = {}
+        self.confirmed: dict[Hashable, tuple[Unit, str]] = {}
+        self.attempts = 0
+
+    def attempt(self, leaks: Sequence[Unit]) -> None:
+        self.attempts += 1
+        found = self._prove(leaks)
+        latest = {unit.key: unit for unit in leaks if unit.key in found}
+        for key, unit in latest.items():
+            before = self._last.get(key)
+            if before is not None and _same_place(before, unit):
+                self.confirmed[key] = (unit, found[key])
+        self._last = latest
+
+    @property
+    def unconfirmed(self) -> bool:
+        """The last attempt proved something a further attempt could confirm."""
+        return any(key not in self.confirmed for key in self._last)
+
+    def all_confirmed(self, leaks: Sequence[Unit]) -> bool:
+        return all(self.proof(unit) is not None for unit in leaks)
+
+    def proof(self, unit: Unit) -> str | None:
+        confirmed = self.confirmed.get(unit.key)
+        return confirmed[1] if confirmed is not None and _same_place(confirmed[0], unit) else None
+
+
+def confirmed_proofs(
+    look: Callable[[], Sequence[Unit]], prove: Prover, *, _sleep: Callable[[float], None] = time.sleep
+) -> dict[Hashable, str]:
+    """Proofs confirmed by two looks a settle step apart, for callers that do not settle (a dump, a loop
+    shutting down): reasons by key of the units of the second look."""
+    proofs = _Proofs(prove)
+    proofs.attempt(look())
+    if not proofs.unconfirmed:
+        return {}
+    _sleep(CONFIRM_STEP)
+    units = look()
+    proofs.attempt(units)
+    return {unit.key: proof for unit in units if (proof := proofs.proof(unit)) is not None}
+
+
+def _same_place(before: Unit, now: Unit) -> bool:
+    return before.same_object(now) and before.stack == now.stack and before.blocked_on == now.blocked_on
 
 
 def settle(
@@ -47,7 +106,7 @@ def settle(
     timeout: float,
     *,
     backoff: Backoff = Backoff(),
-    prove: Callable[[Sequence[Unit]], Mapping[Hashable, str]] | None = None,
+    prove: Prover | None = None,
     _clock: Callable[[], float] = time.monotonic,
     _collect: Callable[[], object] = gc.collect,
 ) -> Generator[float, None, Settled]:
@@ -58,44 +117,60 @@ def settle(
     Only candidates are read in detail and judged by `is_leak` (the ignore rules). The verdict always
     comes from a look taken after the (slow) collection and proof attempt, never from one before them.
 
-    With `prove`, the first time something looks leaked the candidates are also tried for proofs of
-    being stuck forever (by unit key); when every leak is proven there is nothing to wait for. Units
-    still unproven at the deadline are tried once more (they may have blocked meanwhile).
+    With `prove`, the first time something looks leaked the candidates are tried for proofs of being
+    stuck forever, and again on the next look, a settle step later: a proof holds only when both agree.
+    When every leak holds a proof there is nothing to wait for. At the deadline, units still unproven are
+    tried again (they may have blocked meanwhile), with one more step to confirm what that finds.
     """
     deadline = _clock() + timeout
     attempt = 0
-    proofs: Mapping[Hashable, str] | None = None
+    collected = False
+    proofs = _Proofs(prove) if prove is not None else None
+    confirm = False  # the next look owes a proof attempt that confirms the last one
+    at_deadline = False  # the deadline's proof attempt is made
     while True:
         snapshot = look(False)
         leaks: tuple[Unit, ...] = ()
         if any(is_candidate(unit) for unit in snapshot.units):
             snapshot = look(True)
-            leaks = _leaks(snapshot.units, lambda unit: is_candidate(unit) and is_leak(unit))
+            leaks = tuple(unit for unit in snapshot.units if is_candidate(unit) and is_leak(unit))
         remaining = deadline - _clock()
-        if leaks and proofs is None:
+        if leaks and not collected:
             # Only paid when something looks leaked: a collection stops workers of executors that
             # were dropped without shutdown(), which would otherwise linger until the next GC, and
             # finalises pending tasks nothing references (tracking records those as leaks).
             _collect()
-            proofs = prove(leaks) if prove is not None else {}
-            if proofs and all(unit.key in proofs for unit in leaks):
+            collected = True
+            if proofs is not None:
+                proofs.attempt(leaks)
+                confirm = proofs.unconfirmed
+            # Collecting and proving take time (most of the deadline on a large heap), and a
+            # straggler released just before may have finished meanwhile: never judge from the
+            # look taken before them.
+            if confirm:
+                yield CONFIRM_STEP
+                attempt += 1
+            continue
+        if proofs is not None and leaks and confirm:
+            confirm = False
+            proofs.attempt(leaks)
+            if proofs.all_confirmed(leaks):
                 remaining = 0  # proven stuck forever: settling longer cannot change the verdict
-            else:
-                # Collecting and proving take time (most of the deadline on a large heap), and a
-                # straggler released just before may have finished meanwhile: never judge from the
-                # look taken before them.
-                continue
+        elif proofs is not None and leaks and remaining <= 0 and not at_deadline:
+            at_deadline = True
+            if not proofs.all_confirmed(leaks):
+                proofs.attempt(leaks)  # units may have blocked since the first attempts
+                if proofs.unconfirmed:
+                    confirm = True
+                    yield CONFIRM_STEP
+                    attempt += 1
+                    continue
         if not leaks or remaining <= 0:
-            if prove is not None and attempt > 0 and any(u.key not in (proofs or {}) for u in leaks):
-                proofs = {**(proofs or {}), **prove(leaks)}  # units may have blocked since the first try
-            proven = tuple(replace(u, proof=proofs.get(u.key)) if proofs else u for u in leaks)
-            return Settled(snapshot, proven, attempt + 1, proofs is not None and prove is not None)
+            if proofs is not None:
+                leaks = tuple(replace(unit, proof=proofs.proof(unit)) for unit in leaks)
+            return Settled(snapshot, leaks, attempt + 1, proofs is not None and proofs.attempts > 0)
         yield min(backoff.delay(attempt), remaining)
         attempt += 1
-
-
-def _leaks(units: Sequence[Unit], is_leak: Callable[[Unit], bool]) -> tuple[Unit, ...]:
-    return tuple(unit for unit in units if is_leak(unit))
 
 
 def run_sync(steps: Generator[float, None, T], *, _sleep: Callable[[float], None] = time.sleep) -> T:

@@ -37,7 +37,7 @@ from looseends.model import Kind, Snapshot, Unit
 from looseends.options import DEFAULT_TIMEOUT, Options, build_options
 from looseends.report import Report
 from looseends.sources import take_snapshot
-from looseends.sources._origins import tracking
+from looseends.sources._tracking import tracking
 
 # Help texts shared by each flag and its ini twin.
 HELP_ENABLE = "check every test for threads, asyncio tasks and child processes it leaves running"

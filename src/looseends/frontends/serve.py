@@ -14,7 +14,7 @@ from typing import Any
 
 from looseends.errors import OptionError
 from looseends.frontends.http_app import Response, respond
-from looseends.sources._origins import tracking
+from looseends.sources._tracking import tracking
 
 THREAD_NAME = "looseends-http"
 

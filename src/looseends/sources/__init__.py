@@ -15,10 +15,12 @@ import time
 from collections.abc import Hashable, Sequence
 from typing import Protocol
 
+from looseends import _cpython
 from looseends.model import Snapshot, Unit
-from looseends.sources._origins import creation_count, is_tracking
+from looseends.sources import _origins, _spawns, _vanished  # noqa: F401 - each registers its tracking
+from looseends.sources._tracking import creation_mark, is_tracking
 from looseends.sources.processes import ProcessSource
-from looseends.sources.tasks import TaskSource, all_task_sets
+from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
 
 
@@ -57,8 +59,7 @@ def fingerprint() -> Hashable:
     """What changes when anything may have started: tracked creations, live thread idents, registered task
     counts. Equal fingerprints around a span, with tracking on throughout, mean nothing new is running,
     so a check needs no look at all. Far cheaper than even an identity-only snapshot."""
-    tasks = sum(len(registry) for registry in all_task_sets())
-    return creation_count(), frozenset(sys._current_frames()), tasks
+    return creation_mark(), frozenset(sys._current_frames()), _cpython.task_count()
 
 
 _last_identities: list[tuple[Hashable, Snapshot]] = []  # at most one: (fingerprint, identity snapshot)

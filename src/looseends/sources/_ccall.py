@@ -14,6 +14,8 @@ import inspect
 import linecache
 import types
 
+from looseends.sources._frames import frame_locals
+
 _MISSING = object()
 
 
@@ -25,7 +27,11 @@ def called_name(frame: types.FrameType) -> str | None:
 
 def called_object(frame: types.FrameType) -> tuple[str, object, bool] | None:
     """The builtin being called: its qualified name, the object it is called on (the lock itself), and
-    whether the call passes arguments (`acquire(timeout=1)` may end by itself)."""
+    whether the call passes arguments (`acquire(timeout=1)` may end by itself).
+
+    A bound method stored elsewhere is followed to its object: `Thread(target=lock.acquire)` waits in
+    `self._target(*self._args, **self._kwargs)`, a call on the lock with no arguments when both are empty.
+    """
     try:
         call = _call_expression(frame)
         if call is None:
@@ -34,9 +40,33 @@ def called_object(frame: types.FrameType) -> tuple[str, object, bool] | None:
         resolved = _resolve(frame, dotted) if dotted else None
         if resolved is None:
             return None
-        return resolved[0], resolved[1], bool(call.args or call.keywords)
+        return resolved[0], resolved[1], _has_arguments(frame, call)
     except Exception:  # an odd frame must never break a snapshot
         return None
+
+
+def _has_arguments(frame: types.FrameType, call: ast.Call) -> bool:
+    """True unless every argument is a `*name` or `**name` that holds an empty tuple or dict."""
+    for node in call.args:
+        if not isinstance(node, ast.Starred) or not _empty_holder(frame, node.value):
+            return True
+    return any(k.arg is not None or not _empty_holder(frame, k.value) for k in call.keywords)
+
+
+def _empty_holder(frame: types.FrameType, node: ast.expr) -> bool:
+    dotted = _dotted(node)
+    held = _value_of(frame, dotted) if dotted else _MISSING
+    return type(held) in (tuple, dict) and not held
+
+
+def _value_of(frame: types.FrameType, dotted: list[str]) -> object:
+    head, *rest = dotted
+    obj = _lookup(frame, head)
+    for attr in rest:
+        if obj is _MISSING:
+            break
+        obj = _static(obj, attr)
+    return obj
 
 
 def _call_expression(frame: types.FrameType) -> ast.Call | None:
@@ -84,15 +114,31 @@ def _resolve(frame: types.FrameType, dotted: list[str]) -> tuple[str, object] | 
     receiver: object = None
     for attr in rest:
         receiver = obj
-        obj = inspect.getattr_static(obj, attr, _MISSING)
+        obj = _static(obj, attr)
         if obj is _MISSING:
             return None
+    bound_to = getattr(obj, "__self__", None) if isinstance(obj, types.BuiltinMethodType) else None
+    if bound_to is not None and not isinstance(bound_to, types.ModuleType):
+        receiver = bound_to  # a bound builtin method (lock.acquire) kept in a variable or attribute
     name = _qualify(obj, receiver, dotted[-1])
     return (name, receiver) if name is not None else None
 
 
+def _static(obj: object, attr: str) -> object:
+    """An attribute read without running code: C slots and getsets are read, Python descriptors are not."""
+    value = inspect.getattr_static(obj, attr, _MISSING)
+    if isinstance(value, types.MemberDescriptorType | types.GetSetDescriptorType) and not isinstance(
+        obj, type
+    ):
+        try:
+            return value.__get__(obj, type(obj))
+        except Exception:
+            return _MISSING
+    return value
+
+
 def _lookup(frame: types.FrameType, name: str) -> object:
-    for namespace in (frame.f_locals, frame.f_globals):
+    for namespace in (frame_locals(frame), frame.f_globals):
         if name in namespace:
             return namespace[name]
     return getattr(builtins, name, _MISSING)

@@ -1,4 +1,4 @@
-"""What a stack of live frames is waiting on: a family of small recognisers, one per wait API.
+"""The wait APIs looseends recognises: one entry each, read by classification and by proofs alike.
 
 Frames come innermost first. The innermost run of standard-library frames is read outwards and the
 outermost wait API in it wins, because that is the call the user made: `Condition.wait` inside
@@ -6,50 +6,150 @@ outermost wait API in it wins, because that is the call the user made: `Conditio
 `time.sleep()`), `_ccall` names the builtin. Frames further out may name the machinery around the wait
 (a Timer, `serve_forever`, a pool worker, an event loop), which later turns into a leak pattern.
 
-Recognisers read a few attributes of the waiting object (a queue's maxsize and length), statically and
-without taking its locks, so a snapshot can never deadlock on the program it inspects.
+An entry says its code (`looseends.codes`), the name users know, what to add about the waiting object,
+and, for waits on an in-process primitive (a queue, lock, Event, Condition...), what proofs need: the
+primitive's name and whether the wait is still unsatisfiable right now. A waiter that was notified still
+shows the wait on its stack until it gets the GIL; its primitive's state (waiter lock released, queue no
+longer full, Event set) says it is about to go, and such a unit is never proven stuck.
+
+Everything is read statically and without taking the primitive's locks, so a snapshot can never run the
+inspected program's code or deadlock on it.
 """
 
 from __future__ import annotations
 
-import inspect
 import types
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from looseends._cpython import (
+    MISSING,
+    builtin_len,
+    condition_waiters,
+    lock_held,
+    read_attr,
+)
 from looseends.model import RUNNING, BlockedOn, is_library_file
-from looseends.sources._ccall import called_name
-from looseends.sources._frames import code_key
+from looseends.sources._ccall import called_object
+from looseends.sources._frames import code_key, frame_locals
 
 Detail = dict[str, int | float | str]
 Describer = Callable[[types.FrameType], tuple[str, Detail]]
-
-_MISSING = object()
-
-
-def _attr(obj: object, name: str) -> object:
-    try:
-        return inspect.getattr_static(obj, name, _MISSING)
-    except Exception:
-        return _MISSING
+StillBlocked = Callable[[Any, Sequence[types.FrameType]], bool]
 
 
 def _self(frame: types.FrameType) -> object:
-    try:
-        return frame.f_locals.get("self", _MISSING)
-    except Exception:
-        return _MISSING
-
-
-def _length(obj: object) -> int | None:
-    try:
-        return len(obj)  # type: ignore[arg-type]
-    except Exception:
-        return None
+    return frame_locals(frame).get("self", MISSING)
 
 
 def _nothing(frame: types.FrameType) -> tuple[str, Detail]:
     return "", {}
+
+
+@dataclass(frozen=True, slots=True)
+class Primitive:
+    """For proofs: what a wait waits on, and whether that wait still cannot end right now."""
+
+    name: str  # as proofs say it: "the queue it waits on"
+    still_blocked: StillBlocked
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """One recognised wait API: a stable code, the name users know, and what to say about it."""
+
+    code: str
+    label: str
+    describe: Describer = _nothing
+    primitive: Primitive | None = None  # None: not an in-process primitive; the unit may go on by itself
+
+
+# Is the wait still unsatisfiable? ---------------------------------------------------------------------
+
+
+def _parked_in_condition(frames: Sequence[types.FrameType]) -> bool:
+    """The innermost `Condition.wait` has parked its waiter lock and nobody has notified it yet:
+    notify() removes the waiter from `_waiters` and releases it before the woken thread can run."""
+    for frame in frames:
+        if code_key(frame) == ("threading", "Condition.wait"):
+            variables = frame_locals(frame)
+            waiter = variables.get("waiter", MISSING)
+            waiters = condition_waiters(variables.get("self", MISSING))
+            return waiters is not None and any(w is waiter for w in waiters) and lock_held(waiter) is True
+    return False
+
+
+def _queue_size(queue: object, container: str) -> int | None:
+    return builtin_len(read_attr(queue, container))
+
+
+def _maxsize(queue: object) -> int | None:
+    maxsize = read_attr(queue, "maxsize")
+    if not isinstance(maxsize, int):  # asyncio keeps it private
+        maxsize = read_attr(queue, "_maxsize")
+    return maxsize if isinstance(maxsize, int) else None
+
+
+def _full(container: str) -> Callable[[Any], bool]:
+    def full(queue: object) -> bool:
+        size, maxsize = _queue_size(queue, container), _maxsize(queue)
+        return size is not None and maxsize is not None and 0 < maxsize <= size
+
+    return full
+
+
+def _empty(container: str) -> Callable[[Any], bool]:
+    return lambda queue: _queue_size(queue, container) == 0
+
+
+def _parked_and(state: Callable[[Any], bool]) -> StillBlocked:
+    return lambda primitive, frames: _parked_in_condition(frames) and state(primitive)
+
+
+def _always(primitive: object, frames: Sequence[types.FrameType]) -> bool:
+    return True  # the task's pending future says the rest (see sources.tasks)
+
+
+def _state_only(state: Callable[[Any], bool]) -> StillBlocked:
+    return lambda primitive, frames: state(primitive)
+
+
+def _unfinished(name: str) -> Callable[[Any], bool]:
+    return lambda queue: isinstance(count := read_attr(queue, name), int) and count > 0
+
+
+def _flag(name: str, value: object) -> Callable[[Any], bool]:
+    return lambda primitive: read_attr(primitive, name) is value
+
+
+def _simple_queue_empty(queue: object) -> bool:
+    import _queue
+
+    return type(queue) is _queue.SimpleQueue and _queue.SimpleQueue.empty(queue)
+
+
+QUEUE_FULL = Primitive("queue", _parked_and(_full("queue")))
+QUEUE_EMPTY = Primitive("queue", _parked_and(_empty("queue")))
+QUEUE_UNFINISHED = Primitive("queue", _parked_and(_unfinished("unfinished_tasks")))
+EVENT = Primitive("Event", _parked_and(_flag("_flag", False)))
+CONDITION = Primitive("Condition", _parked_and(lambda condition: True))
+SEMAPHORE = Primitive("Semaphore", _parked_and(_flag("_value", 0)))
+BARRIER = Primitive("Barrier", _parked_and(lambda barrier: True))
+LOCK = Primitive("Lock", _state_only(lambda lock: lock_held(lock) is True))
+RLOCK = Primitive("RLock", _state_only(lambda lock: lock_held(lock) is True))
+SIMPLE_QUEUE = Primitive("SimpleQueue", _state_only(_simple_queue_empty))
+ASYNC_QUEUE_FULL = Primitive("asyncio.Queue", _state_only(_full("_queue")))
+ASYNC_QUEUE_EMPTY = Primitive("asyncio.Queue", _state_only(_empty("_queue")))
+ASYNC_QUEUE_UNFINISHED = Primitive("asyncio.Queue", _state_only(_unfinished("_unfinished_tasks")))
+ASYNC_EVENT = Primitive("asyncio.Event", _state_only(_flag("_value", False)))
+ASYNC_LOCK = Primitive("asyncio.Lock", _state_only(_flag("_locked", True)))
+ASYNC_CONDITION = Primitive("asyncio.Condition", _always)
+ASYNC_SEMAPHORE = Primitive("asyncio.Semaphore", _always)
+ASYNC_BARRIER = Primitive("asyncio.Barrier", _always)
+
+
+# Describing the waiting object --------------------------------------------------------------------------
 
 
 def _queue_state(container: str, full: bool) -> Describer:
@@ -57,11 +157,9 @@ def _queue_state(container: str, full: bool) -> Describer:
 
     def describe(frame: types.FrameType) -> tuple[str, Detail]:
         queue = _self(frame)
-        maxsize, size = _attr(queue, "maxsize"), _length(_attr(queue, container))
-        if isinstance(maxsize, types.MemberDescriptorType | property):  # asyncio keeps it private
-            maxsize = _attr(queue, "_maxsize")
+        maxsize, size = _maxsize(queue), _queue_size(queue, container)
         detail: Detail = {}
-        if isinstance(maxsize, int):
+        if maxsize is not None:
             detail["maxsize"] = maxsize
         if size is not None:
             detail["size"] = size
@@ -73,48 +171,43 @@ def _queue_state(container: str, full: bool) -> Describer:
 
 
 def _named_thread(frame: types.FrameType) -> tuple[str, Detail]:
-    name = _attr(_self(frame), "_name")
+    name = read_attr(_self(frame), "_name")
     return (f"thread {name!r}", {"thread": name}) if isinstance(name, str) else ("", {})
 
 
 def _barrier(frame: types.FrameType) -> tuple[str, Detail]:
-    parties = _attr(_self(frame), "_parties")
+    parties = read_attr(_self(frame), "_parties")
     return (f"parties={parties}", {"parties": parties}) if isinstance(parties, int) else ("", {})
 
 
 def _popen(frame: types.FrameType) -> tuple[str, Detail]:
-    pid = _attr(_self(frame), "pid")
+    pid = read_attr(_self(frame), "pid")
     return (f"pid {pid}", {"pid": pid}) if isinstance(pid, int) else ("", {})
 
 
 def _sleep_delay(frame: types.FrameType) -> tuple[str, Detail]:
-    try:
-        delay = frame.f_locals.get("delay")
-    except Exception:
-        return "", {}
+    delay = frame_locals(frame).get("delay")
     return (f"{delay} s", {"delay": delay}) if isinstance(delay, int | float) else ("", {})
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """One recognised wait API: a stable code, the name users know, and what to say about it."""
+# The registry -----------------------------------------------------------------------------------------
 
-    code: str
-    label: str
-    describe: Describer = _nothing
-
-
-# Waits written in Python, keyed by (module, qualified name) of the frame that does the waiting.
+# Waits written in Python, keyed by (module, qualified name) of the frame that does the waiting; a
+# primitive is that frame's `self`.
 PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
-    ("queue", "Queue.put"): Wait("queue.put", "queue.Queue.put", _queue_state("queue", full=True)),
-    ("queue", "Queue.get"): Wait("queue.get", "queue.Queue.get", _queue_state("queue", full=False)),
-    ("queue", "Queue.join"): Wait("queue.join", "queue.Queue.join"),
-    ("threading", "Event.wait"): Wait("event.wait", "threading.Event.wait"),
-    ("threading", "Condition.wait"): Wait("condition.wait", "threading.Condition.wait"),
-    ("threading", "Condition.wait_for"): Wait("condition.wait", "threading.Condition.wait_for"),
-    ("threading", "Semaphore.acquire"): Wait("semaphore.acquire", "threading.Semaphore.acquire"),
+    ("queue", "Queue.put"): Wait("queue.put", "queue.Queue.put", _queue_state("queue", True), QUEUE_FULL),
+    ("queue", "Queue.get"): Wait("queue.get", "queue.Queue.get", _queue_state("queue", False), QUEUE_EMPTY),
+    ("queue", "Queue.join"): Wait("queue.join", "queue.Queue.join", primitive=QUEUE_UNFINISHED),
+    ("threading", "Event.wait"): Wait("event.wait", "threading.Event.wait", primitive=EVENT),
+    ("threading", "Condition.wait"): Wait("condition.wait", "threading.Condition.wait", primitive=CONDITION),
+    ("threading", "Condition.wait_for"): Wait(
+        "condition.wait", "threading.Condition.wait_for", primitive=CONDITION
+    ),
+    ("threading", "Semaphore.acquire"): Wait(
+        "semaphore.acquire", "threading.Semaphore.acquire", primitive=SEMAPHORE
+    ),
     ("threading", "Thread.join"): Wait("thread.join", "threading.Thread.join", _named_thread),
-    ("threading", "Barrier.wait"): Wait("barrier.wait", "threading.Barrier.wait", _barrier),
+    ("threading", "Barrier.wait"): Wait("barrier.wait", "threading.Barrier.wait", _barrier, BARRIER),
     ("concurrent.futures._base", "Future.result"): Wait("future.result", "concurrent.futures.Future.result"),
     ("concurrent.futures._base", "wait"): Wait("future.wait", "concurrent.futures.wait"),
     ("subprocess", "Popen.wait"): Wait("subprocess.wait", "subprocess.Popen.wait", _popen),
@@ -126,18 +219,30 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
     ("asyncio.tasks", "wait"): Wait("asyncio.wait", "asyncio.wait"),
     ("asyncio.tasks", "wait_for"): Wait("asyncio.wait_for", "asyncio.wait_for"),
     ("asyncio.queues", "Queue.put"): Wait(
-        "asyncio.queue.put", "asyncio.Queue.put", _queue_state("_queue", full=True)
+        "asyncio.queue.put", "asyncio.Queue.put", _queue_state("_queue", True), ASYNC_QUEUE_FULL
     ),
     ("asyncio.queues", "Queue.get"): Wait(
-        "asyncio.queue.get", "asyncio.Queue.get", _queue_state("_queue", full=False)
+        "asyncio.queue.get", "asyncio.Queue.get", _queue_state("_queue", False), ASYNC_QUEUE_EMPTY
     ),
-    ("asyncio.queues", "Queue.join"): Wait("asyncio.queue.join", "asyncio.Queue.join"),
-    ("asyncio.locks", "Event.wait"): Wait("asyncio.event.wait", "asyncio.Event.wait"),
-    ("asyncio.locks", "Lock.acquire"): Wait("asyncio.lock.acquire", "asyncio.Lock.acquire"),
-    ("asyncio.locks", "Condition.wait"): Wait("asyncio.condition.wait", "asyncio.Condition.wait"),
-    ("asyncio.locks", "Condition.wait_for"): Wait("asyncio.condition.wait", "asyncio.Condition.wait_for"),
-    ("asyncio.locks", "Semaphore.acquire"): Wait("asyncio.semaphore.acquire", "asyncio.Semaphore.acquire"),
-    ("asyncio.locks", "Barrier.wait"): Wait("asyncio.barrier.wait", "asyncio.Barrier.wait"),
+    ("asyncio.queues", "Queue.join"): Wait(
+        "asyncio.queue.join", "asyncio.Queue.join", primitive=ASYNC_QUEUE_UNFINISHED
+    ),
+    ("asyncio.locks", "Event.wait"): Wait("asyncio.event.wait", "asyncio.Event.wait", primitive=ASYNC_EVENT),
+    ("asyncio.locks", "Lock.acquire"): Wait(
+        "asyncio.lock.acquire", "asyncio.Lock.acquire", primitive=ASYNC_LOCK
+    ),
+    ("asyncio.locks", "Condition.wait"): Wait(
+        "asyncio.condition.wait", "asyncio.Condition.wait", primitive=ASYNC_CONDITION
+    ),
+    ("asyncio.locks", "Condition.wait_for"): Wait(
+        "asyncio.condition.wait", "asyncio.Condition.wait_for", primitive=ASYNC_CONDITION
+    ),
+    ("asyncio.locks", "Semaphore.acquire"): Wait(
+        "asyncio.semaphore.acquire", "asyncio.Semaphore.acquire", primitive=ASYNC_SEMAPHORE
+    ),
+    ("asyncio.locks", "Barrier.wait"): Wait(
+        "asyncio.barrier.wait", "asyncio.Barrier.wait", primitive=ASYNC_BARRIER
+    ),
     ("asyncio.streams", "StreamReader._wait_for_data"): Wait(
         "asyncio.stream.read", "asyncio.StreamReader read"
     ),
@@ -158,12 +263,12 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
     ("asyncio.taskgroups", "TaskGroup.__aexit__"): Wait("asyncio.taskgroup", "asyncio.TaskGroup exit"),
 }
 
-# Waits inside C, keyed by the qualified name `_ccall.called_name` gives for the call.
+# Waits inside C, keyed by the qualified name `_ccall` gives for the call; a primitive is its receiver.
 C_WAITS: Mapping[str, Wait] = {
-    "_thread.lock.acquire": Wait("lock.acquire", "threading.Lock.acquire"),
-    "_thread.RLock.acquire": Wait("rlock.acquire", "threading.RLock.acquire"),
+    "_thread.lock.acquire": Wait("lock.acquire", "threading.Lock.acquire", primitive=LOCK),
+    "_thread.RLock.acquire": Wait("rlock.acquire", "threading.RLock.acquire", primitive=RLOCK),
     "time.sleep": Wait("time.sleep", "time.sleep"),
-    "_queue.SimpleQueue.get": Wait("queue.get", "queue.SimpleQueue.get"),
+    "_queue.SimpleQueue.get": Wait("queue.get", "queue.SimpleQueue.get", primitive=SIMPLE_QUEUE),
     "_socket.socket.recv": Wait("socket.recv", "socket.recv"),
     "_socket.socket.recv_into": Wait("socket.recv", "socket.recv_into"),
     "_socket.socket.recvfrom": Wait("socket.recv", "socket.recvfrom"),
@@ -179,6 +284,7 @@ C_WAITS: Mapping[str, Wait] = {
     "signal.pause": Wait("signal.wait", "signal.pause"),
     "signal.sigwait": Wait("signal.wait", "signal.sigwait"),
 }
+SELECTOR_WAIT = Wait("selector.select", "selectors.select")
 
 # Frames further out that name the machinery a wait belongs to.
 CONTEXTS: Mapping[tuple[str, str], str] = {
@@ -192,8 +298,66 @@ CONTEXTS: Mapping[tuple[str, str], str] = {
 
 def _python_wait(module: str, qualname: str) -> Wait | None:
     if module == "selectors" and qualname.endswith(".select"):
-        return Wait("selector.select", "selectors.select")
+        return SELECTOR_WAIT
     return PYTHON_WAITS.get((module, qualname))
+
+
+# Finding the wait -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The wait a stack is in: which API, in which frame, and on what object."""
+
+    wait: Wait
+    depth: int  # index of the wait API's own frame (or of the frame calling into C)
+    frame: types.FrameType
+    receiver: object = MISSING  # for a wait inside C: the object called (the lock)
+    c_arguments: bool = False  # the C call passes arguments (a timeout, block=...): it may end by itself
+
+    @property
+    def in_c(self) -> bool:
+        return self.receiver is not MISSING
+
+
+def find_wait(frames: Sequence[types.FrameType]) -> Found | None:
+    """The outermost wait API in the innermost run of library frames, or a C wait of the innermost frame."""
+    found: Found | None = None
+    for depth, frame in enumerate(frames):
+        wait = _python_wait(*code_key(frame))
+        if wait is not None:
+            found = Found(wait, depth, frame)
+        elif depth == 0 and (called := called_object(frame)) is not None:
+            name, receiver, has_arguments = called
+            c_wait = C_WAITS.get(name)
+            if c_wait is not None and receiver is not None:
+                found = Found(c_wait, depth, frame, receiver, has_arguments)
+        if wait is None and not is_library_file(frame.f_code.co_filename):
+            break  # the user's code: the wait API (if any) ends here
+    return found
+
+
+def _timed(found: Found, frames: Sequence[types.FrameType]) -> bool:
+    """A timeout anywhere in the wait's own frames: it ends by itself."""
+    if found.c_arguments:
+        return True
+    return any(frame_locals(frame).get("timeout") is not None for frame in frames[: found.depth + 1])
+
+
+def primitive_of(found: Found, frames: Sequence[types.FrameType]) -> tuple[str, object] | None:
+    """(name, object) of the primitive a wait is blocked on, only while the wait still cannot end: an
+    untimed wait on an in-process primitive whose state says nobody has released the waiter yet."""
+    primitive = found.wait.primitive
+    if primitive is None or _timed(found, frames):
+        return None
+    target = found.receiver if found.in_c else _self(found.frame)
+    if target is MISSING or target is None:
+        return None
+    try:
+        blocked = primitive.still_blocked(target, frames)
+    except Exception:  # an odd object: claim nothing
+        return None
+    return (primitive.name, target) if blocked else None
 
 
 def classify(frames: Sequence[types.FrameType], stack: Hashable = None) -> BlockedOn | None:
@@ -204,29 +368,17 @@ def classify(frames: Sequence[types.FrameType], stack: Hashable = None) -> Block
     """
     if stack is not None and (known := _by_stack.get(stack)) is not None:
         return known
-    found: tuple[Wait, types.FrameType] | None = None
-    found_in_c = False  # a C wait is named from its receiver object, not from the code location
-    for depth, frame in enumerate(frames):
-        wait = _python_wait(*code_key(frame))
-        in_c = False
-        if wait is None and depth == 0:
-            name = called_name(frame)
-            wait = C_WAITS.get(name) if name else None
-            in_c = True
-        if wait is not None:
-            found, found_in_c = (wait, frame), in_c
-        elif not is_library_file(frame.f_code.co_filename):
-            break  # the user's code: the wait API (if any) ends here
+    found = find_wait(frames)
     if found is None:
         return None
-    wait, frame = found
+    wait = found.wait
     try:
-        words, detail = wait.describe(frame)
+        words, detail = wait.describe(found.frame)
     except Exception:  # a half-torn-down object must not break a snapshot
         words, detail = "", {}
     description = f"{wait.label} ({words})" if words else wait.label
     blocked = BlockedOn(wait.code, description, detail, context_of(frames))
-    if stack is not None and not found_in_c and wait.describe is _nothing:
+    if stack is not None and not found.in_c and wait.describe is _nothing:
         if len(_by_stack) >= 4096:
             _by_stack.clear()
         _by_stack[stack] = blocked

@@ -14,9 +14,10 @@ from typing import Any
 
 import psutil
 
+from looseends._safe import safe
 from looseends.model import BlockedOn, Kind, Origin, Unit
-from looseends.sources._origins import is_tracking, process_command, process_origin, spawn_count
-from looseends.sources._safe import safe
+from looseends.sources._spawns import process_command, process_origin, spawn_count
+from looseends.sources._tracking import is_tracking
 
 _STATES = {
     psutil.STATUS_RUNNING: "running",

@@ -4,44 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from looseends import _cpython
+from looseends._safe import safe
 from looseends.model import BlockedOn, Kind, Unit
 from looseends.sources._frames import coroutine_frames, to_frame
 from looseends.sources._origins import task_origin
-from looseends.sources._safe import safe, safe_copy, safe_list
 from looseends.sources._waits import classify
 
 Task = asyncio.Task[Any]
 
 
-def all_task_sets() -> list[Collection[Task]]:
-    """asyncio's registries of live tasks: `_all_tasks` (3.11); `_scheduled_tasks` and `_eager_tasks` (3.12+).
-
-    `asyncio.all_tasks(loop)` filters these by loop; reading them directly is what lets one
-    snapshot see the tasks of loops running in other threads, or of loops not running at all.
-    """
-    return [getattr(asyncio.tasks, name) for name in _REGISTRIES]
-
-
-# Which registries this Python has, found once: a missing attribute costs a raised AttributeError per look.
-_REGISTRIES = [
-    name for name in ("_all_tasks", "_scheduled_tasks", "_eager_tasks") if hasattr(asyncio.tasks, name)
-]
-
-
 def _thread_names() -> dict[int, str]:
     """Thread names by ident, to say which thread's loop runs a task."""
-    active = safe_copy(threading._active)  # type: ignore[attr-defined]
-    return {ident: safe(functools.partial(_name_of, thread), "?") for ident, thread in active.items()}
-
-
-def _name_of(thread: threading.Thread) -> str:
-    return str(thread.name)
+    return {
+        ident: name
+        for ident, thread in _cpython.active_threads().items()
+        if (name := _cpython.thread_name(thread)) is not None
+    }
 
 
 class TaskSource:
@@ -49,15 +33,20 @@ class TaskSource:
 
     name = "tasks"
 
-    def __init__(self, *, _task_sets: Callable[[], list[Collection[Task]]] = all_task_sets) -> None:
-        self._task_sets = _task_sets
+    def __init__(self, *, _tasks: Callable[[], Iterable[Task]] = _cpython.all_tasks) -> None:
+        self._tasks = _tasks
 
     def read(self, *, detail: bool = True) -> list[Unit]:
-        tasks = {id(t): t for tasks in self._task_sets() for t in safe_list(tasks)}
-        pending = [task for task in tasks.values() if not safe(task.done, True)]
+        tasks = {id(t): t for t in self._tasks()}
+        pending = [task for task in tasks.values() if not _cpython.task_done(task)]
         if not detail:
             return [
-                Unit(kind=Kind.TASK, key=("task", id(task)), name=_task_name(task), ref=weakref.ref(task))
+                Unit(
+                    kind=Kind.TASK,
+                    key=("task", id(task)),
+                    name=_cpython.task_name(task),
+                    ref=weakref.ref(task),
+                )
                 for task in pending
             ]
         threads = _thread_names()
@@ -70,66 +59,65 @@ DESTROYED = "destroyed while pending by the garbage collector: nothing could wak
 CANCELLED_AT_SHUTDOWN = "cancelled by its runner when the event loop shut down"
 
 
-def vanished_unit(task: Task, how: str) -> Unit | None:
+def live_unit(task: Task) -> Unit | None:
+    """The task as a unit now, or None when it cannot be read (a loop closing mid-read)."""
+    return safe(functools.partial(_task_unit, task, _thread_names()), None)
+
+
+def vanished_unit(task: Task, how: str, proof: str | None = None, unit: Unit | None = None) -> Unit | None:
     """A pending task about to vanish (destroyed or cancelled at shutdown), described one last time."""
-    unit = safe(functools.partial(_task_unit, task, _thread_names()), None)
+    unit = unit or live_unit(task)
     if unit is None:
         return None
     blocked = unit.blocked_on
     return replace(
         unit,
         blocked_on=BlockedOn(
-            blocked.code,
-            blocked.description,
-            {**blocked.detail, "vanished": how},
-            blocked.context,
+            blocked.code, blocked.description, {**blocked.detail, "vanished": how}, blocked.context
         ),
+        proof=proof,
         ref=None,
     )
 
 
 def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[Task]:
     tasks: list[Task] = safe(lambda: list(asyncio.all_tasks(loop)), [])
-    return [task for task in tasks if not safe(task.done, True)]
-
-
-def _task_name(task: Task) -> str:
-    return safe(lambda: str(task.get_name()), "<task>")
+    return [task for task in tasks if not _cpython.task_done(task)]
 
 
 def _task_unit(task: Task, threads: dict[int, str]) -> Unit:
     """Callers guard with `safe`: a task of a loop closing mid-snapshot may fail anywhere here."""
-    loop = task.get_loop()
-    live = coroutine_frames(task.get_coro())
+    loop = _cpython.task_call(task, "get_loop", None)
+    live = coroutine_frames(_cpython.task_call(task, "get_coro", None))
     stack = tuple(to_frame(f) for f in live)
     blocked_on = classify(live, stack) or _awaited(task, loop)
     live.clear()
-    thread_ident = getattr(loop, "_thread_id", None)
+    thread_ident = _cpython.loop_thread_id(loop)
     return Unit(
         kind=Kind.TASK,
         key=("task", id(task)),
-        name=str(task.get_name()),
+        name=_cpython.task_name(task),
         stack=stack,
         blocked_on=blocked_on,
         origin=task_origin(task),
-        thread=threads.get(thread_ident) if isinstance(thread_ident, int) else None,
+        thread=threads.get(thread_ident) if thread_ident is not None else None,
         ref=weakref.ref(task),
     )
 
 
-def _awaited(task: Task, loop: asyncio.AbstractEventLoop | None) -> BlockedOn:
+def _awaited(task: Task, loop: object) -> BlockedOn:
     """When no known wait API is on the await chain: what the task's pending future is."""
-    if loop is not None and safe(loop.is_closed, False):
+    if _cpython.loop_closed(loop):
         return BlockedOn("asyncio.loop-closed", "pending on a closed event loop: it can never run again")
-    waiter = getattr(task, "_fut_waiter", None)
+    waiter = _cpython.fut_waiter(task)
     if waiter is None:
         return BlockedOn("running", "running (scheduled to run)")
     if isinstance(waiter, asyncio.Task):
-        name = safe(lambda: str(waiter.get_name()), "?")
+        name = _cpython.task_name(waiter)
         return BlockedOn("asyncio.task", f"awaiting task {name!r}", {"task": name})
-    children = getattr(waiter, "_children", None)
-    if isinstance(children, list):  # asyncio.gather's _GatheringFuture
-        pending = sum(1 for c in children if not safe(c.done, True))
+    children = _cpython.gather_children(waiter)
+    if children is not None:  # asyncio.gather's _GatheringFuture
+        pending = sum(1 for child in children if not _cpython.task_done(child))
         return BlockedOn(
             "asyncio.gather",
             f"awaiting gather of {len(children)} ({pending} pending)",

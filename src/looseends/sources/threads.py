@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import types
 import weakref
 from collections.abc import Callable, Mapping
 
+from looseends import _cpython
 from looseends.model import RUNNING, Kind, Unit, is_own_file
 from looseends.sources._frames import to_frame, walk_back
 from looseends.sources._origins import raw_thread_origin, thread_origin
-from looseends.sources._safe import safe, safe_copy
 from looseends.sources._waits import classify_or_running
 
 
@@ -19,7 +20,8 @@ class ThreadSource:
     """Reads `sys._current_frames()` and matches each ident to its `threading.Thread`, if any.
 
     No lock is taken: `threading._active` is copied under the GIL, so the source can run from a
-    signal handler while another thread holds threading's internal lock.
+    signal handler while another thread holds threading's internal lock. Nothing of a Thread object is
+    read through its class's code: a subclass's `name` property may take a lock its thread holds.
     """
 
     name = "threads"
@@ -28,14 +30,14 @@ class ThreadSource:
         self,
         *,
         _current_frames: Callable[[], Mapping[int, types.FrameType]] = sys._current_frames,
-        _active: Callable[[], Mapping[int, threading.Thread]] = lambda: threading._active,  # type: ignore[attr-defined]
+        _active: Callable[[], Mapping[int, threading.Thread]] = _cpython.active_threads,
     ) -> None:
         self._current_frames = _current_frames
         self._active = _active
 
     def read(self, *, detail: bool = True) -> list[Unit]:
         frames = dict(self._current_frames())
-        active = safe_copy(self._active())
+        active = dict(self._active())
         try:
             return [_thread_unit(ident, frame, active.get(ident), detail) for ident, frame in frames.items()]
         finally:
@@ -45,7 +47,7 @@ class ThreadSource:
 def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | None, detail: bool) -> Unit:
     if thread is None:  # started with _thread.start_new_thread: no Thread object, never joined at exit
         return _raw_thread_unit(ident, frame, detail)
-    name = safe(lambda: str(thread.name), f"<thread {ident}>")
+    name = _cpython.thread_name(thread) or f"<thread {ident}>"
     if not detail:
         return Unit(kind=Kind.THREAD, key=("thread", ident), name=name, ident=ident, ref=weakref.ref(thread))
     live = list(walk_back(frame))
@@ -60,9 +62,9 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
         stack=stack,
         blocked_on=blocked_on,
         origin=thread_origin(thread),
-        daemon=safe(lambda: bool(thread.daemon), None),
-        native_id=safe(lambda: thread.native_id, None),
-        target=_target_name(thread),
+        daemon=_cpython.thread_daemon(thread),
+        native_id=_cpython.thread_native_id(thread),
+        target=callable_name(_cpython.thread_target(thread)),
         ref=weakref.ref(thread),
     )
 
@@ -88,13 +90,19 @@ def _raw_thread_unit(ident: int, frame: types.FrameType, detail: bool) -> Unit:
     )
 
 
-def _target_name(thread: threading.Thread) -> str | None:
-    target = getattr(thread, "_target", None)
-    if target is None:
-        run = type(thread).run
-        if run is threading.Thread.run:
-            return None
-        target = run
-    module = getattr(target, "__module__", None) or ""
-    qualname = getattr(target, "__qualname__", None) or safe(lambda: repr(target), "?")
-    return f"{module}.{qualname}" if module else str(qualname)
+def callable_name(target: object) -> str | None:
+    """`module.qualname` of a function, method or class, read statically; a partial shows its function.
+    Never the object's repr, which could run the program's code or show its arguments (secrets)."""
+    if target is None or target is _cpython.MISSING:
+        return None
+    if issubclass(type(target), functools.partial):  # its arguments may be secrets: only the function
+        name = callable_name(_cpython.read_attr(target, "func"))
+        return f"functools.partial({name})" if name else "functools.partial"
+    function = _cpython.read_attr(target, "__func__")  # a bound method
+    if function is not _cpython.MISSING:
+        target = function
+    module = _cpython.read_attr(target, "__module__")
+    qualname = _cpython.read_attr(target, "__qualname__")
+    if not isinstance(qualname, str):
+        qualname = f"<{type(target).__qualname__} object>"
+    return f"{module}.{qualname}" if isinstance(module, str) and module else qualname

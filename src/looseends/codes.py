@@ -1,0 +1,95 @@
+"""Every blocked-on code: what it means and which leak pattern it suggests. The one vocabulary table.
+
+Sources set `BlockedOn.code` to one of these; `analysis.patterns` turns a code into a pattern; the JSON
+schema (docs/json-schema.md) lists exactly these codes, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str
+    meaning: str
+    pattern: str | None = None  # a pattern code from analysis.patterns, when the wait suggests one
+
+
+def _table(*codes: Code) -> Mapping[str, Code]:
+    return {code.code: code for code in codes}
+
+
+CODES: Mapping[str, Code] = _table(
+    Code("running", "running, or in a call looseends does not recognise"),
+    # Python threads (and the blocking calls a task makes).
+    Code("queue.put", "queue.Queue.put on a full queue", "forgotten-sender"),
+    Code("queue.get", "queue.Queue.get or SimpleQueue.get on an empty queue", "abandoned-receiver"),
+    Code("queue.join", "queue.Queue.join: waiting for task_done() calls"),
+    Code("event.wait", "threading.Event.wait", "event-never-set"),
+    Code("lock.acquire", "threading.Lock.acquire", "lock-never-released"),
+    Code("rlock.acquire", "threading.RLock.acquire", "lock-never-released"),
+    Code("condition.wait", "threading.Condition.wait or wait_for", "condition-never-signalled"),
+    Code("semaphore.acquire", "threading.Semaphore.acquire", "lock-never-released"),
+    Code("thread.join", "threading.Thread.join", "wait-on-stuck-unit"),
+    Code("barrier.wait", "threading.Barrier.wait"),
+    Code("future.result", "concurrent.futures.Future.result"),
+    Code("future.wait", "concurrent.futures.wait"),
+    Code("time.sleep", "time.sleep", "loop-never-stopped"),
+    Code("selector.select", "select, poll, epoll or a selectors selector: an idle event loop or server"),
+    Code("socket.accept", "socket.accept", "stuck-io"),
+    Code("socket.recv", "socket.recv and its variants", "stuck-io"),
+    Code("socket.connect", "socket.connect or create_connection", "stuck-io"),
+    Code("socket.send", "socket.sendall", "stuck-io"),
+    Code("subprocess.wait", "waiting for a child process: Popen.wait, communicate, os.waitpid"),
+    Code("io.read", "os.read on a pipe or file descriptor", "stuck-io"),
+    Code("signal.wait", "signal.pause or sigwait"),
+    # asyncio tasks.
+    Code("asyncio.sleep", "asyncio.sleep", "loop-never-stopped"),
+    Code("asyncio.wait", "asyncio.wait", "wait-on-stuck-unit"),
+    Code("asyncio.wait_for", "asyncio.wait_for"),
+    Code("asyncio.queue.put", "asyncio.Queue.put on a full queue", "forgotten-sender"),
+    Code("asyncio.queue.get", "asyncio.Queue.get on an empty queue", "abandoned-receiver"),
+    Code("asyncio.queue.join", "asyncio.Queue.join"),
+    Code("asyncio.event.wait", "asyncio.Event.wait", "event-never-set"),
+    Code("asyncio.lock.acquire", "asyncio.Lock.acquire", "lock-never-released"),
+    Code("asyncio.condition.wait", "asyncio.Condition.wait or wait_for", "condition-never-signalled"),
+    Code("asyncio.semaphore.acquire", "asyncio.Semaphore.acquire", "lock-never-released"),
+    Code("asyncio.barrier.wait", "asyncio.Barrier.wait"),
+    Code("asyncio.stream.read", "reading an asyncio StreamReader", "stuck-io"),
+    Code("asyncio.stream.drain", "asyncio StreamWriter.drain"),
+    Code("asyncio.subprocess.wait", "waiting for an asyncio subprocess"),
+    Code("asyncio.socket.recv", "loop.sock_recv", "stuck-io"),
+    Code("asyncio.socket.accept", "loop.sock_accept", "stuck-io"),
+    Code("asyncio.server", "asyncio Server.serve_forever"),
+    Code("asyncio.taskgroup", "leaving an asyncio.TaskGroup: waiting for its tasks", "wait-on-stuck-unit"),
+    Code("asyncio.task", "awaiting another task", "wait-on-stuck-unit"),
+    Code("asyncio.gather", "awaiting an asyncio.gather", "wait-on-stuck-unit"),
+    Code("asyncio.future", "awaiting a bare Future"),
+    Code("asyncio.loop-closed", "pending on an event loop that is closed: it can never run again"),
+    # Child processes.
+    Code("process.running", "a child process still running (or stopped)", "child-never-stopped"),
+    Code("process.zombie", "a child process that exited and was never waited for", "zombie"),
+    # Go goroutines, from their wait states.
+    Code("go.chan.send", "Go: chan send", "forgotten-sender"),
+    Code("go.chan.receive", "Go: chan receive", "abandoned-receiver"),
+    Code("go.nil-chan", "Go: send or receive on a nil channel", "wait-on-nothing"),
+    Code("go.select", "Go: select", "select-without-way-out"),
+    Code("go.select.empty", "Go: select with no cases", "wait-on-nothing"),
+    Code("go.mutex.lock", "Go: sync.Mutex or RWMutex lock (semacquire)", "lock-never-released"),
+    Code("go.waitgroup.wait", "Go: sync.WaitGroup.Wait", "wait-on-stuck-unit"),
+    Code("go.cond.wait", "Go: sync.Cond.Wait", "condition-never-signalled"),
+    Code("go.sleep", "Go: time.Sleep", "loop-never-stopped"),
+    Code("go.io", "Go: IO wait", "stuck-io"),
+    Code("go.syscall", "Go: in a system call"),
+    Code("go.unknown", "Go: a profile record whose stack does not say what it waits for"),
+)
+# Go prints other states too (GC assist wait, finalizer wait, ...): they become `go.` plus the state with
+# dashes for spaces, outside this table, with no pattern.
+GO_OTHER_STATE_PREFIX = "go."
+
+
+def pattern_code(code: str) -> str | None:
+    found = CODES.get(code)
+    return found.pattern if found is not None else None

@@ -1,0 +1,112 @@
+"""Child processes started while tracking is on: who started each, and with what command line.
+
+`subprocess.Popen`, `multiprocessing` processes, `os.fork` and `os.posix_spawn[p]` are wrapped. The
+process source uses the spawn count to know when its cached process list is stale.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.process
+import os
+import subprocess
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from looseends._cpython import read_attr
+from looseends.model import Origin
+from looseends.sources import _tracking
+from looseends.sources._origins import Captured, capture, to_origin
+
+MAX_COMMAND = 120
+MAX_RECORDS = 4096  # children long gone: their pids may come back for others
+
+# pid -> (origin, command line) for children started while tracking.
+_process_origins: dict[int, tuple[Captured, str]] = {}
+_spawns = 0  # bumped (never decremented) when a child may have started unseen or was seen
+
+
+def process_origin(pid: int) -> Origin | None:
+    entry = _process_origins.get(pid)
+    return to_origin(entry[0]) if entry is not None else None
+
+
+def process_command(pid: int) -> str | None:
+    entry = _process_origins.get(pid)
+    return entry[1] if entry is not None else None
+
+
+def spawn_count() -> int:
+    """Moves whenever a child was started while tracking, or tracking (re)started: an unchanged count
+    means a cached process list still holds."""
+    return _spawns
+
+
+def _record(pid: object, command: object, skip: int) -> None:
+    global _spawns
+    _spawns += 1
+    _tracking.noted()
+    if not isinstance(pid, int) or pid <= 0:
+        return
+    if len(_process_origins) > MAX_RECORDS:
+        _process_origins.clear()
+    _process_origins[pid] = (capture(skip + 1), command_text(command))
+
+
+def command_text(command: object) -> str:
+    if isinstance(command, str | bytes):
+        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+    elif isinstance(command, list | tuple):
+        text = " ".join(str(part) for part in command)
+    else:
+        text = "?"
+    return text if len(text) <= MAX_COMMAND else text[: MAX_COMMAND - 3] + "..."
+
+
+def _install(stack: ExitStack) -> None:
+    global _spawns
+    _spawns += 1  # spawns went unnoticed while tracking was off: cached process lists are stale
+    original_popen_init = subprocess.Popen.__init__
+
+    def popen_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        original_popen_init(self, args, *rest, **kwargs)
+        _record(read_attr(self, "pid"), args, 1)
+
+    original_process_start = multiprocessing.process.BaseProcess.start
+
+    def process_start(self: multiprocessing.process.BaseProcess) -> None:
+        original_process_start(self)
+        name = read_attr(self, "_name")
+        _record(read_attr(read_attr(self, "_popen"), "pid"), f"python (multiprocessing {name})", 1)
+
+    original_fork = os.fork
+
+    def fork() -> int:
+        # 3.12+ warns when a multi-threaded process forks; re-issue it at the caller, not at this wrapper.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pid = original_fork()
+        for warning in caught:
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+        if pid > 0:
+            _record(pid, "python (os.fork)", 1)
+        return pid
+
+    def spawner(original: Callable[..., int]) -> Callable[..., int]:
+        def spawn(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
+            pid = original(path, argv, *args, **kwargs)
+            _record(pid, argv, 1)
+            return pid
+
+        return spawn
+
+    _tracking.patch(stack, subprocess.Popen, "__init__", popen_init)
+    _tracking.patch(stack, multiprocessing.process.BaseProcess, "start", process_start)
+    _tracking.patch(stack, os, "fork", fork)
+    for name in ("posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            _tracking.patch(stack, os, name, spawner(getattr(os, name)))
+
+
+_tracking.register(_install)

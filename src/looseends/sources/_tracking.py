@@ -1,0 +1,102 @@
+"""Creation tracking, switched on and off: one lease count over one ExitStack of patches.
+
+While at least one check, test session, endpoint or `track()` wants it, the modules that record creations
+(`_origins`: threads and tasks; `_spawns`: child processes; `_vanished`: tasks that vanish while pending)
+have their patches installed; the last one out undoes them all, in reverse, from the same stack. Every
+user enters through the `tracking()` context manager. Each module registers its installer here when it
+is imported (the `looseends.sources` package imports them all).
+
+Wrappers must never make the host's call fail: they read shared state without locks (single reads and
+stores, which the GIL makes atomic), and anything they mutate is either per-call or changed by one
+atomic operation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+
+Installer = Callable[[ExitStack], None]
+
+_lock = threading.Lock()  # guards installing and uninstalling only; never taken by a wrapper
+_installers: list[Installer] = []
+_users = 0
+_stack: ExitStack | None = None
+_labels: tuple[str, ...] = ()  # labels of the checks running now, innermost last; replaced, never mutated
+_sequence = itertools.count(1)  # next() is one atomic C call
+_latest = 0  # the number of the latest creation seen: moves whenever anything tracked starts
+
+
+def register(installer: Installer) -> None:
+    """Called once per recording module, at import: `installer(stack)` installs its patches."""
+    _installers.append(installer)
+
+
+def patch(stack: ExitStack, owner: object, name: str, replacement: object) -> None:
+    """Replace `owner.name` until the stack unwinds; if someone patched it again meanwhile, theirs stays
+    (our wrapper then does nothing more than call through, see `is_tracking`)."""
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+
+    def restore() -> None:
+        if getattr(owner, name) is replacement:
+            setattr(owner, name, original)
+
+    stack.callback(restore)
+
+
+def is_tracking() -> bool:
+    return _users > 0
+
+
+def noted() -> None:
+    """A creation finished registering (thread started, task created, child spawned): move the mark.
+
+    Called after the unit is registered, so a creation whose mark predates a baseline is in that
+    baseline. Each number is stored once, so a late store can never bring back an earlier mark."""
+    global _latest
+    _latest = next(_sequence)
+
+
+def creation_mark() -> int:
+    """Moves whenever tracking sees a thread, task or child process start (or tracking restarts): while
+    it stands still, nothing new can have started through the tracked paths."""
+    return _latest
+
+
+def current_label() -> str | None:
+    labels = _labels
+    return labels[-1] if labels else None
+
+
+@contextmanager
+def tracking(label: str | None = None) -> Iterator[None]:
+    """Track creations while the block runs; `label` is recorded as `Origin.during`."""
+    global _users, _stack, _labels
+    with _lock:
+        if _users == 0:
+            stack = ExitStack()
+            try:
+                for install in _installers:
+                    install(stack)
+            except BaseException:
+                stack.close()
+                raise
+            _stack = stack
+            noted()  # creations went unseen while tracking was off: cached looks are stale
+        _users += 1
+        if label is not None:
+            _labels = (*_labels, label)
+    try:
+        yield
+    finally:
+        with _lock:
+            if label is not None and label in _labels:
+                index = len(_labels) - 1 - _labels[::-1].index(label)
+                _labels = _labels[:index] + _labels[index + 1 :]
+            _users -= 1
+            if _users == 0 and _stack is not None:
+                stack, _stack = _stack, None
+                stack.close()

@@ -1,0 +1,123 @@
+"""Pending tasks that vanish while tracking is on: leaks that no later snapshot can see.
+
+A task still pending when the garbage collector destroys it ("Task was destroyed but it is pending!")
+could never have been woken. A task still pending when its runner shuts the loop down (`asyncio.run`,
+`asyncio.Runner`, pytest-asyncio, `IsolatedAsyncioTestCase`) is cancelled silently. Both are described
+just before they vanish, once each (a task cancelled at shutdown and later destroyed is one unit), and a
+check takes the ones created during it.
+
+The hooks run inside the host's calls, and a destructor may run them at any moment in any thread: they
+take no lock, and every change to the shared record is one atomic dict operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from looseends import _cpython
+from looseends.model import Unit
+from looseends.sources import _tracking
+from looseends.sources.tasks import CANCELLED_AT_SHUTDOWN, DESTROYED, live_unit, pending_tasks, vanished_unit
+
+DESTROYED_PENDING = "Task was destroyed but it is pending!"  # asyncio's message from Task.__del__
+DESTROYED_PROOF = "destroyed by the garbage collector while pending: nothing could reach it"
+MAX_VANISHED = 10_000
+
+# Proofs for tasks about to be cancelled at shutdown: given a way to look at them (twice, a step apart),
+# the keys of those proven stuck and why. Set by the composing layer, which owns the proofs.
+ShutdownProver = Callable[[Callable[[], Sequence[Unit]]], Mapping[Hashable, str]]
+
+_vanished: dict[int, Unit] = {}
+_recorded: dict[int, int] = {}  # id(task) -> id(its coroutine): a task recorded once is not recorded again
+_numbers = itertools.count()
+_prover: list[ShutdownProver] = []
+
+
+def set_prover(prover: ShutdownProver) -> None:
+    _prover[:] = [prover]
+
+
+def take_vanished(start: float, wanted: Callable[[Unit], bool]) -> list[Unit]:
+    """Remove and return the vanished tasks created at or after `start` (monotonic) that `wanted` accepts.
+
+    Taking them means a vanished task is reported by one check only, the innermost one that saw it.
+    """
+    taken = []
+    for number in list(_vanished):
+        unit = _vanished.get(number)
+        if (
+            unit is not None
+            and unit.origin is not None
+            and unit.origin.created_at is not None
+            and unit.origin.created_at >= start
+            and wanted(unit)
+            and _vanished.pop(number, None) is not None
+        ):
+            taken.append(unit)
+    return taken
+
+
+def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | None = None) -> None:
+    coro = _cpython.task_call(task, "get_coro", None)
+    if _recorded.get(id(task)) == id(coro) or len(_vanished) >= MAX_VANISHED:
+        return
+    found = vanished_unit(task, how, proof, unit)
+    if found is not None:
+        if len(_recorded) > 4 * MAX_VANISHED:
+            _recorded.clear()  # only long-gone tasks lose their one-record guard
+        _recorded[id(task)] = id(coro)
+        _vanished[next(_numbers)] = found
+
+
+def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = pending_tasks(loop)
+    if not tasks:
+        return
+
+    def look() -> list[Unit]:
+        return [unit for task in tasks if (unit := live_unit(task)) is not None]
+
+    proofs: Mapping[Hashable, str] = _prover[0](look) if _prover else {}
+    for unit in look():
+        task = unit.ref() if unit.ref is not None else None
+        if isinstance(task, asyncio.Task):
+            _record(task, CANCELLED_AT_SHUTDOWN, proofs.get(unit.key), unit)
+
+
+def _clear() -> None:
+    _vanished.clear()
+    _recorded.clear()
+
+
+def _install(stack: ExitStack) -> None:
+    original_handler = asyncio.BaseEventLoop.call_exception_handler
+
+    def call_exception_handler(self: asyncio.BaseEventLoop, context: dict[str, Any]) -> None:
+        try:
+            task = context.get("task")
+            if context.get("message") == DESTROYED_PENDING and isinstance(task, asyncio.Task):
+                _record(task, DESTROYED, DESTROYED_PROOF)
+        except Exception:  # recording is ours: it must never change what the host's call does
+            pass
+        original_handler(self, context)
+
+    module, name = _cpython.CANCEL_ALL_TASKS
+    original_cancel_all = getattr(module, name)
+
+    def cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            _record_shutdown(loop)
+        except Exception:
+            pass
+        original_cancel_all(loop)
+
+    _tracking.patch(stack, asyncio.BaseEventLoop, "call_exception_handler", call_exception_handler)
+    _tracking.patch(stack, module, name, cancel_all_tasks)
+    stack.callback(_clear)
+
+
+_tracking.register(_install)
