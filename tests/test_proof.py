@@ -11,8 +11,11 @@ import gc
 import queue
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
+
+import pytest
 
 import looseends
 from looseends.analysis.reachability import prove
@@ -225,3 +228,192 @@ def test_snapshot_can_list_only_proven_leaks(cleanup: Cleanup) -> None:
     assert {u.name for u in proven.units} >= {"fs-0", "fs-1"}
     assert all(u.proof for u in proven.units)
     assert "stuck forever (proven)" in proven.render()
+
+
+# What should be proven, and the cases that must never be ------------------------------------------------
+
+MODULE_EVENT = asyncio.Event()
+
+
+def test_tasks_cancelled_at_shutdown_are_proven_before_the_cancel() -> None:
+    """asyncio.run cancels leftovers silently; those nothing else could wake are proven first."""
+
+    async def main() -> None:
+        local_event = asyncio.Event()
+        for n in range(2):
+            asyncio.create_task(local_event.wait(), name=f"sd-local-{n}")  # noqa: RUF006 - the leak
+        asyncio.create_task(MODULE_EVENT.wait(), name="sd-global")  # noqa: RUF006 - a global reaches it
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.05):
+        asyncio.run(main())
+    groups = {
+        g.units[0].name.rsplit("-", 1)[0] if "local" in g.units[0].name else g.units[0].name: g
+        for g in info.value.report.groups
+    }
+    local, shared = groups["sd-local"], groups["sd-global"]
+    assert local.count == 2
+    assert local.units[0].proof is not None
+    assert "the asyncio.Event it waits on" in local.units[0].proof
+    assert shared.units[0].proof is None
+    text = info.value.report.render()
+    assert "stuck forever (proven): nothing that may still run can reach the asyncio.Event" in text
+    assert "then: cancelled by its runner when the event loop shut down" in text
+    assert "not proven stuck: something that could still run could reach what it waited on" in text
+    assert "may still be woken" not in text  # the loop is gone: nothing can wake anything any more
+
+
+def test_tasks_destroyed_while_pending_say_the_collector_proved_them() -> None:
+    async def main() -> looseends.Report:
+        async def forgotten() -> None:
+            await asyncio.get_running_loop().create_future()
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=0.05):
+                asyncio.create_task(forgotten(), name="gc-forgotten")  # noqa: RUF006 - the leak
+                for _ in range(3):
+                    await asyncio.sleep(0)
+        return info.value.report
+
+    report = asyncio.run(main())
+    assert report.groups[0].units[0].proof == (
+        "destroyed by the garbage collector while pending: nothing could reach it"
+    )
+    assert "may still be woken" not in report.render()
+
+
+def test_two_tasks_awaiting_each_other_are_proven() -> None:
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # they are destroyed pending at the end
+    box: dict[str, asyncio.Task[None]] = {}
+
+    async def first() -> None:
+        await box["second"]
+
+    async def second() -> None:
+        await box["first"]
+
+    async def start() -> None:
+        box["first"] = asyncio.create_task(first(), name="cy-first")
+        box["second"] = asyncio.create_task(second(), name="cy-second")
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(start())
+    refs = [weakref.ref(task) for task in box.values()]
+    box.clear()
+    try:
+        units = [u for u in looseends.snapshot().units if u.name.startswith("cy-")]
+        assert {u.blocked_on.code for u in units} == {"asyncio.task"}
+        proofs = prove(units)
+        assert {units_by_key.name for units_by_key in units if units_by_key.key in proofs} == {
+            "cy-first",
+            "cy-second",
+        }
+        assert (
+            "the task 'cy-second' it waits on"
+            in proofs[next(u.key for u in units if u.name == "cy-first")].reason
+        )
+    finally:
+        # They can never be cancelled (cancel() would recurse): the collector reaps them, quietly.
+        for task in filter(None, (ref() for ref in refs)):
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        del task
+        loop.close()
+        gc.collect()
+    assert all(ref() is None for ref in refs)
+
+
+def test_a_thread_whose_target_is_the_lock_itself_is_proven(cleanup: Cleanup) -> None:
+    def start() -> weakref.ref[threading.Lock]:
+        lock = threading.Lock()
+        lock.acquire()
+        threading.Thread(target=lock.acquire, name="bm-acquire", daemon=True).start()
+        return weakref.ref(lock)
+
+    ref = start()
+    cleanup(lambda: (lock := ref()) is not None and lock.release())
+    wait_blocked("bm-acquire", 1, "lock.acquire")
+    proofs = proofs_for("bm-")
+    assert list(proofs) == ["bm-acquire"]
+    assert "the Lock it waits on" in proofs["bm-acquire"]
+
+
+def test_an_idle_worker_whose_owner_holds_its_queue_is_not_proven(cleanup: Cleanup) -> None:
+    """anyio's worker threads wait on a queue that lives on the Thread object, which the loop side keeps:
+    the thread's own object is a path to what it waits on."""
+
+    class Worker(threading.Thread):
+        def __init__(self) -> None:
+            super().__init__(name="iw-worker", daemon=True)
+            self.jobs: queue.Queue[object] = queue.Queue()
+
+        def run(self) -> None:
+            while self.jobs.get() is not None:
+                pass
+
+    idle: list[Worker] = [Worker()]  # the owner's list of idle workers, as anyio keeps one per loop
+
+    def stop() -> None:
+        idle[0].jobs.put(None)
+        idle[0].join(10)
+
+    cleanup(stop)
+    idle[0].start()
+    wait_blocked("iw-worker", 1, "queue.get")
+    assert proofs_for("iw-") == {}
+
+
+def test_a_running_thread_is_never_proven(cleanup: Cleanup) -> None:
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    runner = threading.Thread(target=spin, name="rn-spin", daemon=True)
+    cleanup.stop(stop.set, runner)
+    runner.start()
+    units = [u for u in looseends.snapshot().units if u.name == "rn-spin"]
+    assert units[0].blocked_on.code == "running"
+    assert prove(units) == {}
+
+
+def test_a_task_on_a_closed_loop_is_proven_and_says_one_thing() -> None:
+    loop = asyncio.new_event_loop()
+    never = loop.create_future()
+
+    async def orphan() -> None:
+        await never
+
+    task = loop.create_task(orphan(), name="cl-orphan")
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    try:
+        report = looseends.find(timeout=0.05, ignore=[looseends.ignore_if(lambda u: u.name != "cl-orphan")])
+        text = report.render()
+        assert "stuck forever (proven): its event loop is closed: it can never run again" in text
+        assert "may still be woken" not in text
+    finally:
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+
+
+def test_a_task_seen_by_both_capture_paths_is_one_unit() -> None:
+    """Cancelled at shutdown, then destroyed by the collector: the same task, recorded once."""
+    from looseends.sources import _tracking, _vanished
+    from looseends.sources.tasks import CANCELLED_AT_SHUTDOWN, DESTROYED
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(asyncio.Event().wait(), name="tw-twice")
+    loop.run_until_complete(asyncio.sleep(0))
+    started = time.monotonic() - 60
+    with _tracking.tracking():
+        _vanished._record(task, CANCELLED_AT_SHUTDOWN, None)
+        _vanished._record(task, DESTROYED, _vanished.DESTROYED_PROOF)
+        taken = _vanished.take_vanished(started, lambda unit: unit.name == "tw-twice")
+    task.cancel()
+    loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    loop.close()
+    assert len(taken) == 1
+    assert taken[0].blocked_on.detail["vanished"] == CANCELLED_AT_SHUTDOWN

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dis
 import inspect
 import linecache
 import types
@@ -33,14 +34,24 @@ def called_object(frame: types.FrameType) -> tuple[str, object, bool] | None:
     `self._target(*self._args, **self._kwargs)`, a call on the lock with no arguments when both are empty.
     """
     try:
-        call = _call_expression(frame)
-        if call is None:
+        site = _call_site(frame)
+        if site is None:
             return None
-        dotted = _dotted(call.func)
+        node, entering = site
+        if entering:  # `with lock:` waits in the lock's C __enter__, which takes no arguments
+            dotted = _dotted(node)
+            manager = _value_of(frame, dotted) if dotted else _MISSING
+            if manager is _MISSING:
+                return None
+            name = _qualify(inspect.getattr_static(type(manager), "__enter__", None), manager, "__enter__")
+            return (name, manager, False) if name is not None else None
+        if not isinstance(node, ast.Call):
+            return None
+        dotted = _dotted(node.func)
         resolved = _resolve(frame, dotted) if dotted else None
         if resolved is None:
             return None
-        return resolved[0], resolved[1], _has_arguments(frame, call)
+        return resolved[0], resolved[1], _has_arguments(frame, node)
     except Exception:  # an odd frame must never break a snapshot
         return None
 
@@ -69,9 +80,26 @@ def _value_of(frame: types.FrameType, dotted: list[str]) -> object:
     return obj
 
 
-def _call_expression(frame: types.FrameType) -> ast.Call | None:
+def _call_site(frame: types.FrameType) -> tuple[ast.expr, bool] | None:
+    """The expression of the call the frame is making, and whether it is a `with` entering its manager.
+
+    3.11-3.13 enter a `with` block with BEFORE_WITH, placed on the whole `with` item: the expression is
+    the one the previous instruction evaluated. 3.14+ call `__enter__` with a CALL placed on the manager's
+    own expression, which is then a name or attribute rather than a call.
+    """
     code = frame.f_code
-    index = frame.f_lasti // 2
+    lasti = frame.f_lasti
+    if not 0 <= lasti < len(code.co_code):
+        return None
+    opname = dis.opname[code.co_code[lasti]]
+    before_with = opname == "BEFORE_WITH"
+    node = _expression_at(code, lasti // 2 - 1 if before_with else lasti // 2)
+    if node is None:
+        return None
+    return node, before_with or (opname.startswith("CALL") and not isinstance(node, ast.Call))
+
+
+def _expression_at(code: types.CodeType, index: int) -> ast.expr | None:
     positions = list(code.co_positions())
     if not 0 <= index < len(positions):
         return None
@@ -88,10 +116,9 @@ def _call_expression(frame: types.FrameType) -> ast.Call | None:
     else:
         text = raw[0][start_col:] + b"".join(raw[1:-1]) + raw[-1][:end_col]
     try:
-        node = ast.parse(text.decode().strip(), mode="eval").body
+        return ast.parse(text.decode().strip(), mode="eval").body
     except (SyntaxError, UnicodeDecodeError, ValueError):
         return None
-    return node if isinstance(node, ast.Call) else None
 
 
 def _dotted(node: ast.expr) -> list[str] | None:

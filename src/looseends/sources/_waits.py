@@ -267,6 +267,8 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
 C_WAITS: Mapping[str, Wait] = {
     "_thread.lock.acquire": Wait("lock.acquire", "threading.Lock.acquire", primitive=LOCK),
     "_thread.RLock.acquire": Wait("rlock.acquire", "threading.RLock.acquire", primitive=RLOCK),
+    "_thread.lock.__enter__": Wait("lock.acquire", "threading.Lock.acquire (with lock:)", primitive=LOCK),
+    "_thread.RLock.__enter__": Wait("rlock.acquire", "threading.RLock.acquire (with lock:)", primitive=RLOCK),
     "time.sleep": Wait("time.sleep", "time.sleep"),
     "_queue.SimpleQueue.get": Wait("queue.get", "queue.SimpleQueue.get", primitive=SIMPLE_QUEUE),
     "_socket.socket.recv": Wait("socket.recv", "socket.recv"),
