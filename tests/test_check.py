@@ -188,11 +188,11 @@ def test_body_exception_wins_and_carries_the_leak_as_a_note(cleanup: Cleanup) ->
 def test_tracking_is_put_back_as_it_was_after_the_last_check() -> None:
     from looseends.sources import _tracking
 
-    before = (threading.Thread.start, asyncio.BaseEventLoop.create_task, _tracking._users)
+    before = (threading.Thread.start, asyncio.BaseEventLoop.create_task, _tracking.state.users)
     with looseends.check(timeout=0), looseends.check(timeout=0):
-        assert _tracking._users == before[2] + 2
+        assert _tracking.state.users == before[2] + 2
         assert threading.Thread.start.__qualname__ == "_install.<locals>.start"
-    assert (threading.Thread.start, asyncio.BaseEventLoop.create_task, _tracking._users) == before
+    assert (threading.Thread.start, asyncio.BaseEventLoop.create_task, _tracking.state.users) == before
 
 
 def test_watch_verdict_with_extra_identities_still_honours_the_baseline(cleanup: Cleanup) -> None:

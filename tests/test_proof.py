@@ -144,29 +144,26 @@ def test_lock_released_before_its_waiter_is_scheduled_is_not_proven(cleanup: Cle
 
 
 def test_asyncio_forgotten_sender_event_and_task_cycle_are_proven(loop_thread: LoopThread) -> None:
+    # Strong references from the start, so the collector cannot destroy them before the proof.
+    held: list[asyncio.Task[object]] = []
+
     async def start() -> None:
         results: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
         await results.put(0)
         loop = asyncio.get_running_loop()
         for n in range(2):
-            loop.create_task(results.put(n), name=f"ap-sender-{n}")  # noqa: RUF006 - leaked on purpose
-        loop.create_task(asyncio.Event().wait(), name="ap-event")  # noqa: RUF006 - leaked on purpose
+            held.append(loop.create_task(results.put(n), name=f"ap-sender-{n}"))
+        held.append(loop.create_task(asyncio.Event().wait(), name="ap-event"))
         # A cycle: each task waits for the other's "done" future, set only when the other finishes.
-        # (Tasks awaiting each other directly cannot even be cancelled: cancel() recurses forever.)
         done_a, done_b = loop.create_future(), loop.create_future()
 
         async def wait_for(other: asyncio.Future[None], mine: asyncio.Future[None]) -> None:
             await other
             mine.set_result(None)
 
-        loop.create_task(wait_for(done_b, done_a), name="ap-cycle-a")  # noqa: RUF006 - leaked on purpose
-        loop.create_task(wait_for(done_a, done_b), name="ap-cycle-b")  # noqa: RUF006 - leaked on purpose
+        held.append(loop.create_task(wait_for(done_b, done_a), name="ap-cycle-a"))
+        held.append(loop.create_task(wait_for(done_a, done_b), name="ap-cycle-b"))
         del done_a, done_b
-
-    held: list[asyncio.Task[object]] = []
-
-    async def keep() -> None:  # strong references, so the collector cannot destroy them mid-test
-        held.extend(t for t in asyncio.all_tasks() if t.get_name().startswith("ap-"))
 
     loop_thread.run(start())
     wait_until(lambda: len(units_named("ap-")) == 5)
@@ -175,7 +172,6 @@ def test_asyncio_forgotten_sender_event_and_task_cycle_are_proven(loop_thread: L
             u.blocked_on.code != "running" for u in looseends.snapshot().units if u.name.startswith("ap-")
         )
     )
-    loop_thread.run(keep())
     held_refs = [weakref.ref(t) for t in held]
 
     async def cancel_them() -> None:

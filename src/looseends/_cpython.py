@@ -14,6 +14,7 @@ import inspect
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final
 
@@ -30,24 +31,43 @@ _C_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 
 
 def read_attr(obj: object, name: str) -> Any:
-    """`obj.name` read statically: an instance `__dict__` entry, a class attribute, or a C-level slot or
-    getset; never a property or any other descriptor written in Python. MISSING when it cannot be read."""
+    """`obj.name` read statically: an instance `__dict__` entry, a plain class attribute, or a C-level slot
+    or getset; never a property, method or any other descriptor written in Python. MISSING when it cannot
+    be read so. How to read each (type, name) is worked out once: this runs on hot paths."""
+    kind = type(obj)
+    known = _plans.get((id(kind), name))
+    if known is None or known[0] is not kind:
+        if len(_plans) >= 4096:
+            _plans.clear()
+        known = _plans[(id(kind), name)] = (kind, _plan(kind, name))
+    plan = known[1]
+    if plan is _NEVER:
+        return MISSING
     try:
-        value = inspect.getattr_static(obj, name, MISSING)
-        if value is MISSING:
-            # Nothing in the class: only the instance's own dict can answer, and some C types (asyncio's
-            # Future) keep one without exposing `__dict__`. object's lookup runs no descriptor then.
+        if plan is _GENERIC:
+            # No Python descriptor in the way: object's own lookup reads the instance dict (which some C
+            # types, asyncio's Future among them, keep without exposing `__dict__`) or a plain class value.
             return object.__getattribute__(obj, name)
+        return plan.__get__(obj, kind)  # type: ignore[attr-defined]
     except Exception:
         return MISSING
-    if isinstance(value, _C_DESCRIPTORS):
+
+
+_GENERIC = object()  # plan: object.__getattribute__ runs no code of the program for this name
+_NEVER = object()  # plan: reading it would run the program's code
+_plans: dict[tuple[int, str], tuple[type, object]] = {}
+
+
+def _plan(kind: type, name: str) -> object:
+    for klass in kind.__mro__:
         try:
-            return value.__get__(obj, type(obj))
-        except Exception:
-            return MISSING
-    if isinstance(value, property | types.FunctionType | classmethod | staticmethod):
-        return MISSING  # a method or a computed attribute: code we must not run
-    return value
+            value = klass.__dict__[name]
+        except KeyError:
+            continue
+        if isinstance(value, _C_DESCRIPTORS):
+            return value
+        return _NEVER if hasattr(type(value), "__get__") else _GENERIC
+    return _GENERIC
 
 
 def gil_enabled() -> bool:
@@ -159,11 +179,24 @@ def builtin_len(container: object) -> int | None:
 
 def _asyncio_base(task: object, method: str) -> Callable[..., Any] | None:
     """asyncio's own implementation of `method` for this task, even when a subclass overrides it."""
-    for klass in type(task).__mro__:
+    kind = type(task)
+    known = _methods.get((id(kind), method))
+    if known is None or known[0] is not kind:
+        if len(_methods) >= 1024:
+            _methods.clear()
+        known = _methods[(id(kind), method)] = (kind, _find_base(kind, method))
+    return known[1]
+
+
+def _find_base(kind: type, method: str) -> Callable[..., Any] | None:
+    for klass in kind.__mro__:
         if klass.__module__ in ("_asyncio", "asyncio.tasks", "asyncio.futures") and method in vars(klass):
             found: Callable[..., Any] = vars(klass)[method]
             return found
     return None
+
+
+_methods: dict[tuple[int, str], tuple[type, Callable[..., Any] | None]] = {}
 
 
 def task_call(task: object, method: str, default: Any = MISSING) -> Any:
@@ -228,6 +261,18 @@ def task_registries() -> list[Collection[Task]]:
 def task_count() -> int:
     """How many tasks the registries hold: it moves when a task is created or finishes."""
     return sum(len(registry) for registry in task_registries())
+
+
+def live_task_ids() -> set[int]:
+    """Ids of every task the registries hold, read without a Python-level loop over a WeakSet."""
+    ids: set[int] = set()
+    for registry in task_registries():
+        refs = read_attr(registry, "data")  # a WeakSet's set of weak references
+        if isinstance(refs, set):
+            ids.update(map(id, filter(None, map(weakref.ref.__call__, list(refs)))))
+        else:
+            ids.update(map(id, safe_list(registry)))
+    return ids
 
 
 def all_tasks() -> Iterator[Task]:

@@ -5,9 +5,11 @@ While tracking is on, `threading.Thread.start`, `_thread.start_new_thread` and
 being replaced). Loops that do not derive from BaseEventLoop, such as uvloop, get no creation site unless
 the program enabled `sys.set_coroutine_origin_tracking_depth`, whose `cr_origin` is then used.
 
-The hot path (every `create_task`) records only code objects and line numbers, plus the creating
-thread's ident and task's name; `Frame`s are built when a report asks. Code objects hold no locals, so
-tracking never keeps a frame, its variables or the unit itself alive.
+The hot path (every `create_task`) stores one flat tuple of atoms and code objects: the partner's id,
+the creating thread and task, the time, the check running, then code objects and line numbers. A tuple
+of such untracked objects soon leaves the collector's sight, so a table of 100,000 pending tasks costs
+collections nothing. `Frame`s are built when a report asks. Code objects hold no locals, so tracking
+never keeps a frame, its variables or the unit itself alive.
 """
 
 from __future__ import annotations
@@ -37,28 +39,37 @@ _monotonic = time.monotonic
 _get_ident = _thread.get_ident
 _get_running_loop = asyncio.events._get_running_loop
 _current_task = asyncio.current_task
+_CTask: Any = asyncio.Task  # the C implementation where there is one: its get_name runs no Python code
 
-# (code locations, creating thread's name or ident, creating task's name, created at, during)
-Captured = tuple[tuple[tuple[types.CodeType, int], ...], int | str, str | None, float, str | None]
+# A record: (partner id, creating thread's name or ident, creating task's name, created at, during,
+# code, line, code, line, ...), innermost location first. After its first read: (partner id, Origin).
+Record = tuple[Any, ...]
+Locations = tuple[Any, ...]  # code, line, code, line, ...
+HEAD = 5  # fields before the locations
 
 
-def capture(skip: int) -> Captured:
-    """Up to ORIGIN_DEPTH frames above the `skip`-th caller, and the creator's names."""
+def _locations(skip: int, depth: int) -> Locations:
     frame: types.FrameType | None = _getframe(skip + 1)
-    locations = []
-    for _ in range(ORIGIN_DEPTH):
+    found: list[object] = []
+    for _ in range(depth):
         if frame is None:
             break
-        locations.append((frame.f_code, frame.f_lineno))
+        found += (frame.f_code, frame.f_lineno)
         frame = frame.f_back
+    return tuple(found)
+
+
+def capture(partner: object, skip: int) -> Record:
+    """For threads and children: up to ORIGIN_DEPTH frames above the `skip`-th caller, and the creator."""
     loop = _get_running_loop()
     task = _current_task(loop) if loop is not None else None
     return (
-        tuple(locations),
+        id(partner),
         _cpython.current_thread_name() or _get_ident(),  # the name now: the creator may be gone later
         _cpython.task_name(task) if task is not None else None,
         _monotonic(),
         _tracking.current_label(),
+        *_locations(skip + 1, ORIGIN_DEPTH),
     )
 
 
@@ -73,22 +84,22 @@ def _is_library_module(name: str) -> bool:
     return known
 
 
-def _task_site_by_frames(skip: int) -> tuple[tuple[types.CodeType, int], ...]:
+def _task_site_by_frames(skip: int) -> Locations:
     """Walk out of library frames to the first user frame (each frame visited is materialised)."""
     frame: types.FrameType | None = _getframe(skip + 1)
-    locations = []
+    found: list[object] = []
     for _ in range(TASK_HOPS):
         if frame is None:
             break
         code = frame.f_code
-        locations.append((code, frame.f_lineno))
+        found += (code, frame.f_lineno)
         if not is_library_file(code.co_filename):
             break
         frame = frame.f_back
-    return tuple(locations)
+    return tuple(found)
 
 
-def _task_site_by_module(skip: int) -> tuple[tuple[types.CodeType, int], ...]:
+def _task_site_by_module(skip: int) -> Locations:
     """3.12+: find the first user frame by module name, which reads no frame object, then read only it."""
     for depth in range(skip + 1, skip + 1 + TASK_HOPS):
         module = _getframemodulename(depth)
@@ -96,7 +107,7 @@ def _task_site_by_module(skip: int) -> tuple[tuple[types.CodeType, int], ...]:
             break
         if not _is_library_module(module):
             frame = _getframe(depth)
-            return ((frame.f_code, frame.f_lineno),)
+            return (frame.f_code, frame.f_lineno)
     return _task_site_by_frames(skip + 1)
 
 
@@ -104,10 +115,12 @@ _getframemodulename: Callable[[int], str | None] = getattr(sys, "_getframemodule
 _task_site = _task_site_by_module if hasattr(sys, "_getframemodulename") else _task_site_by_frames
 
 
-def to_origin(captured: Captured) -> Origin:
-    locations, thread, task_name, created_at, during = captured
+def to_origin(record: Record) -> Origin:
+    thread, task_name, created_at, during = record[1:HEAD]
+    locations = record[HEAD:]
     frames = tuple(
-        Frame(code.co_filename, line or code.co_firstlineno, code.co_qualname) for code, line in locations
+        Frame(code.co_filename, line or code.co_firstlineno, code.co_qualname)
+        for code, line in zip(locations[::2], locations[1::2], strict=True)
     )
     thread_words = f"thread {thread if isinstance(thread, str) else _thread_name(thread)}"
     creator = f"task {task_name} in {thread_words}" if task_name is not None else thread_words
@@ -121,59 +134,61 @@ def _thread_name(ident: int) -> str:
 
 
 class _OriginTable:
-    """What `capture` recorded, keyed by object identity, still readable while the object is finalised.
+    """Records keyed by object identity, still readable while the object is finalised.
 
-    No weak reference per entry (each costs a little on every create_task): an entry is checked by
-    a second identity, its coroutine's (or its class's) id, and entries of objects no longer alive are
-    pruned in bulk, against `alive()`, whenever the table has doubled. A WeakKeyDictionary would also
-    drop a pending task's entry before its `__del__` could report it.
+    No weak reference per entry (each costs a little on every create_task): a record is checked by a
+    second identity, its coroutine's (or class's) id, and records of objects no longer alive are pruned
+    in bulk, against `alive()`, whenever the table has doubled. A WeakKeyDictionary would also drop a
+    pending task's record before its `__del__` could report it.
 
     Any thread may put while another prunes or reads: every step is one atomic dict operation (a store,
-    `get`, `pop`, or `list(dict)` of int keys, which runs no Python code), never a Python-level iteration
-    of the shared dict, so no caller ever sees "changed size during iteration".
+    `get`, `pop`, or a C-level copy of the dict), never a Python-level iteration of the shared dict, so no
+    caller ever sees "changed size during iteration".
     """
 
-    def __init__(self, alive: Callable[[], Iterable[object]]) -> None:
-        self._entries: dict[int, tuple[int, Captured | Origin]] = {}
+    def __init__(self, alive: Callable[[], Iterable[int]]) -> None:
+        self.entries: dict[int, Record] = {}
+        self.prune_at = [1024]  # a list, so hot wrappers can bind it and see it change
         self._alive = alive
-        self._prune_at = 1024
         self._pruning = threading.Lock()
 
-    def put(self, obj: object, partner: object, captured: Captured) -> None:
-        entries = self._entries
-        entries[id(obj)] = (id(partner), captured)
-        if len(entries) >= self._prune_at and self._pruning.acquire(blocking=False):
-            try:
-                self._prune()
-            finally:
-                self._pruning.release()
+    def put(self, obj: object, record: Record) -> None:
+        self.entries[id(obj)] = record
+        if len(self.entries) >= self.prune_at[0]:
+            self.prune()
 
-    def _prune(self) -> None:
-        entries = self._entries
-        before = {key: entries.get(key) for key in list(entries)}  # keys first: later puts are kept
-        alive = {id(o) for o in self._alive()}
-        for key, entry in before.items():
-            if key not in alive and entries.get(key) is entry:
-                entries.pop(key, None)
-        self._prune_at = max(1024, 2 * len(entries))
+    def prune(self) -> None:
+        """Drop records of objects no longer alive; one pruner at a time, the others go on."""
+        if not self._pruning.acquire(blocking=False):
+            return
+        try:
+            entries = self.entries
+            before = entries.copy()  # first: records put while we look are kept
+            alive = set(self._alive())
+            for key, record in before.items():
+                if key not in alive and entries.get(key) is record:
+                    entries.pop(key, None)
+            self.prune_at[0] = max(1024, 2 * len(entries))
+        finally:
+            self._pruning.release()
 
     def get(self, obj: object, partner: object) -> Origin | None:
-        """The origin, built from the capture on first read and kept (snapshots read the same ones often)."""
+        """The origin, built from the record on first read and kept (snapshots read the same ones often)."""
         key = id(obj)
-        entry = self._entries.get(key)
-        if entry is None or entry[0] != id(partner):
+        record = self.entries.get(key)
+        if record is None or record[0] != id(partner):
             return None
-        recorded = entry[1]
-        if isinstance(recorded, Origin):
-            return recorded
-        origin = to_origin(recorded)
-        self._entries[key] = (entry[0], origin)
+        if len(record) == 2 and isinstance(record[1], Origin):
+            return record[1]
+        origin = to_origin(record)
+        if self.entries.get(key) is record:  # not replaced meanwhile by a new object's record
+            self.entries[key] = (record[0], origin)
         return origin
 
 
-_thread_origins = _OriginTable(lambda: _cpython.active_threads().values())
-_task_origins = _OriginTable(_cpython.all_tasks)
-_raw_origins: dict[int, Captured] = {}  # ident -> origin, for threads started with _thread directly
+_thread_origins = _OriginTable(lambda: map(id, _cpython.active_threads().values()))
+_task_origins = _OriginTable(_cpython.live_task_ids)
+_raw_origins: dict[int, Record] = {}  # ident -> record, for threads started with _thread directly
 
 
 def thread_origin(thread: threading.Thread) -> Origin | None:
@@ -181,8 +196,8 @@ def thread_origin(thread: threading.Thread) -> Origin | None:
 
 
 def raw_thread_origin(ident: int) -> Origin | None:
-    captured = _raw_origins.get(ident)
-    return to_origin(captured) if captured is not None else None
+    record = _raw_origins.get(ident)
+    return to_origin(record) if record is not None else None
 
 
 def task_origin(task: asyncio.Task[Any]) -> Origin | None:
@@ -199,22 +214,28 @@ def task_origin(task: asyncio.Task[Any]) -> Origin | None:
 def _install(stack: ExitStack) -> None:
     original_start = threading.Thread.start
 
-    def start(self: threading.Thread) -> None:
-        if _tracking.is_tracking():
-            _thread_origins.put(self, type(self), capture(1))
+    def start(
+        self: threading.Thread,
+        *,
+        _put: Callable[[object, Record], None] = _thread_origins.put,
+        _state: Any = _tracking.state,
+        _next: Callable[[], int] = _tracking.sequence.__next__,
+    ) -> None:
+        if _state.users:  # a wrapper left behind by someone else's later patch records nothing
+            _put(self, capture(type(self), 1))
         original_start(self)
-        _tracking.noted()
+        _state.latest = _next()
 
     original_raw = _thread.start_new_thread
 
     def start_new_thread(function: Callable[..., object], args: tuple[Any, ...], kwargs: Any = None) -> int:
         if not _tracking.is_tracking():
             return original_raw(function, args, kwargs or {})
-        captured = capture(1)
+        record = capture(None, 1)
 
         def run(*a: Any, **kw: Any) -> object:
             ident = _get_ident()
-            _raw_origins[ident] = captured
+            _raw_origins[ident] = record
             try:
                 return function(*a, **kw)
             finally:
@@ -226,19 +247,39 @@ def _install(stack: ExitStack) -> None:
 
     original_create_task = asyncio.BaseEventLoop.create_task
 
-    def create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        # Inlined on purpose: this runs on every task creation (see bench/).
-        creator = _current_task(self)
-        captured = (
-            _task_site(1),
-            _get_ident(),
-            _cpython.task_name(creator) if creator is not None else None,
-            _monotonic(),
-            _tracking.current_label(),
+    def create_task(  # every task creation passes here: each name it needs is bound once, below
+        self: asyncio.BaseEventLoop,
+        coro: Any,
+        *,
+        _create: Callable[..., asyncio.Task[Any]] = original_create_task,
+        _site: Callable[[int], Locations] = _task_site,
+        _current: Callable[[Any], Any] = _current_task,
+        _c_task: Any = _CTask,
+        _name: Callable[[object], str] = _cpython.task_name,
+        _ident: Callable[[], int] = _get_ident,
+        _clock: Callable[[], float] = _monotonic,
+        _state: Any = _tracking.state,
+        _next: Callable[[], int] = _tracking.sequence.__next__,
+        _entries: dict[int, Record] = _task_origins.entries,
+        _prune_at: list[int] = _task_origins.prune_at,
+        _prune: Callable[[], None] = _task_origins.prune,
+        **kwargs: Any,
+    ) -> asyncio.Task[Any]:
+        site = _site(1)
+        creator = _current(self)
+        labels = _state.labels
+        task = _create(self, coro, **kwargs)
+        _state.latest = _next()
+        _entries[id(task)] = (
+            id(coro),
+            _ident(),
+            None if creator is None else creator.get_name() if type(creator) is _c_task else _name(creator),
+            _clock(),
+            labels[-1] if labels else None,
+            *site,
         )
-        task = original_create_task(self, coro, **kwargs)
-        _tracking.noted()
-        _task_origins.put(task, _cpython.task_call(task, "get_coro", None), captured)
+        if len(_entries) >= _prune_at[0]:
+            _prune()
         return task
 
     _tracking.patch(stack, threading.Thread, "start", start)

@@ -17,13 +17,13 @@ from typing import Any
 from looseends._cpython import read_attr
 from looseends.model import Origin
 from looseends.sources import _tracking
-from looseends.sources._origins import Captured, capture, to_origin
+from looseends.sources._origins import Record, capture, to_origin
 
 MAX_COMMAND = 120
 MAX_RECORDS = 4096  # children long gone: their pids may come back for others
 
 # pid -> (origin, command line) for children started while tracking.
-_process_origins: dict[int, tuple[Captured, str]] = {}
+_process_origins: dict[int, tuple[Record, str]] = {}
 _spawns = 0  # bumped (never decremented) when a child may have started unseen or was seen
 
 
@@ -51,7 +51,7 @@ def _record(pid: object, command: object, skip: int) -> None:
         return
     if len(_process_origins) > MAX_RECORDS:
         _process_origins.clear()
-    _process_origins[pid] = (capture(skip + 1), command_text(command))
+    _process_origins[pid] = (capture(None, skip + 1), command_text(command))
 
 
 def command_text(command: object) -> str:

@@ -20,13 +20,23 @@ from contextlib import ExitStack, contextmanager
 
 Installer = Callable[[ExitStack], None]
 
+
+class _State:
+    """What wrappers read on every call, as attributes of one object they bind once."""
+
+    __slots__ = ("labels", "latest", "users")
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.labels: tuple[str, ...] = ()  # the checks running now, innermost last; replaced, never mutated
+        self.latest = 0  # the number of the latest creation seen: moves whenever anything tracked starts
+
+
+state = _State()
+sequence = itertools.count(1)  # next() is one atomic C call
 _lock = threading.Lock()  # guards installing and uninstalling only; never taken by a wrapper
 _installers: list[Installer] = []
-_users = 0
 _stack: ExitStack | None = None
-_labels: tuple[str, ...] = ()  # labels of the checks running now, innermost last; replaced, never mutated
-_sequence = itertools.count(1)  # next() is one atomic C call
-_latest = 0  # the number of the latest creation seen: moves whenever anything tracked starts
 
 
 def register(installer: Installer) -> None:
@@ -48,35 +58,35 @@ def patch(stack: ExitStack, owner: object, name: str, replacement: object) -> No
 
 
 def is_tracking() -> bool:
-    return _users > 0
+    return state.users > 0
 
 
 def noted() -> None:
     """A creation finished registering (thread started, task created, child spawned): move the mark.
 
     Called after the unit is registered, so a creation whose mark predates a baseline is in that
-    baseline. Each number is stored once, so a late store can never bring back an earlier mark."""
-    global _latest
-    _latest = next(_sequence)
+    baseline. Each number is stored once, so a late store can never bring back an earlier mark.
+    (Hot wrappers inline this as `state.latest = next(sequence)`.)"""
+    state.latest = next(sequence)
 
 
 def creation_mark() -> int:
     """Moves whenever tracking sees a thread, task or child process start (or tracking restarts): while
     it stands still, nothing new can have started through the tracked paths."""
-    return _latest
+    return state.latest
 
 
 def current_label() -> str | None:
-    labels = _labels
+    labels = state.labels
     return labels[-1] if labels else None
 
 
 @contextmanager
 def tracking(label: str | None = None) -> Iterator[None]:
     """Track creations while the block runs; `label` is recorded as `Origin.during`."""
-    global _users, _stack, _labels
+    global _stack
     with _lock:
-        if _users == 0:
+        if state.users == 0:
             stack = ExitStack()
             try:
                 for install in _installers:
@@ -86,17 +96,18 @@ def tracking(label: str | None = None) -> Iterator[None]:
                 raise
             _stack = stack
             noted()  # creations went unseen while tracking was off: cached looks are stale
-        _users += 1
+        state.users += 1
         if label is not None:
-            _labels = (*_labels, label)
+            state.labels = (*state.labels, label)
     try:
         yield
     finally:
         with _lock:
-            if label is not None and label in _labels:
-                index = len(_labels) - 1 - _labels[::-1].index(label)
-                _labels = _labels[:index] + _labels[index + 1 :]
-            _users -= 1
-            if _users == 0 and _stack is not None:
+            labels = state.labels
+            if label is not None and label in labels:
+                index = len(labels) - 1 - labels[::-1].index(label)
+                state.labels = labels[:index] + labels[index + 1 :]
+            state.users -= 1
+            if state.users == 0 and _stack is not None:
                 stack, _stack = _stack, None
                 stack.close()
