@@ -15,6 +15,7 @@ import pytest
 
 import looseends
 from looseends.frontends import cli
+from looseends.frontends.growth import Growth
 
 from leakfixtures import Cleanup, wait_blocked
 
@@ -122,16 +123,18 @@ def test_watch_stays_quiet_on_a_stable_service(service: str) -> None:
 
 
 def test_watch_flags_many_blocked_at_the_same_place() -> None:
-    watch = cli.Watch(min_growth=1, min_blocked=3)
-    group = {
-        "kind": "thread",
-        "count": 4,
-        "blocked_on": {"code": "queue.put"},
-        "top_user_frame": {"file": "jobs.py", "line": 9},
-    }
-    watch.add({"groups": [group]})
-    watch.add({"groups": [group]})
-    assert watch.suspects() == {
+    growth = Growth(min_growth=1, min_blocked=3)
+    unit = looseends.Unit(
+        kind=looseends.Kind.THREAD,
+        key=("thread", 1),
+        name="w",
+        stack=(looseends.Frame("jobs.py", 9, "work"),),
+        blocked_on=looseends.BlockedOn("queue.put", "queue.Queue.put"),
+        count=4,
+    )
+    growth.add(looseends.Report.from_units([unit]))
+    growth.add(looseends.Report.from_units([unit]))
+    assert growth.suspects() == {
         "thread queue.put at jobs.py:9": "4+ units blocked at the same place in every sample"
     }
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import looseends
 from looseends.frontends import cli
 from looseends.model import Kind, Unit
-from looseends.report import Report, report_from_dict
+from looseends.report import Report
+from looseends.report_json import report_from_dict
 from looseends.sources import go_profile
 from looseends.sources.go_dumps import PROVEN_BY_GO, parse_go_dump
 from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile

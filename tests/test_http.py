@@ -101,7 +101,7 @@ def test_filters_by_kind_and_blocked_on(server: looseends.LiveServer) -> None:
     [
         ("debug=3", "debug='3': expected 1 (grouped) or 2 (every unit)"),
         ("format=xml", "format='xml': expected text or json"),
-        ("kind=fiber", "kind='fiber': expected thread, task or process"),
+        ("kind=fiber", "kind='fiber': expected thread, task, process, goroutine"),
         ("colour=red", "unknown parameter 'colour'"),
     ],
 )

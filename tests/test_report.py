@@ -8,7 +8,8 @@ import pytest
 
 import looseends
 from looseends.model import BlockedOn, Frame, Kind, Origin, Unit
-from looseends.report import MAX_NAMES, report_from_dict
+from looseends.report import MAX_NAMES
+from looseends.report_json import report_from_dict
 
 USER = Frame("/project/app/jobs.py", 11, "worker", "app.jobs")
 LIB = Frame(__import__("queue").__file__, 150, "Queue.put", "queue")

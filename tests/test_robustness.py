@@ -74,7 +74,7 @@ def test_source_failures_are_reported_not_raised() -> None:
             raise RuntimeError("cannot read")
 
     snapshot = take_snapshot([Broken(), ThreadSource()])
-    assert snapshot.errors == ("broken: RuntimeError: cannot read",)
+    assert snapshot.errors == ("could not read broken: RuntimeError: cannot read",)
     assert len(snapshot) >= 1
     assert "warning: could not read broken" in snapshot.render()
 

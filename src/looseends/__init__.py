@@ -27,7 +27,9 @@ from looseends.analysis.patterns import Pattern
 from looseends.errors import DumpParseError, LeakError, LooseEndsError, OptionError
 from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
+from looseends.redact import redact
 from looseends.report import Report
+from looseends.sources._tracking import Tracking, track
 
 if TYPE_CHECKING:
     from looseends.frontends.mounts import asgi_app, wsgi_app
@@ -73,6 +75,7 @@ __all__ = [
     "Pattern",
     "Report",
     "Snapshot",
+    "Tracking",
     "Unit",
     "__version__",
     "asgi_app",
@@ -87,8 +90,10 @@ __all__ = [
     "ignore_name",
     "ignore_top_function",
     "install_dump_signal",
+    "redact",
     "serve",
     "snapshot",
+    "track",
     "verify_none",
     "wsgi_app",
 ]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looseends.model import Unit
-from looseends.report import Report, report_from_dict
+from looseends.report import Report
+from looseends.report_json import report_from_dict
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Hashable
-from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from dataclasses import replace
 
 from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
@@ -32,11 +32,10 @@ class Watch:
         self.started = 0.0
         self._baseline: IgnoreRule | None = None
         self._fingerprint: Hashable = None
-        self._tracking: AbstractContextManager[None] | None = None
+        self._tracking = ExitStack()
 
     def start(self) -> None:
-        self._tracking = tracking(self.label)
-        self._tracking.__enter__()
+        self._tracking.enter_context(tracking(self.label))
         self._fingerprint, baseline = identities()
         self._baseline = ignore_current(baseline)
         self.started = time.monotonic()
@@ -57,6 +56,4 @@ class Watch:
         return to_report(replace(settled, leaks=vanished + settled.leaks), self.options)
 
     def stop(self) -> None:
-        if self._tracking is not None:
-            self._tracking.__exit__(None, None, None)
-            self._tracking = None
+        self._tracking.close()

@@ -133,14 +133,24 @@ def short_path(filename: str) -> str:
     return filename if rel.startswith(os.pardir) else rel
 
 
+MAX_SOURCE = 300  # characters of a source line shown: enough for any line a person would read
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One code location: file, line, qualified function name and module."""
+    """One code location: file, line, qualified function name and module.
+
+    A frame read from input data (a JSON report, a Go dump) is not `local`: its file names a place on
+    another machine, or anything an attacker chose, so its source line is the one the data carried (if
+    any) and no local file is ever opened for it.
+    """
 
     filename: str
     lineno: int
     function: str
     module: str = ""
+    local: bool = field(default=True, compare=False)
+    given_source: str = field(default="", compare=False)
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -164,7 +174,9 @@ class Frame:
         return is_library_file(self.filename)
 
     def source_line(self) -> str:
-        return linecache.getline(self.filename, self.lineno).strip()
+        if not self.local:
+            return self.given_source
+        return linecache.getline(self.filename, self.lineno).strip()[:MAX_SOURCE]
 
     def as_dict(self) -> dict[str, object]:
         return {

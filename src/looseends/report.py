@@ -10,16 +10,15 @@ import heapq
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from looseends._text import printable
 from looseends.analysis.group import Group, group_units
-from looseends.model import BlockedOn, Frame, Kind, Origin, Unit, first_user_frame
+from looseends.model import Frame, Kind, Unit
 
-SCHEMA = "looseends.report"
-SCHEMA_VERSION = 1
 MAX_GROUPS = 20
+MAX_LINE = 2000
 MAX_NAMES = 8
 
 
@@ -93,24 +92,19 @@ class Report:
             lines.append("")
             units = sum(g.count for g in hidden)
             lines.append(f"... and {_plural(len(hidden), 'more group')} ({units} units) not shown")
-        lines.extend(f"warning: could not read {error}" for error in self.errors)
-        return "\n".join(lines)
+        lines.extend(f"warning: {error}" for error in self.errors)
+        # Names, commands and source lines come from the program or from input data: one line each,
+        # with no terminal escapes.
+        return "\n".join(printable(line, MAX_LINE) for line in lines)
 
     def __str__(self) -> str:
         return self.render()
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "schema": SCHEMA,
-            "version": SCHEMA_VERSION,
-            "summary": {
-                "units": len(self),
-                "groups": len(self.groups),
-                "by_kind": {str(kind): count for kind, count in self.counts().items()},
-            },
-            "groups": [_group_dict(group, self.now) for group in self.groups],
-            "errors": list(self.errors),
-        }
+        """The versioned JSON form (docs/json-schema.md)."""
+        from looseends.report_json import report_to_dict
+
+        return report_to_dict(self)
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -263,105 +257,3 @@ def _render_stack(stack: tuple[Frame, ...], *, full: bool) -> list[str]:
     if not stack:
         lines.append("    (no Python frames)")
     return lines
-
-
-def _group_dict(group: Group, now: float) -> dict[str, object]:
-    ages = group.ages(now)
-    origin = group.origin
-    top_user = first_user_frame(group.stack)
-    return {
-        "count": group.count,
-        "kind": str(group.kind),
-        "blocked_on": {
-            "code": group.blocked_on.code,
-            "description": group.blocked_on.description,
-            "detail": dict(group.blocked_on.detail),
-            "context": group.blocked_on.context,
-        },
-        "pattern": group.pattern.as_dict() if group.pattern is not None else None,
-        "proven": group.units[0].proof is not None,
-        "created_by": None
-        if origin is None
-        else {
-            "site": origin.site.as_dict() if origin.site is not None else None,
-            "user_stack": [f.as_dict() for f in origin.user_frames],
-            "creator": origin.creator,
-            "during": group.during(),
-        },
-        "age_seconds": {"min": min(ages), "max": max(ages)} if ages else None,
-        "top_user_frame": top_user.as_dict() if top_user is not None else None,
-        "stack": [f.as_dict() for f in group.stack],
-        "units": [
-            {
-                "name": unit.name,
-                "ident": unit.ident,
-                "native_id": unit.native_id,
-                "daemon": unit.daemon,
-                "target": unit.target,
-                "thread": unit.thread,
-                "age_seconds": unit.age(now),
-                "during": unit.origin.during if unit.origin is not None else None,
-                "proof": unit.proof,
-                "count": unit.count,
-            }
-            for unit in group.units
-        ],
-    }
-
-
-def _frame_from(data: Mapping[str, Any]) -> Frame:
-    return Frame(str(data["file"]), int(data["line"]), str(data["function"]), str(data.get("module") or ""))
-
-
-def _units_from(group: Mapping[str, Any]) -> list[Unit]:
-    blocked = group["blocked_on"]
-    blocked_on = BlockedOn(
-        blocked["code"], blocked["description"], dict(blocked["detail"]), blocked["context"]
-    )
-    stack = tuple(_frame_from(f) for f in group["stack"])
-    created = group["created_by"]
-    origin_frames: tuple[Frame, ...] = ()
-    if created is not None:
-        origin_frames = tuple(_frame_from(f) for f in created["user_stack"]) or (
-            (_frame_from(created["site"]),) if created["site"] is not None else ()
-        )
-    units = []
-    for n, member in enumerate(group["units"]):
-        age = member.get("age_seconds")
-        origin = None
-        if created is not None:
-            origin = Origin(
-                origin_frames, created["creator"], None if age is None else -float(age), member.get("during")
-            )
-        units.append(
-            Unit(
-                kind=Kind(group["kind"]),
-                key=("json", id(group), n),
-                name=str(member["name"]),
-                ident=member.get("ident"),
-                stack=stack,
-                blocked_on=blocked_on,
-                origin=origin,
-                daemon=member.get("daemon"),
-                native_id=member.get("native_id"),
-                target=member.get("target"),
-                thread=member.get("thread"),
-                proof=member.get("proof"),
-                count=int(member.get("count", 1)),
-            )
-        )
-    return units
-
-
-def report_from_dict(data: Mapping[str, Any], *, max_groups: int = MAX_GROUPS) -> Report:
-    """Rebuild a report from `Report.to_dict()` output (another process's, say); ages are kept.
-
-    Raises ValueError when `data` is not a report of a schema version this code reads.
-    """
-    if data.get("schema") != SCHEMA or data.get("version") != SCHEMA_VERSION:
-        raise ValueError(f"not a {SCHEMA} version {SCHEMA_VERSION} document")
-    try:
-        units = [unit for group in data["groups"] for unit in _units_from(group)]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed {SCHEMA} document: {exc!r}") from exc
-    return Report.from_units(units, now=0.0, errors=list(data.get("errors", ())), max_groups=max_groups)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from looseends.analysis.glob import glob_match
 from looseends.model import Kind, Unit
 
 
@@ -57,7 +57,7 @@ def ignore_created_at(*patterns: str) -> IgnoreRule:
                 frame.function,
                 frame.qualified_name,
             )
-            if any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
+            if any(glob_match(c, p) for c in candidates for p in patterns):
                 return True
         return False
 
@@ -67,7 +67,7 @@ def ignore_created_at(*patterns: str) -> IgnoreRule:
 def ignore_name(*globs: str) -> IgnoreRule:
     """Units whose name matches a glob, such as `asyncio_*`."""
     return IgnoreRule(
-        f"name matches {list(globs)}", lambda unit: any(fnmatch.fnmatchcase(unit.name, g) for g in globs)
+        f"name matches {list(globs)}", lambda unit: any(glob_match(unit.name, g) for g in globs)
     )
 
 
@@ -84,7 +84,7 @@ def ignore_command(*globs: str) -> IgnoreRule:
         lambda unit: (
             unit.kind is Kind.PROCESS
             and unit.target is not None
-            and any(fnmatch.fnmatchcase(unit.target, g) for g in globs)
+            and any(glob_match(unit.target, g) for g in globs)
         ),
     )
 
@@ -162,8 +162,7 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     IgnoreRule(
         "asyncio default-executor workers",
         lambda unit: (
-            fnmatch.fnmatchcase(unit.name, "asyncio_*")
-            and unit.blocked_on.context == "ThreadPoolExecutor worker"
+            glob_match(unit.name, "asyncio_*") and unit.blocked_on.context == "ThreadPoolExecutor worker"
         ),
     ),
 )

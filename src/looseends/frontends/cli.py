@@ -10,28 +10,26 @@ looseends run -m module ARGS
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import runpy
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from looseends._text import printable
+from looseends.analysis.selection import Selection, parse_kinds
 from looseends.errors import DumpParseError
-from looseends.frontends.http_app import BadQuery, Query
-from looseends.report import Report, report_from_dict
+from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
+from looseends.frontends.growth import Growth
+from looseends.report import Report
+from looseends.report_json import report_from_dict
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
 from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
-FETCH_TIMEOUT = 10.0
-MAX_FETCH = 64 * 1024 * 1024
 
 
 class CliError(Exception):
@@ -63,49 +61,49 @@ def pprof_url(url: str) -> str:
 def _read(source: str, token: str | None, query: dict[str, str]) -> bytes:
     if source.startswith(("http://", "https://")):
         go = "/debug/pprof" in urllib.parse.urlsplit(source).path
-        request = urllib.request.Request(pprof_url(source) if go else dump_url(source, query))
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
-            return bytes(response.read(MAX_FETCH))
-    if source == "-":
-        return sys.stdin.buffer.read(MAX_FETCH)
-    return Path(source).read_bytes()
+        return fetch_url(pprof_url(source) if go else dump_url(source, query), token)
+    return read_stdin() if source == "-" else read_file(source)
 
 
 def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None = None) -> dict[str, Any]:
     """A dump as report JSON data, from a live endpoint (looseends or a Go service's net/http/pprof),
     a file (looseends JSON or any Go goroutine dump), or `-` for standard input."""
+    shown = printable(source, 200)
     try:
         raw = _read(source, token, query or {})
-    except urllib.error.HTTPError as exc:
-        detail = exc.read(2000).decode(errors="replace").strip()
-        raise CliError(f"{source}: HTTP {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise CliError(f"{source}: {getattr(exc, 'reason', exc)}") from None
+    except FetchError as exc:
+        raise CliError(f"{shown}: {exc}") from None
     profile = is_pprof_profile(raw)
     text = "" if profile else raw.decode(errors="replace")
     if profile or is_go_dump(text):
         try:
             snapshot = parse_pprof_profile(raw) if profile else parse_go_dump(text)
-            wanted = Query.parse(urllib.parse.urlencode(query or {}))  # the endpoint's own filters
-        except (DumpParseError, BadQuery) as exc:
-            raise CliError(f"{source}: {exc}") from None
+            wanted = _selection(query or {})  # the endpoint's own filters, applied here
+        except (DumpParseError, ValueError) as exc:
+            raise CliError(f"{shown}: {printable(str(exc), 500)}") from None
         return wanted.select(snapshot).to_dict()
     try:
         data = json.loads(raw)
-    except ValueError as exc:
-        raise CliError(f"{source}: neither a looseends JSON report nor a Go goroutine dump ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        reason = printable(str(exc), 200) if isinstance(exc, ValueError) else "nested too deeply"
+        raise CliError(
+            f"{shown}: neither a looseends JSON report nor a Go goroutine dump ({reason})"
+        ) from None
     if not isinstance(data, dict):
-        raise CliError(f"{source}: not a looseends report")
+        raise CliError(f"{shown}: not a looseends report")
     return data
+
+
+def _selection(query: dict[str, str]) -> Selection:
+    kinds = parse_kinds(query["kind"]) if query.get("kind") else None
+    return Selection(kinds, query.get("blocked_on") or None, query.get("proven") == "1")
 
 
 def to_report(data: dict[str, Any], source: str) -> Report:
     try:
         return report_from_dict(data, max_groups=10_000)
     except ValueError as exc:
-        raise CliError(f"{source}: {exc}") from None
+        raise CliError(f"{printable(source, 200)}: {exc}") from None
 
 
 def _dump(args: argparse.Namespace, out: TextIO) -> int:
@@ -123,68 +121,27 @@ def _dump(args: argparse.Namespace, out: TextIO) -> int:
 # Watching -----------------------------------------------------------------------------------------
 
 
-def group_key(group: dict[str, Any]) -> str:
-    """Where a group's units are stuck (kind, wait, top frame) and, when known, where they come from."""
-
-    def place(frame: dict[str, Any] | None) -> str:
-        return f"{frame.get('file', '?')}:{frame.get('line', '?')}" if frame else "?"
-
-    key = f"{group['kind']} {group['blocked_on']['code']} at {place(group.get('top_user_frame'))}"
-    site = (group.get("created_by") or {}).get("site")
-    return f"{key}, created at {place(site)}" if site else key
+def _read_report(source: str, token: str | None) -> Report:
+    return to_report(fetch(source, token=token), source)
 
 
-@dataclass
-class Watch:
-    """Counts per group key across samples; the LeakProf-style verdicts."""
-
-    min_growth: int
-    min_blocked: int
-    samples: list[dict[str, int]] = field(default_factory=list)
-    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def add(self, data: dict[str, Any]) -> None:
-        counts: dict[str, int] = {}
-        for group in data.get("groups", []):
-            key = group_key(group)
-            counts[key] = counts.get(key, 0) + int(group["count"])
-            self.latest[key] = group
-        self.samples.append(counts)
-
-    def series(self, key: str) -> list[int]:
-        return [sample.get(key, 0) for sample in self.samples]
-
-    def suspects(self) -> dict[str, str]:
-        """Key -> why: keeps growing, or many blocked in every sample.
-
-        Growing means never shrinking, up by at least min_growth, and up in at least half of the steps
-        between samples: one unit that appears once (a request being served) is not a trend.
-        """
-        found: dict[str, str] = {}
-        if len(self.samples) < 2:
-            return found
-        for key in self.latest:
-            counts = self.series(key)
-            steps = list(itertools.pairwise(counts))
-            never_shrinks = all(b >= a for a, b in steps)
-            rises = sum(b > a for a, b in steps)
-            if never_shrinks and counts[-1] - counts[0] >= self.min_growth and 2 * rises >= len(steps):
-                found[key] = f"grew from {counts[0]} to {counts[-1]} over {len(counts)} samples"
-            elif min(counts) >= self.min_blocked and self.latest[key]["blocked_on"]["code"] != "running":
-                found[key] = f"{min(counts)}+ units blocked at the same place in every sample"
-        return found
+def _truncation_note(growth: Growth, out: TextIO) -> None:
+    if growth.truncated:
+        samples = ", ".join(map(str, growth.truncated))
+        out.write(
+            f"note: the dump was truncated (size limit) in sample(s) {samples}: groups may be missing\n"
+        )
 
 
 def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], None] = time.sleep) -> int:
-    watch = Watch(args.min_growth, args.min_blocked)
+    growth = Growth(args.min_growth, args.min_blocked)
     live = out.isatty()
     for n in range(1, args.samples + 1):
-        data = fetch(args.url, token=args.token)
-        watch.add(data)
-        total = sum(watch.samples[-1].values())
+        growth.add(_read_report(args.url, args.token))
+        total = sum(growth.samples[-1].values())
         line = (
-            f"sample {n}/{args.samples}: {total} units in {len(watch.samples[-1])} groups, "
-            f"{len(watch.suspects())} suspect(s)"
+            f"sample {n}/{args.samples}: {total} units in {len(growth.samples[-1])} groups, "
+            f"{len(growth.suspects())} suspect(s)"
         )
         out.write(("\r" + line) if live else line + "\n")
         out.flush()
@@ -192,42 +149,33 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
             _sleep(args.interval)
     if live:
         out.write("\n")
-    suspects = watch.suspects()
+    _truncation_note(growth, out)
+    suspects = growth.suspects()
     if not suspects:
         out.write("looseends watch: no group grew or stayed blocked in large numbers\n")
         return EXIT_CLEAN
     out.write(f"looseends watch: {len(suspects)} suspect group(s)\n")
     for key, why in suspects.items():
-        out.write(f"\n{key}: {why}\n  counts: {' -> '.join(map(str, watch.series(key)))}\n")
-        report = report_from_dict({**_envelope(), "groups": [watch.latest[key]]})
-        out.write("\n".join("  " + line for line in report.render().splitlines()[2:]) + "\n")
+        out.write(f"\n{key}: {why}\n  counts: {' -> '.join(map(str, growth.series(key)))}\n")
+        out.write("\n".join(growth.paragraph(key)) + "\n")
     return EXIT_FOUND
 
 
 def _diff(args: argparse.Namespace, out: TextIO) -> int:
-    before, after = Watch(1, 1), Watch(1, 1)
-    before.add(fetch(args.before, token=args.token))
-    after.add(fetch(args.after, token=args.token))
-    grown = {
-        key: (before.samples[0].get(key, 0), count)
-        for key, count in after.samples[0].items()
-        if count > before.samples[0].get(key, 0)
-    }
+    before, after = Growth(1, 1), Growth(1, 1)
+    before.add(_read_report(args.before, args.token))
+    after.add(_read_report(args.after, args.token))
+    _truncation_note(before, out)
+    _truncation_note(after, out)
+    grown = after.grown(before)
     if not grown:
         out.write("looseends diff: no group grew\n")
         return EXIT_CLEAN
     out.write(f"looseends diff: {len(grown)} group(s) grew\n")
     for key, (old, new) in sorted(grown.items(), key=lambda item: item[1][0] - item[1][1]):
         out.write(f"\n{key}: {old} -> {new} (+{new - old})\n")
-        report = report_from_dict({**_envelope(), "groups": [after.latest[key]]})
-        out.write("\n".join("  " + line for line in report.render().splitlines()[2:]) + "\n")
+        out.write("\n".join(after.paragraph(key)) + "\n")
     return EXIT_FOUND
-
-
-def _envelope() -> dict[str, Any]:
-    from looseends.report import SCHEMA, SCHEMA_VERSION
-
-    return {"schema": SCHEMA, "version": SCHEMA_VERSION, "errors": []}
 
 
 # Running a program --------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The inspection pages, independent of any server: `serve()`, the ASGI app and the WSGI app all call
-`respond()`. Only GET; a bad query is a 400 that says why; with a token, every request must present it
-(`Authorization: Bearer TOKEN` or `?token=TOKEN`); bodies are bounded; nothing here takes a lock the
-inspected program could hold, and no local variable is ever shown.
+`respond()`. Only GET and HEAD (405 otherwise); a bad query is a 400 that says why; with a token, every
+request must present it (`Authorization: Bearer TOKEN` or `?token=TOKEN`); without one, only requests
+naming an allowed host (loopback names for `serve()`) are answered, so a page in a browser cannot read
+the dump through DNS rebinding. Bodies are bounded; one snapshot runs at a time, and a request that cannot
+get its turn within a moment gets 503 with Retry-After; queries are bounded in length. Nothing here takes
+a lock the inspected program could hold, and no local variable is ever shown.
 
 Pages, under the mount prefix:
 
@@ -13,20 +16,26 @@ Pages, under the mount prefix:
 
 from __future__ import annotations
 
-import fnmatch
 import hmac
 import json
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from looseends._find import snapshot
-from looseends.model import Kind, Snapshot
+from looseends._text import printable
+from looseends.analysis.selection import Selection, parse_kinds
+from looseends.errors import OptionError
+from looseends.model import Snapshot
 from looseends.report import Report
 
 MAX_BODY = 4 * 1024 * 1024
-OWN_THREADS = "looseends-http"  # serve()'s thread and its request threads
+MAX_QUERY = 1024  # characters: every legitimate query is far shorter
+SNAPSHOT_WAIT = 2.0  # seconds a request waits for the snapshot in progress before a 503
+RETRY_AFTER = "1"
 PARAMETERS = frozenset({"debug", "format", "kind", "blocked_on", "proven", "token"})
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 INDEX = """looseends: live threads, asyncio tasks and child processes of this process
 
   dump                      grouped dump with counts (like pprof goroutine?debug=1)
@@ -36,6 +45,8 @@ INDEX = """looseends: live threads, asyncio tasks and child processes of this pr
   dump?blocked_on=queue.*   only units whose blocked-on code matches the glob
   dump?proven=1             only units proven stuck forever (like /debug/pprof/goroutineleak)
 """
+
+_one_snapshot = threading.Lock()  # one snapshot at a time, whichever server asks
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,11 @@ class Response:
             200: "OK",
             400: "Bad Request",
             401: "Unauthorized",
+            403: "Forbidden",
             404: "Not Found",
             405: "Method Not Allowed",
+            414: "URI Too Long",
+            503: "Service Unavailable",
         }.get(self.status, "Internal Server Error")
 
 
@@ -68,9 +82,7 @@ class BadQuery(ValueError):
 class Query:
     debug: int = 1
     json: bool = False
-    kinds: frozenset[Kind] | None = None
-    blocked_on: str | None = None
-    proven: bool = False
+    selection: Selection = field(default_factory=Selection)
 
     @classmethod
     def parse(cls, query_string: str) -> Query:
@@ -80,36 +92,25 @@ class Query:
             raise BadQuery(f"malformed query: {exc}") from None
         unknown = sorted(set(raw) - PARAMETERS)
         if unknown:
-            raise BadQuery(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(PARAMETERS))}")
+            raise BadQuery(f"unknown parameter {unknown[0][:40]!r}; known: {', '.join(sorted(PARAMETERS))}")
         values = {name: items[-1] for name, items in raw.items()}
         debug = values.get("debug", "1")
         if debug not in ("1", "2"):
-            raise BadQuery(f"debug={debug!r}: expected 1 (grouped) or 2 (every unit)")
+            raise BadQuery(f"debug={debug[:40]!r}: expected 1 (grouped) or 2 (every unit)")
         form = values.get("format", "text")
         if form not in ("text", "json"):
-            raise BadQuery(f"format={form!r}: expected text or json")
+            raise BadQuery(f"format={form[:40]!r}: expected text or json")
         kinds = None
         if "kind" in values:
             try:
-                kinds = frozenset(Kind(k.strip()) for k in values["kind"].split(",") if k.strip())
-            except ValueError:
-                raise BadQuery(f"kind={values['kind']!r}: expected thread, task or process") from None
+                kinds = parse_kinds(values["kind"])
+            except ValueError as exc:
+                raise BadQuery(str(exc)[:200]) from None
         proven = values.get("proven", "0")
         if proven not in ("0", "1"):
-            raise BadQuery(f"proven={proven!r}: expected 1 (only proven leaks) or 0")
-        return cls(int(debug), form == "json", kinds, values.get("blocked_on") or None, proven == "1")
-
-    def select(self, snapshot: Snapshot) -> Report:
-        """The units asked for; never the endpoint's own threads, which come and go with requests."""
-        units = [
-            unit
-            for unit in snapshot.units
-            if not unit.name.startswith(OWN_THREADS)
-            and (self.kinds is None or unit.kind in self.kinds)
-            and (self.blocked_on is None or fnmatch.fnmatchcase(unit.blocked_on.code, self.blocked_on))
-            and (not self.proven or unit.proof is not None)
-        ]
-        return Report.from_units(units, now=snapshot.taken_at, errors=snapshot.errors, max_groups=10_000)
+            raise BadQuery(f"proven={proven[:40]!r}: expected 1 (only proven leaks) or 0")
+        selection = Selection(kinds, values.get("blocked_on") or None, proven == "1")
+        return cls(int(debug), form == "json", selection)
 
 
 def authorized(token: str | None, headers: Mapping[str, str], query_string: str) -> bool:
@@ -120,8 +121,29 @@ def authorized(token: str | None, headers: Mapping[str, str], query_string: str)
     if bearer.lower().startswith("bearer "):
         offered = bearer[7:].strip()
     else:
-        offered = (parse_qs(query_string).get("token") or [""])[-1]
+        offered = (parse_qs(query_string, max_num_fields=32).get("token") or [""])[-1]
     return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def host_allowed(headers: Mapping[str, str], allowed: Collection[str] | None) -> bool:
+    """The Host header names an allowed host (any port); no Host header (HTTP/1.0) is allowed."""
+    if allowed is None or "host" not in headers:
+        return True
+    host = headers["host"].strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        name = host[1 : host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name in allowed
+
+
+def check_token(token: object, source: str) -> str | None:
+    """A token is a string of at least 16 characters, or None for none."""
+    if token is None:
+        return None
+    if not isinstance(token, str) or len(token) < 16:
+        raise OptionError(f"invalid token from {source}: expected a string of at least 16 characters")
+    return token
 
 
 def respond(
@@ -131,26 +153,38 @@ def respond(
     headers: Mapping[str, str],
     *,
     token: str | None = None,
+    allowed_hosts: Collection[str] | None = None,
     _snapshot: Callable[..., Snapshot] = snapshot,
 ) -> Response:
-    """One request, already stripped of the mount prefix. Header names are lower-case."""
+    """One request, already stripped of the mount prefix. Header names are lower-case.
+
+    `allowed_hosts` applies only without a token: a server that anyone may reach on loopback answers
+    only requests addressed to it by a loopback name."""
     if method not in ("GET", "HEAD"):
-        return _text(405, "only GET is served here\n", ("Allow", "GET"))
+        return _text(405, "only GET and HEAD are served here\n", ("Allow", "GET, HEAD"))
+    if len(query_string) > MAX_QUERY:
+        return _text(414, f"query longer than {MAX_QUERY} characters\n")
     if not authorized(token, headers, query_string):
         return _text(401, "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n")
+    if token is None and not host_allowed(headers, allowed_hosts):
+        return _text(403, "this endpoint answers only requests addressed to a loopback name\n")
     route = path.rstrip("/") or "/"
     if route == "/":
         return _text(200, INDEX)
     if route != "/dump":
-        return _text(404, f"no page {path!r}; see / for the pages\n")
+        return _text(404, "no such page; see / for the pages\n")
     try:
         query = Query.parse(query_string)
     except BadQuery as exc:
         return _text(400, f"{exc}\n")
+    if not _one_snapshot.acquire(timeout=SNAPSHOT_WAIT):
+        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
     try:
-        report = query.select(_snapshot(proven_only=query.proven))
+        report = query.selection.select(_snapshot(proven_only=query.selection.proven))
     except Exception as exc:  # never let an inspection take the host down
-        return _text(500, f"could not take a snapshot: {type(exc).__name__}: {exc}\n")
+        return _text(500, f"could not take a snapshot: {type(exc).__name__}: {printable(str(exc), 200)}\n")
+    finally:
+        _one_snapshot.release()
     if query.json:
         return Response(200, _bounded_json(report), "application/json")
     return Response(200, _bounded_text(report.render(full=query.debug == 2, title="looseends dump")))
@@ -165,12 +199,27 @@ def _bounded_text(text: str) -> bytes:
 
 
 def _bounded_json(report: Report) -> bytes:
+    """The report as JSON within MAX_BODY. Too large, it keeps every group it can, largest first, and cuts
+    their unit lists instead (each group's `count` stays true); `truncated` says so."""
     data = report.to_dict()
-    groups = list(data["groups"])  # type: ignore[call-overload]
     body = json.dumps(data).encode()
-    while len(body) > MAX_BODY and groups:
-        groups = groups[: len(groups) // 2]
-        data["groups"] = groups
-        data["truncated"] = True
+    if len(body) <= MAX_BODY:
+        return body
+    data["truncated"] = True
+    groups: list[dict[str, object]] = list(data["groups"])  # type: ignore[call-overload]
+    full_units = [group["units"] for group in groups]
+    kept = len(groups)
+    limit = max((len(units) for units in full_units), default=0)  # type: ignore[arg-type]
+    while True:
+        limit = limit // 4
+        for group, units in zip(groups, full_units, strict=True):
+            group["units"] = units[: max(limit, 1)]  # type: ignore[index]
+        data["groups"] = groups[:kept]
         body = json.dumps(data).encode()
-    return body
+        if len(body) <= MAX_BODY:
+            return body
+        if limit <= 1:
+            if kept <= 1:
+                data["groups"] = []  # one group's stack alone is over the limit: say so rather than fail
+                return json.dumps(data).encode()
+            kept //= 2  # smallest groups go first: they are last

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Generator, Iterable
-from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ class PluginState:
     exitstatus: int = 0
     _session: Watch | None = None
     _tests: dict[str, Watch] = field(default_factory=dict)
-    _labels: dict[str, AbstractContextManager[None]] = field(default_factory=dict)
+    _labels: dict[str, ExitStack] = field(default_factory=dict)
     _fixtures: dict[int, FixtureOwnership] = field(default_factory=dict)
 
     # Tests ----------------------------------------------------------------------------------------
@@ -176,17 +176,17 @@ class PluginState:
         options = self.item_options(item)
         if options is None:
             if self._session is not None:  # unchecked, but what it starts still says during which test
-                self._labels[item.nodeid] = tracking(item.nodeid)
-                self._labels[item.nodeid].__enter__()
+                labelled = self._labels[item.nodeid] = ExitStack()
+                labelled.enter_context(tracking(item.nodeid))
             return
         watch = Watch(options, item.nodeid)
         watch.start()
         self._tests[item.nodeid] = watch
 
     def end_test(self, item: pytest.Item, report: pytest.TestReport) -> None:
-        label = self._labels.pop(item.nodeid, None)
-        if label is not None:
-            label.__exit__(None, None, None)
+        labelled = self._labels.pop(item.nodeid, None)
+        if labelled is not None:
+            labelled.close()
         watch = self._tests.pop(item.nodeid, None)
         if watch is None:
             return

@@ -1,22 +1,36 @@
 """`looseends.serve()`: the inspection pages on a background thread, standard library only.
 
-Binds to loopback by default. Any other address needs a token, which every request must then
-present; without one, serve() refuses to start.
+Binds to loopback by default. Any other address needs a token, which every request must then present;
+without one, serve() refuses to start. Without a token, only requests addressed to a loopback name are
+answered (no DNS rebinding from a browser).
+
+Bounded so that abuse cannot hurt the host: at most MAX_CONNECTIONS connections are served at once (the
+others get an immediate 503), every connection has a read timeout (slow clients are dropped), one snapshot
+runs at a time (http_app), and client resets are not printed on the host's stderr. Creation tracking is on
+while serving, so the full dump can say who started each unit; `close()` always turns it off again.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
-from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from looseends.errors import OptionError
-from looseends.frontends.http_app import Response, respond
+from looseends.frontends.http_app import LOOPBACK_NAMES, Response, check_token, respond
 from looseends.sources._tracking import tracking
 
 THREAD_NAME = "looseends-http"
+MAX_CONNECTIONS = 16
+READ_TIMEOUT = 10.0  # seconds a client may take for any read of its request
+BACKLOG = 64
+
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+_serving: set[LiveServer] = set()  # kept alive until closed: dropping serve()'s result must not stop it
 
 
 def is_loopback(host: str) -> bool:
@@ -28,29 +42,55 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            _refuse(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that resets or times out is not the host's business: nothing on its stderr
+
+
+def _refuse(request: socket.socket) -> None:
+    try:
+        request.settimeout(1.0)
+        request.sendall(BUSY)
+    except OSError:
+        pass
+
+
 class LiveServer:
     """A running endpoint: `url`, and `close()` to stop it (it also stops with the process)."""
 
-    def __init__(
-        self,
-        server: ThreadingHTTPServer,
-        thread: threading.Thread,
-        prefix: str,
-        tracked: AbstractContextManager[None],
-    ) -> None:
+    def __init__(self, server: _Server, prefix: str, cleanup: ExitStack) -> None:
         self._server = server
-        self._thread = thread
-        self._tracked = tracked
+        self._cleanup = cleanup
         host, port = str(server.server_address[0]), int(server.server_address[1])
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}{prefix}/"
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._tracked.__exit__(None, None, None)
+        """Stop serving and end the creation tracking serving turned on; safe to call twice."""
+        _serving.discard(self)
+        self._cleanup.close()
 
     def __enter__(self) -> LiveServer:
         return self
@@ -60,45 +100,49 @@ class LiveServer:
 
 
 def serve(
-    *, port: int = 0, host: str = "127.0.0.1", token: str | None = None, prefix: str = "/debug/looseends"
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    prefix: str = "/debug/looseends",
+    allowed_hosts: tuple[str, ...] = (),
 ) -> LiveServer:
-    """Serve the pages on `host:port` (0 picks a free port) under `prefix`, from a daemon thread."""
-    if not isinstance(port, int) or not 0 <= port <= 65535:
+    """Serve the pages on `host:port` (0 picks a free port) under `prefix`, from a daemon thread.
+
+    Without a token, requests must name the server by a loopback name (or one in `allowed_hosts`)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise OptionError(f"invalid port={port!r} from looseends.serve(): expected 0-65535")
-    if token is not None and (not isinstance(token, str) or len(token) < 16):
-        raise OptionError("invalid token from looseends.serve(): expected a string of at least 16 characters")
+    token = check_token(token, "looseends.serve()")
+    if not isinstance(host, str) or not host:
+        raise OptionError(f"invalid host={host!r} from looseends.serve(): expected an address")
     if not is_loopback(host) and token is None:
         raise OptionError(
             f"refusing to serve on {host!r} without a token: the pages show every stack of this process. "
             "Pass token=... (every request must then present it), or bind to 127.0.0.1."
         )
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    server_class = _server_class(host)
-    server = server_class((host, port), _handler(prefix, token))
-    server.daemon_threads = True
-    # While serving, creations are tracked, so the full dump can say who started each unit.
-    tracked = tracking()
-    tracked.__enter__()
-    thread = threading.Thread(target=server.serve_forever, name=THREAD_NAME, daemon=True)
-    thread.start()
-    return LiveServer(server, thread, prefix, tracked)
+    allowed = frozenset({*LOOPBACK_NAMES, host.lower(), *(name.lower() for name in allowed_hosts)})
+    cleanup = ExitStack()
+    try:
+        server = _Server((host, port), _handler(prefix, token, allowed))
+        cleanup.callback(server.server_close)
+        cleanup.enter_context(tracking())
+        thread = threading.Thread(target=server.serve_forever, name=THREAD_NAME, daemon=True)
+        thread.start()
+        cleanup.callback(thread.join, 5)
+        cleanup.callback(server.shutdown)
+    except BaseException:
+        cleanup.close()
+        raise
+    live = LiveServer(server, prefix, cleanup)
+    _serving.add(live)
+    return live
 
 
-def _server_class(host: str) -> type[ThreadingHTTPServer]:
-    import socket
-
-    if ":" in host:
-
-        class IPv6Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6
-
-        return IPv6Server
-    return ThreadingHTTPServer
-
-
-def _handler(prefix: str, token: str | None) -> type[BaseHTTPRequestHandler]:
+def _handler(prefix: str, token: str | None, allowed: frozenset[str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "looseends"
+        timeout = READ_TIMEOUT
 
         def _answer(self) -> None:
             threading.current_thread().name = f"{THREAD_NAME}-request"
@@ -107,7 +151,8 @@ def _handler(prefix: str, token: str | None) -> type[BaseHTTPRequestHandler]:
                 response = Response(404, f"not found; the pages are under {prefix}/\n".encode())
             else:
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                response = respond(self.command, path[len(prefix) :] or "/", query, headers, token=token)
+                page = path[len(prefix) :] or "/"
+                response = respond(self.command, page, query, headers, token=token, allowed_hosts=allowed)
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
@@ -117,7 +162,10 @@ def _handler(prefix: str, token: str | None) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):  # every method gets the pages' own answer (405 but for GET and HEAD)
+                return self._answer
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:  # the host's stderr is not ours to fill
             pass

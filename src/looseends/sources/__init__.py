@@ -48,7 +48,7 @@ def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool =
             try:
                 units.extend(source.read(detail=detail))
             except Exception as exc:
-                errors.append(f"{source.name}: {type(exc).__name__}: {exc}")
+                errors.append(f"could not read {source.name}: {type(exc).__name__}: {exc}")
     finally:
         if collecting:
             gc.enable()

@@ -16,6 +16,7 @@ from typing import Any
 
 from looseends._cpython import read_attr
 from looseends.model import Origin
+from looseends.redact import redact_command
 from looseends.sources import _tracking
 from looseends.sources._origins import Record, capture, to_origin
 
@@ -55,10 +56,15 @@ def _record(pid: object, command: object, skip: int) -> None:
 
 
 def command_text(command: object) -> str:
-    if isinstance(command, str | bytes):
-        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+    """A child's command line as reports show it: secrets masked (looseends.redact), cut short."""
+    if isinstance(command, bytes):
+        command = command.decode(errors="replace")
+    if isinstance(command, str):
+        text = redact_command(command)
     elif isinstance(command, list | tuple):
-        text = " ".join(str(part) for part in command)
+        text = redact_command(
+            [part.decode(errors="replace") if isinstance(part, bytes) else str(part) for part in command]
+        )
     else:
         text = "?"
     return text if len(text) <= MAX_COMMAND else text[: MAX_COMMAND - 3] + "..."

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 
 Installer = Callable[[ExitStack], None]
 
@@ -81,27 +81,35 @@ def current_label() -> str | None:
     return labels[-1] if labels else None
 
 
-@contextmanager
-def tracking(label: str | None = None) -> Iterator[None]:
-    """Track creations while the block runs; `label` is recorded as `Origin.during`."""
-    global _stack
-    with _lock:
-        if state.users == 0:
-            stack = ExitStack()
-            try:
-                for install in _installers:
-                    install(stack)
-            except BaseException:
-                stack.close()
-                raise
-            _stack = stack
-            noted()  # creations went unseen while tracking was off: cached looks are stale
-        state.users += 1
-        if label is not None:
-            state.labels = (*state.labels, label)
-    try:
-        yield
-    finally:
+class tracking:
+    """Track creations while the block runs; `label` is recorded as `Origin.during`.
+
+    A class rather than a generator: a lease held until the process ends must not run anything when the
+    interpreter tears its modules down."""
+
+    def __init__(self, label: str | None = None) -> None:
+        self._label = label
+
+    def __enter__(self) -> None:
+        global _stack
+        with _lock:
+            if state.users == 0:
+                stack = ExitStack()
+                try:
+                    for install in _installers:
+                        install(stack)
+                except BaseException:
+                    stack.close()
+                    raise
+                _stack = stack
+                noted()  # creations went unseen while tracking was off: cached looks are stale
+            state.users += 1
+            if self._label is not None:
+                state.labels = (*state.labels, self._label)
+
+    def __exit__(self, *exc: object) -> None:
+        global _stack
+        label = self._label
         with _lock:
             labels = state.labels
             if label is not None and label in labels:
@@ -111,3 +119,34 @@ def tracking(label: str | None = None) -> Iterator[None]:
             if state.users == 0 and _stack is not None:
                 stack, _stack = _stack, None
                 stack.close()
+
+
+class Tracking:
+    """Creation tracking held on for a process: until `stop()`, or the end of a `with` block."""
+
+    def __init__(self) -> None:
+        self._held = ExitStack()
+        self._held.enter_context(tracking())
+        _held.add(self)
+
+    def stop(self) -> None:
+        """Let tracking go (it stays on while anything else still wants it); safe to call twice."""
+        _held.discard(self)
+        self._held.close()
+
+    def __enter__(self) -> Tracking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_held: set[Tracking] = set()  # a plain `track()` call keeps tracking on even when its result is dropped
+
+
+def track() -> Tracking:
+    """Turn creation tracking on for this process, so dumps say who started each thread, task and child.
+
+    `looseends.track()` keeps it on until `.stop()`; `with looseends.track():` for a block. Costs a few
+    microseconds on every task and thread start (BENCHMARKS.md figure 3)."""
+    return Tracking()

@@ -219,7 +219,7 @@ def _finish(block: _Block, pending_function: str | None, errors: list[str]) -> I
 
 def _frame(function: str, filename: str, lineno: int) -> Frame:
     """A frame named as Go names it (`net/http.(*Server).Serve`); the module field stays empty."""
-    return Frame(filename, lineno, _without_arguments(function))
+    return Frame(filename, lineno, _without_arguments(function), local=False)
 
 
 def _without_arguments(function: str) -> str:

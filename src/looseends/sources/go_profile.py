@@ -100,7 +100,7 @@ class _Profile:
             if number == 4:
                 line = _bytes(value)
                 name, filename = self.functions.get(_field(line, 1), ("?", "?"))
-                frames.append(Frame(filename, signed(_field(line, 2)), name))
+                frames.append(Frame(filename, signed(_field(line, 2)), name, local=False))
         return tuple(frames)
 
     def records(self, errors: list[str]) -> Iterator[Record]:

@@ -16,7 +16,7 @@ import psutil
 
 from looseends._safe import safe
 from looseends.model import BlockedOn, Kind, Origin, Unit
-from looseends.sources._spawns import process_command, process_origin, spawn_count
+from looseends.sources._spawns import command_text, process_command, process_origin, spawn_count
 from looseends.sources._tracking import is_tracking
 
 _STATES = {
@@ -28,7 +28,6 @@ _STATES = {
     psutil.STATUS_ZOMBIE: "zombie",
     psutil.STATUS_IDLE: "idle",
 }
-MAX_COMMAND = 120
 
 
 class ProcessSource:
@@ -132,8 +131,7 @@ def _command(process: Any) -> str:
         parts = process.cmdline()
     except psutil.Error:
         parts = []
-    text = " ".join(parts) if parts else safe(process.name, "?")
-    return text if len(text) <= MAX_COMMAND else text[: MAX_COMMAND - 3] + "..."
+    return command_text(parts) if parts else command_text(safe(process.name, "?"))
 
 
 def _state(pid: int, status: str, command: str, parent: int | None) -> BlockedOn:

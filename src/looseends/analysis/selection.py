@@ -1,0 +1,41 @@
+"""Selecting the units a dump shows: by kind, by blocked-on code (a glob), only proven ones.
+
+Shared by the endpoint (from its query string) and the command line (from its flags, over Go dumps too).
+The endpoint's own threads never show: they come and go with requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from looseends.analysis.glob import glob_match
+from looseends.model import Kind, Snapshot
+from looseends.report import Report
+
+OWN_THREADS = "looseends-http"  # serve()'s thread and its request threads
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    kinds: frozenset[Kind] | None = None
+    blocked_on: str | None = None  # a glob over blocked-on codes, such as queue.*
+    proven: bool = False
+
+    def select(self, snapshot: Snapshot) -> Report:
+        units = [
+            unit
+            for unit in snapshot.units
+            if not unit.name.startswith(OWN_THREADS)
+            and (self.kinds is None or unit.kind in self.kinds)
+            and (self.blocked_on is None or glob_match(unit.blocked_on.code, self.blocked_on))
+            and (not self.proven or unit.proof is not None)
+        ]
+        return Report.from_units(units, now=snapshot.taken_at, errors=snapshot.errors, max_groups=10_000)
+
+
+def parse_kinds(text: str) -> frozenset[Kind]:
+    """`thread,task` -> the kinds; ValueError naming the accepted ones otherwise."""
+    try:
+        return frozenset(Kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"kind={text!r}: expected {', '.join(str(k) for k in Kind)}") from None
