@@ -73,6 +73,8 @@ def build_options(
             chosen = frozenset(Kind(k) for k in kinds)
         except (ValueError, TypeError):
             raise fail("kinds", kinds, f"kinds among {[str(k) for k in Kind]}") from None
+        if not chosen:
+            raise fail("kinds", kinds, "at least one kind (a check of no kind could never fail)")
     if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
         raise fail("max_groups", max_groups, "a whole number >= 1")
     if not isinstance(prove, bool):

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import runpy
 import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from looseends._text import printable
 from looseends.analysis.selection import Selection, parse_kinds
-from looseends.errors import DumpParseError
+from looseends.errors import DumpParseError, LooseEndsError
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Growth
+from looseends.frontends.run import run_program
 from looseends.report import Report
 from looseends.report_json import report_from_dict
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
@@ -178,49 +177,6 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FOUND
 
 
-# Running a program --------------------------------------------------------------------------------
-
-
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    """Run the program in this interpreter; then, like a whole-program check, report what it left."""
-    import os
-
-    from looseends._watch import Watch as Span
-    from looseends.analysis.settle import run_sync
-    from looseends.options import build_options
-
-    target = list(args.program)
-    if args.module is None and not target:
-        raise CliError("run needs a script (looseends run app.py ...) or -m module")
-    options = build_options(source="looseends run", timeout=args.timeout)
-    name = args.module if args.module is not None else target[0]
-    span = Span(options, label=f"looseends run {name}")
-    status = 0
-    sys.argv = [name, *target] if args.module is not None else target
-    span.start()
-    try:
-        if args.module is not None:
-            runpy.run_module(args.module, run_name="__main__", alter_sys=True)
-        else:
-            sys.path.insert(0, str(Path(target[0]).resolve().parent))
-            runpy.run_path(target[0], run_name="__main__")
-    except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        status = 1
-    report = run_sync(span.verdict())
-    span.stop()
-    sys.stdout.flush()
-    if report:
-        print(f"\nlooseends: the program left units running\n{report.render()}", file=sys.stderr, flush=True)
-        # Leftover non-daemon threads would keep the interpreter alive: the report is the point, so exit.
-        os._exit(status or EXIT_FOUND)
-    return int(status)
-
-
 # Entry ----------------------------------------------------------------------------------------------
 
 
@@ -297,10 +253,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
     stream = out or sys.stdout
-    handlers = {"dump": _dump, "watch": _watch, "diff": _diff, "run": _run}
+    handlers = {"dump": _dump, "watch": _watch, "diff": _diff, "run": run_program}
     try:
         return handlers[args.command](args, stream)
-    except CliError as exc:
+    except (CliError, LooseEndsError) as exc:
         print(f"looseends {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from http.client import HTTPMessage
-from typing import IO
+from typing import IO, Any
 
 from looseends._text import printable
 
@@ -58,7 +58,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def fetch_url(url: str, token: str | None, *, deadline: float = FETCH_DEADLINE) -> bytes:
+def fetch_url(url: str, token: str | None) -> bytes:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"{printable(url, 200)}: only http and https URLs are read")
@@ -66,7 +66,7 @@ def fetch_url(url: str, token: str | None, *, deadline: float = FETCH_DEADLINE) 
     request = urllib.request.Request(url)
     if token:
         request.add_unredirected_header("Authorization", f"Bearer {token}")  # never copied onto a redirect
-    ends = time.monotonic() + deadline
+    ends = time.monotonic() + FETCH_DEADLINE
     try:
         with opener.open(request, timeout=READ_TIMEOUT) as response:
             return _read_until(response, ends, url)
@@ -79,13 +79,13 @@ def fetch_url(url: str, token: str | None, *, deadline: float = FETCH_DEADLINE) 
         raise FetchError(printable(str(exc), 300)) from None
 
 
-def _read_until(stream: IO[bytes], ends: float, what: str) -> bytes:
+def _read_until(stream: Any, ends: float, what: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         if time.monotonic() > ends:
             raise FetchError(f"{printable(what, 200)}: not complete within {FETCH_DEADLINE:.0f} s")
-        chunk = stream.read(CHUNK)
+        chunk = stream.read1(CHUNK)  # what has arrived: a plain read would wait for the whole chunk
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -177,17 +178,40 @@ def respond(
         query = Query.parse(query_string)
     except BadQuery as exc:
         return _text(400, f"{exc}\n")
-    if not _one_snapshot.acquire(timeout=SNAPSHOT_WAIT):
-        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
     try:
-        report = query.selection.select(_snapshot(proven_only=query.selection.proven))
+        taken = _shared_snapshot(_snapshot, query.selection.proven)
     except Exception as exc:  # never let an inspection take the host down
         return _text(500, f"could not take a snapshot: {type(exc).__name__}: {printable(str(exc), 200)}\n")
-    finally:
-        _one_snapshot.release()
+    if taken is None:
+        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
+    report = query.selection.select(taken)
     if query.json:
         return Response(200, _bounded_json(report), "application/json")
     return Response(200, _bounded_text(report.render(full=query.debug == 2, title="looseends dump")))
+
+
+def _shared_snapshot(take: Callable[..., Snapshot], proven: bool) -> Snapshot | None:
+    """One snapshot at a time; requests that waited for it share a snapshot begun after they arrived (as
+    fresh as one of their own), so a burst of requests costs a few snapshots, not one each. None when the
+    turn does not come within SNAPSHOT_WAIT."""
+    arrived = time.monotonic()
+    if not _one_snapshot.acquire(timeout=SNAPSHOT_WAIT):
+        return None
+    try:
+        key = (take, proven)
+        begun, shared = _latest.get(key, (0.0, None))
+        if shared is not None and begun >= arrived:
+            return shared
+        begun = time.monotonic()
+        taken = take(proven_only=proven)
+        _latest.clear()  # keep one: a snapshot holds no frames, but need not outlive its burst
+        _latest[key] = (begun, taken)
+        return taken
+    finally:
+        _one_snapshot.release()
+
+
+_latest: dict[tuple[Callable[..., Snapshot], bool], tuple[float, Snapshot]] = {}
 
 
 def _bounded_text(text: str) -> bytes:

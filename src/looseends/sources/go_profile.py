@@ -28,6 +28,12 @@ from looseends.sources.go_dumps import Record, record_units
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_PROFILE_BYTES = 256 * 1024 * 1024  # decompressed: a bomb stops here, not at the end of memory
+# A goroutine profile lists each distinct stack once; a crafted one can hold millions of tiny samples.
+# Samples with the same stack and labels are added up as they are read, and reading stops at these caps,
+# so time and memory stay bounded whatever the input.
+MAX_SAMPLES = 200_000
+MAX_TABLE = 1_000_000  # locations or functions
+MAX_ERRORS = 50
 SOURCE = "pprof debug=0"
 
 
@@ -69,17 +75,25 @@ class _Profile:
     """The tables of one profile message, indexed; samples are decoded lazily by `records()`."""
 
     def __init__(self, data: bytes) -> None:
+        self.data = data
         self.strings: list[str] = []
-        self.samples: list[bytes] = []
         sample_types: list[bytes] = []
         functions: list[bytes] = []
         locations: list[bytes] = []
-        tables = {1: sample_types, 2: self.samples, 4: locations, 5: functions}
+        tables = {1: sample_types, 4: locations, 5: functions}
+        samples = 0
         for number, value in fields(data):
-            if number == 6:
+            if number == 2:
+                samples += 1
+                if samples > MAX_SAMPLES:  # Go lists each distinct stack once: this is no real profile
+                    raise WireError(f"more than {MAX_SAMPLES:,} samples")
+            elif number == 6:
                 self.strings.append(_bytes(value).decode("utf-8", errors="replace"))
             elif number in tables:
-                tables[number].append(_bytes(value))
+                table = tables[number]
+                if len(table) >= MAX_TABLE:
+                    raise WireError(f"more than {MAX_TABLE:,} entries in one table")
+                table.append(_bytes(value))
         kinds = [self.string(_field(t, 1)) for t in sample_types]
         if not kinds or kinds[0] not in ("goroutine", "goroutineleak"):
             raise WireError(f"a {kinds[0] if kinds else 'typeless'} profile, not a goroutine profile")
@@ -104,27 +118,44 @@ class _Profile:
         return tuple(frames)
 
     def records(self, errors: list[str]) -> Iterator[Record]:
-        for index, sample in enumerate(self.samples, start=1):
-            where = f"sample {index}"
-            location_ids: list[int] = []
-            counts: list[int] = []
-            labels: dict[str, str | int] = {}
-            for number, value in fields(sample):
-                if number == 1:
-                    location_ids.extend(integers(value))
-                elif number == 2:
-                    counts.extend(signed(v) for v in integers(value))
-                elif number == 3:
-                    label = _bytes(value)
-                    text = _field(label, 2)
-                    labels[self.string(_field(label, 1))] = self.string(text) if text else _field(label, 3)
-            missing = [i for i in location_ids if i not in self.locations]
-            if missing or not counts:
-                errors.append(f"{where}: " + (f"unknown location {missing[0]}" if missing else "no count"))
+        """One record per distinct stack and labels, its count the sum over samples."""
+        merged: dict[tuple[tuple[int, ...], str], tuple[str, int]] = {}
+        samples = 0
+        for number, value in fields(self.data):
+            if number != 2:
                 continue
+            samples += 1
+            sample = self._sample(f"sample {samples}", _bytes(value), errors)
+            if sample is not None:
+                key, count = sample
+                where, total = merged.get(key, (f"sample {samples}", 0))
+                merged[key] = (where, total + count)
+        for (location_ids, labels), (where, count) in merged.items():
             frames = tuple(frame for i in location_ids for frame in self.locations[i])
-            shown = json.dumps(labels, separators=(",", ":")) if labels else ""
-            yield Record(where, counts[0], frames, shown)
+            yield Record(where, count, frames, labels)
+
+    def _sample(
+        self, where: str, sample: bytes, errors: list[str]
+    ) -> tuple[tuple[tuple[int, ...], str], int] | None:
+        location_ids: list[int] = []
+        counts: list[int] = []
+        labels: dict[str, str | int] = {}
+        for number, value in fields(sample):
+            if number == 1:
+                location_ids.extend(integers(value))
+            elif number == 2:
+                counts.extend(signed(v) for v in integers(value))
+            elif number == 3:
+                label = _bytes(value)
+                text = _field(label, 2)
+                labels[self.string(_field(label, 1))] = self.string(text) if text else _field(label, 3)
+        missing = [i for i in location_ids if i not in self.locations]
+        if missing or not counts:
+            if len(errors) < MAX_ERRORS:
+                errors.append(f"{where}: " + (f"unknown location {missing[0]}" if missing else "no count"))
+            return None
+        shown = json.dumps(labels, separators=(",", ":")) if labels else ""
+        return (tuple(location_ids), shown), counts[0]
 
 
 def _field(message: bytes, wanted: int) -> int:
