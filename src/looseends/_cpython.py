@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import functools
 import inspect
 import sys
 import threading
@@ -147,6 +148,56 @@ def lock_held(lock: object) -> bool | None:
     return None
 
 
+_PARKED = 2  # PyMutex's "a thread is parked on me" bit (Include/cpython/lock.h, 3.13+)
+
+
+def lock_parked(lock: object) -> bool | None:
+    """Whether a thread is parked waiting for this C Lock or RLock now; None when that cannot be read.
+
+    From 3.14, releasing a lock whose waiter has waited a while hands it straight to that waiter (fair
+    handoff): the lock still reads as held, although its waiter only waits for the GIL to go on. Only
+    the mutex's parked bit tells the two apart. Before 3.14, a released lock reads as free until its
+    waiter takes it, so "held" means "its waiter is still parked"."""
+    if type(lock) is not LOCK_TYPE and type(lock) is not RLOCK_TYPE:
+        return None
+    if VERSION < (3, 14):
+        return lock_held(lock)
+    offset = _mutex_offset()
+    if offset is None:
+        return None
+    import ctypes
+
+    return bool(ctypes.c_uint8.from_address(id(lock) + offset).value & _PARKED)
+
+
+@functools.cache
+def _mutex_offset() -> int | None:
+    """Where a Lock's PyMutex state byte lies (right after the object header), checked on real locks
+    before it is trusted: free reads 0, held reads 1, held with a parked thread reads 3."""
+    import ctypes
+
+    offset = object.__basicsize__
+    if not gil_enabled():
+        return None  # free-threaded objects have another header, and proofs are off there anyway
+
+    def state(lock: object) -> int:
+        return int(ctypes.c_uint8.from_address(id(lock) + offset).value)
+
+    try:
+        for kind in (LOCK_TYPE, RLOCK_TYPE):
+            lock = kind()
+            if state(lock) != 0:
+                return None
+            lock.acquire()
+            held = state(lock)
+            lock.release()
+            if held != 1 or state(lock) != 0:
+                return None
+    except Exception:
+        return None
+    return offset
+
+
 def condition_waiters(condition: object) -> Collection[object] | None:
     """The waiter locks of threads parked in `Condition.wait` (a deque), copied; None when unreadable."""
     waiters = read_attr(condition, "_waiters")
@@ -251,20 +302,28 @@ _REGISTRIES = [
 ]
 
 
+# 3.14 moved native tasks out of the Python-level registries into a list per thread (cpython gh-128002):
+# only `asyncio.all_tasks(loop)` reaches them, one loop at a time, from any thread.
+TASKS_PER_THREAD: Final = VERSION >= (3, 14)
+
+
 def task_registries() -> list[Collection[Task]]:
-    """asyncio's registries of live tasks: `_all_tasks` (3.11); `_scheduled_tasks` and `_eager_tasks`
-    (3.12+). Reading them directly sees the tasks of loops running in other threads, or not at all;
-    `asyncio.all_tasks(loop)` filters by one loop."""
+    """asyncio's Python-level registries of live tasks: `_all_tasks` (3.11); `_scheduled_tasks` and
+    `_eager_tasks` (3.12+). Through 3.13 they hold every task of every loop in every thread; from 3.14,
+    only tasks that are not asyncio's native ones (see `all_tasks`)."""
     return [getattr(asyncio.tasks, name) for name in _REGISTRIES]
 
 
 def task_count() -> int:
-    """How many tasks the registries hold: it moves when a task is created or finishes."""
-    return sum(len(registry) for registry in task_registries())
+    """How many tasks there are: it moves when a task is created or finishes."""
+    count = sum(len(registry) for registry in task_registries())
+    if TASKS_PER_THREAD:
+        count += sum(len(_loop_tasks(loop)) for loop in known_loops())
+    return count
 
 
 def live_task_ids() -> set[int]:
-    """Ids of every task the registries hold, read without a Python-level loop over a WeakSet."""
+    """Ids of every live task, read without a Python-level loop over a WeakSet where possible."""
     ids: set[int] = set()
     for registry in task_registries():
         refs = read_attr(registry, "data")  # a WeakSet's set of weak references
@@ -272,12 +331,93 @@ def live_task_ids() -> set[int]:
             ids.update(map(id, filter(None, map(weakref.ref.__call__, list(refs)))))
         else:
             ids.update(map(id, safe_list(registry)))
+    if TASKS_PER_THREAD:
+        for loop in known_loops():
+            ids.update(map(id, _loop_tasks(loop)))
     return ids
 
 
 def all_tasks() -> Iterator[Task]:
+    """Every task looseends can see: the registries, and on 3.14+ the pending tasks of every known loop."""
+    seen: set[int] = set()
     for registry in task_registries():
-        yield from safe_list(registry)
+        for task in safe_list(registry):
+            seen.add(id(task))
+            yield task
+    if TASKS_PER_THREAD:
+        for loop in known_loops():
+            for task in _loop_tasks(loop):
+                if id(task) not in seen:
+                    seen.add(id(task))
+                    yield task
+
+
+def _loop_tasks(loop: object) -> list[Task]:
+    try:
+        return list(asyncio.all_tasks(loop))  # type: ignore[arg-type]
+    except Exception:  # a loop closing mid-read, an odd loop class
+        return []
+
+
+# Event loops --------------------------------------------------------------------------------------------
+
+_loops: weakref.WeakSet[object] = weakref.WeakSet()  # loops seen running (while tracking, or in a stack)
+
+
+def remember_loop(loop: object) -> None:
+    try:
+        _loops.add(loop)
+    except TypeError:  # a loop class without weak references: found again from stacks while it runs
+        pass
+
+
+def _loop_codes() -> dict[types.CodeType, str]:
+    """Code of the frames whose `self` is a running loop ("loop") or an asyncio.Runner ("runner")."""
+    codes = {
+        asyncio.BaseEventLoop.run_forever.__code__: "loop",
+        asyncio.BaseEventLoop.run_until_complete.__code__: "loop",
+        asyncio.Runner.run.__code__: "runner",
+        asyncio.Runner.close.__code__: "runner",
+    }
+    return codes
+
+
+_LOOP_CODES = _loop_codes()
+
+
+def known_loops() -> list[object]:
+    """Loops seen running while tracking, plus every loop running (or being run by an asyncio.Runner) in
+    any thread now, plus this thread's own. A loop that is neither, such as one stopped before tracking
+    began and never run again, is not known: its tasks are not seen on 3.14+ (docs/versions.md)."""
+    found: dict[int, object] = {id(loop): loop for loop in safe_list(_loops)}
+    frames = sys._current_frames()
+    try:
+        for top in frames.values():
+            frame: types.FrameType | None = top
+            while frame is not None:
+                role = _LOOP_CODES.get(frame.f_code)
+                if role is not None:
+                    owner = _frame_self(frame)
+                    loop = read_attr(owner, "_loop") if role == "runner" else owner
+                    if loop is not None and loop is not MISSING:
+                        found[id(loop)] = loop
+                frame = frame.f_back
+    finally:
+        frames.clear()
+    running = asyncio.events._get_running_loop()
+    if running is not None:
+        found[id(running)] = running
+    for loop in found.values():
+        if loop not in _loops:
+            remember_loop(loop)
+    return list(found.values())
+
+
+def _frame_self(frame: types.FrameType) -> object:
+    try:
+        return frame.f_locals.get("self")
+    except Exception:
+        return None
 
 
 CANCEL_ALL_TASKS: Final = (asyncio.runners, "_cancel_all_tasks")  # what asyncio.run calls at shutdown

@@ -285,6 +285,14 @@ def _install(stack: ExitStack) -> None:
     _tracking.patch(stack, threading.Thread, "start", start)
     _tracking.patch(stack, _thread, "start_new_thread", start_new_thread)
     _tracking.patch(stack, asyncio.BaseEventLoop, "create_task", create_task)
+    if _cpython.TASKS_PER_THREAD:  # only asyncio.all_tasks(loop) finds tasks: remember every loop that runs
+        original_run_forever = asyncio.BaseEventLoop.run_forever
+
+        def run_forever(self: asyncio.BaseEventLoop) -> None:
+            _cpython.remember_loop(self)
+            original_run_forever(self)
+
+        _tracking.patch(stack, asyncio.BaseEventLoop, "run_forever", run_forever)
 
 
 _tracking.register(_install)

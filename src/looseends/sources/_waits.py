@@ -27,7 +27,7 @@ from looseends._cpython import (
     MISSING,
     builtin_len,
     condition_waiters,
-    lock_held,
+    lock_parked,
     read_attr,
 )
 from looseends.model import RUNNING, BlockedOn, is_library_file
@@ -76,7 +76,7 @@ def _parked_in_condition(frames: Sequence[types.FrameType]) -> bool:
             variables = frame_locals(frame)
             waiter = variables.get("waiter", MISSING)
             waiters = condition_waiters(variables.get("self", MISSING))
-            return waiters is not None and any(w is waiter for w in waiters) and lock_held(waiter) is True
+            return waiters is not None and any(w is waiter for w in waiters) and lock_parked(waiter) is True
     return False
 
 
@@ -136,8 +136,8 @@ EVENT = Primitive("Event", _parked_and(_flag("_flag", False)))
 CONDITION = Primitive("Condition", _parked_and(lambda condition: True))
 SEMAPHORE = Primitive("Semaphore", _parked_and(_flag("_value", 0)))
 BARRIER = Primitive("Barrier", _parked_and(lambda barrier: True))
-LOCK = Primitive("Lock", _state_only(lambda lock: lock_held(lock) is True))
-RLOCK = Primitive("RLock", _state_only(lambda lock: lock_held(lock) is True))
+LOCK = Primitive("Lock", _state_only(lambda lock: lock_parked(lock) is True))
+RLOCK = Primitive("RLock", _state_only(lambda lock: lock_parked(lock) is True))
 SIMPLE_QUEUE = Primitive("SimpleQueue", _state_only(_simple_queue_empty))
 ASYNC_QUEUE_FULL = Primitive("asyncio.Queue", _state_only(_full("_queue")))
 ASYNC_QUEUE_EMPTY = Primitive("asyncio.Queue", _state_only(_empty("_queue")))
