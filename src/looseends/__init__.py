@@ -24,7 +24,7 @@ from looseends.analysis.ignore import (
     ignore_top_function,
 )
 from looseends.analysis.patterns import Pattern
-from looseends.errors import DumpParseError, LeakError, LooseEndsError, OptionError
+from looseends.errors import DumpParseError, LeakError, LooseEndsError, LooseEndsWarning, OptionError
 from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 from looseends.redact import redact
@@ -70,6 +70,7 @@ __all__ = [
     "LeakError",
     "LiveServer",
     "LooseEndsError",
+    "LooseEndsWarning",
     "OptionError",
     "Origin",
     "Pattern",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from looseends import _canary
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.analysis.reachability import prove
@@ -26,7 +27,9 @@ def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool =
     each carrying its proof, confirmed on two looks a few milliseconds apart. That walks the heap twice:
     it costs more than a plain snapshot.
     """
+    _canary.sing_once()
     taken = take_snapshot(sources)
+    taken = replace(taken, errors=taken.errors + _canary.problems())
     if not proven_only:
         return taken
     looks: list[Snapshot] = []
@@ -84,6 +87,7 @@ def _look(detail: bool) -> Snapshot:
 def settle_steps(
     options: Options, baseline: IgnoreRule | None = None, *, only: Callable[[Unit], bool] | None = None
 ) -> Generator[float, None, Settled]:
+    _canary.sing_once()
     return settle(
         _look,
         candidate_filter(options, baseline, only),
@@ -105,7 +109,7 @@ def to_report(settled: Settled, options: Options) -> Report:
     return Report.from_units(
         settled.leaks,
         now=settled.snapshot.taken_at,
-        errors=settled.snapshot.errors,
+        errors=settled.snapshot.errors + _canary.problems(),
         max_groups=options.max_groups,
         proofs_tried=settled.proofs_tried,
     )

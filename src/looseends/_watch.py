@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator, Hashable
 from contextlib import ExitStack
 from dataclasses import replace
 
+from looseends import _canary
 from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
@@ -35,6 +36,7 @@ class Watch:
         self._tracking = ExitStack()
 
     def start(self) -> None:
+        _canary.sing_once()  # before the baseline: its thread and task are gone by then
         self._tracking.enter_context(tracking(self.label))
         self._fingerprint, baseline = identities()
         self._baseline = ignore_current(baseline)

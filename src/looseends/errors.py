@@ -12,6 +12,11 @@ class LooseEndsError(Exception):
     """Base class of every looseends error."""
 
 
+class LooseEndsWarning(RuntimeWarning):
+    """Something looseends cannot see on this interpreter (the canary), or another reason to distrust a
+    clean verdict."""
+
+
 class OptionError(LooseEndsError, ValueError):
     """A bad option value; the message says which option, where it came from, and what is accepted."""
 

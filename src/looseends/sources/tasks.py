@@ -33,11 +33,11 @@ class TaskSource:
 
     name = "tasks"
 
-    def __init__(self, *, _tasks: Callable[[], Iterable[Task]] = _cpython.all_tasks) -> None:
+    def __init__(self, *, _tasks: Callable[[], Iterable[Task]] | None = None) -> None:
         self._tasks = _tasks
 
     def read(self, *, detail: bool = True) -> list[Unit]:
-        tasks = {id(t): t for t in self._tasks()}
+        tasks = {id(t): t for t in (self._tasks or _cpython.all_tasks)()}
         pending = [task for task in tasks.values() if not _cpython.task_done(task)]
         if not detail:
             return [
