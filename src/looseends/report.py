@@ -72,6 +72,11 @@ class Report:
             counts[group.kind] = counts.get(group.kind, 0) + group.count
         return counts
 
+    def kinds_text(self) -> str:
+        """`3 threads and 1 task`: what the report holds, by kind."""
+        parts = [_plural(n, str(kind)) for kind, n in self.counts().items()]
+        return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts) or "nothing"
+
     def summary(self, what: str = "leaked") -> str:
         counts = self.counts()
         if not counts:

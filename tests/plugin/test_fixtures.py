@@ -40,11 +40,17 @@ def test_wider_fixture_units_are_not_blamed_on_tests_and_unstopped_ones_are_the_
 ) -> None:
     pytester.makepyfile(test_fixtures=FIXTURES)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--looseends")
-    result.assert_outcomes(passed=2)  # neither test is blamed
+    # Both tests pass; the fixture's leak is one error, on the teardown that tore the fixture down, so
+    # the counts and the exit status agree.
+    result.assert_outcomes(passed=2, errors=1)
     out = result.stdout.str()
     assert "module-service" not in out  # stopped at its teardown: fine
+    assert "test_second left" not in out  # never the tests' leak
+    assert "test_first left" not in out
     result.stdout.fnmatch_lines(
         [
+            "*ERROR at teardown of test_second*",
+            "fixture 'leaky_service' (session scope) left 1 thread running (torn down after this test)",
             "*looseends: leaked threads and tasks*",
             "leaks found in: fixture 'leaky_service' (session scope)",
             "*1 thread blocked in threading.Event.wait*",
@@ -53,4 +59,31 @@ def test_wider_fixture_units_are_not_blamed_on_tests_and_unstopped_ones_are_the_
             "*called from leaky_service at test_fixtures.py:*",
         ]
     )
-    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the run fails, though every test passed
+    assert out.count("1 thread blocked in threading.Event.wait") == 2  # the error, and the summary
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+MODULE_FIXTURE_ONE_USER = """
+import threading
+import pytest
+
+NEVER = threading.Event()
+
+@pytest.fixture(scope="module")
+def pool():
+    thread = threading.Thread(target=NEVER.wait, name="module-pool", daemon=True)
+    thread.start()
+    yield thread  # never stopped
+
+def test_only_user(pool):
+    assert pool.is_alive()
+"""
+
+
+def test_a_module_fixture_with_one_user_is_blamed_once_on_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one=MODULE_FIXTURE_ONE_USER)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--looseends")
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "test_one.py::test_only_user left" not in out
+    assert "fixture 'pool' (module scope) left 1 thread running" in out

@@ -150,6 +150,10 @@ class PluginState:
     _tests: dict[str, Watch] = field(default_factory=dict)
     _labels: dict[str, ExitStack] = field(default_factory=dict)
     _fixtures: dict[int, FixtureOwnership] = field(default_factory=dict)
+    # Wider fixtures torn down during the current test's teardown: their units are still not the test's,
+    # and their leaks fail that teardown, under the fixture's name.
+    _retired: dict[int, FixtureOwnership] = field(default_factory=dict)
+    _fixture_findings: list[Finding] = field(default_factory=list)
 
     # Tests ----------------------------------------------------------------------------------------
 
@@ -187,26 +191,41 @@ class PluginState:
         labelled = self._labels.pop(item.nodeid, None)
         if labelled is not None:
             labelled.close()
+        failures = [
+            f"{finding.owner} left {finding.report.kinds_text()} running (torn down after this test)"
+            f"\n\n{finding.report.render()}"
+            for finding in self._fixture_findings
+            if finding.report and not finding.warn_only
+        ]
+        self._fixture_findings.clear()
         watch = self._tests.pop(item.nodeid, None)
-        if watch is None:
+        if watch is not None:
+            try:
+                leaks = run_sync(watch.verdict(also_ignore=self._owned_by_fixtures))
+            finally:
+                watch.stop()
+            failures[:0] = self._test_leaks(item, report, leaks)
+        self._retired.clear()
+        if not failures:
             return
-        try:
-            leaks = run_sync(watch.verdict(also_ignore=self._owned_by_fixtures))
-        finally:
-            watch.stop()
-        if not leaks:
-            return
-        allow = item.get_closest_marker("looseends_allow")
-        reason = _allow_reason(allow, item) if allow is not None else None
-        finding = Finding(item.nodeid, leaks, reason, self.settings.warn_only)
-        self.ledger.add(finding)
-        text = leaks.render()
-        if reason is not None or self.settings.warn_only or report.failed:
-            # allowed, warn-only, or teardown already failed: its own error stays the headline
-            report.sections.append(("looseends", text))
+        if report.failed:  # teardown already failed: its own error stays the headline
+            report.sections.extend(("looseends", text) for text in failures)
             return
         report.outcome = "failed"
-        report.longrepr = f"{item.nodeid} left threads or tasks running\n\n{text}"
+        report.longrepr = "\n\n".join(failures)
+
+    def _test_leaks(self, item: pytest.Item, report: pytest.TestReport, leaks: Report) -> list[str]:
+        """The test's own leaks as teardown failures (none when allowed, warn-only or clean)."""
+        if not leaks:
+            return []
+        allow = item.get_closest_marker("looseends_allow")
+        reason = _allow_reason(allow, item) if allow is not None else None
+        self.ledger.add(Finding(item.nodeid, leaks, reason, self.settings.warn_only))
+        text = leaks.render()
+        if reason is not None or self.settings.warn_only:
+            report.sections.append(("looseends", text))
+            return []
+        return [f"{item.nodeid} left {leaks.kinds_text()} running\n\n{text}"]
 
     # Fixtures -------------------------------------------------------------------------------------
 
@@ -234,19 +253,22 @@ class PluginState:
     def _owned_by_fixtures(self, unit: Unit) -> bool:
         return any(
             (owned := ownership.units.get(unit.key)) is not None and owned.same_object(unit)
-            for ownership in self._fixtures.values()
+            for ownership in (*self._fixtures.values(), *self._retired.values())
         )
 
     def fixture_finalized(self, fixturedef: pytest.FixtureDef[Any]) -> None:
         ownership = self._fixtures.pop(id(fixturedef), None)
         if ownership is None:
             return
+        self._retired[id(fixturedef)] = ownership
         owned = ownership.units
         options = self.settings.options
         settled = run_sync(
             settle_steps(options, only=lambda u: (o := owned.get(u.key)) is not None and o.same_object(u))
         )
-        self.ledger.add(Finding(ownership.label, to_report(settled, options), None, self.settings.warn_only))
+        finding = Finding(ownership.label, to_report(settled, options), None, self.settings.warn_only)
+        self.ledger.add(finding)
+        self._fixture_findings.append(finding)
 
     # Session --------------------------------------------------------------------------------------
 

@@ -66,7 +66,11 @@ def run_program(args: argparse.Namespace, out: TextIO) -> int:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):  # `looseends run app.py | head`: the report still goes to stderr
         pass
-    print(f"\nlooseends: the program left units running\n{report.render()}", file=sys.stderr, flush=True)
+    print(
+        f"\nlooseends: the program left {report.kinds_text()} running\n{report.render()}",
+        file=sys.stderr,
+        flush=True,
+    )
     # Leftover non-daemon threads would keep the interpreter alive: the report is the point, so exit,
     # after the program's own exit handlers, as a normal exit would run them.
     atexit._run_exitfuncs()

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from looseends import _cpython
-from looseends.model import Frame, Origin, is_library_file
+from looseends.model import Frame, Origin, is_library_file, is_own_file
 from looseends.sources import _tracking
 
 # Threads: the user's call and a few of its callers (starting a thread costs far more than this).
@@ -269,6 +269,8 @@ def _install(stack: ExitStack) -> None:
         creator = _current(self)
         labels = _state.labels
         task = _create(self, coro, **kwargs)
+        if self._debug:  # type: ignore[attr-defined]  # asyncio's "created at" must not point in here
+            _without_own_frames(task)
         _state.latest = _next()
         _entries[id(task)] = (
             id(coro),
@@ -293,6 +295,12 @@ def _install(stack: ExitStack) -> None:
             original_run_forever(self)
 
         _tracking.patch(stack, asyncio.BaseEventLoop, "run_forever", run_forever)
+
+
+def _without_own_frames(task: object) -> None:
+    traceback = _cpython.read_attr(task, "_source_traceback")
+    if isinstance(traceback, list):
+        traceback[:] = [entry for entry in traceback if not is_own_file(getattr(entry, "filename", ""))]
 
 
 _tracking.register(_install)
