@@ -150,7 +150,7 @@ def test_run_reports_a_scripts_leftover_thread_and_exits_non_zero(tmp_path: Path
     done = command("run", str(script))
     assert done.returncode == 1
     assert "script done" in done.stdout
-    assert "the program left units running" in done.stderr
+    assert "the program left 1 thread running" in done.stderr
     assert "unit: left-behind" in done.stderr
     assert "created by <module> at" in done.stderr
 

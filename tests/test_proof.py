@@ -270,6 +270,7 @@ def test_tasks_destroyed_while_pending_say_the_collector_proved_them() -> None:
                 asyncio.create_task(forgotten(), name="gc-forgotten")  # noqa: RUF006 - the leak
                 for _ in range(3):
                     await asyncio.sleep(0)
+                gc.collect()  # the program's own collection
         return info.value.report
 
     report = asyncio.run(main())
@@ -380,10 +381,10 @@ def test_a_task_on_a_closed_loop_is_proven_and_says_one_thing() -> None:
     loop = asyncio.new_event_loop()
     never = loop.create_future()
 
-    async def orphan() -> None:
-        await never
+    async def orphan(future: asyncio.Future[None]) -> None:
+        await future
 
-    task = loop.create_task(orphan(), name="cl-orphan")
+    task = loop.create_task(orphan(never), name="cl-orphan")
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()
     try:
@@ -393,6 +394,8 @@ def test_a_task_on_a_closed_loop_is_proven_and_says_one_thing() -> None:
         assert "may still be woken" not in text
     finally:
         task._log_destroy_pending = False  # type: ignore[attr-defined]
+        del task, never
+        gc.collect()
 
 
 def test_a_task_seen_by_both_capture_paths_is_one_unit() -> None:

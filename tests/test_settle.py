@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 
-from looseends.analysis.settle import CONFIRM_STEP, Backoff, Settled, run_sync, settle
-from looseends.model import Frame, Kind, Snapshot, Unit
+from looseends.analysis.patterns import pattern_for
+from looseends.analysis.settle import CONFIRM_STEP, GRACE, Backoff, Settled, run_sync, settle
+from looseends.model import BlockedOn, Frame, Kind, Snapshot, Unit
 
 A = Unit(kind=Kind.THREAD, key=("thread", 1), name="a")
 B = Unit(kind=Kind.THREAD, key=("thread", 2), name="b")
@@ -58,24 +60,26 @@ def test_straggler_that_leaves_is_not_a_leak() -> None:
     world = FakeWorld((A, B), (A,), ())
     settled = world.run(timeout=1.0)
     assert settled.leaks == ()
-    assert world.collections == 1  # once, only because something looked leaked
+    assert world.collections == 0  # no forced collection: only a leak at the deadline gets one
 
 
 def test_leak_is_reported_once_the_deadline_passes() -> None:
     world = FakeWorld((A,))
     settled = world.run(timeout=0.5)
     assert settled.leaks == (A,)
-    assert abs(sum(world.slept) - 0.5) < 1e-9  # never sleeps past the deadline
+    assert world.collections == 1  # at the deadline, then a short grace for what it stops
+    assert abs(sum(world.slept) - 0.5 - GRACE) < 1e-9  # never sleeps past the deadline and grace
     assert world.slept[0] == 1e-6
     assert max(world.slept) <= 0.1
 
 
-def test_zero_timeout_never_sleeps_and_judges_after_the_collection() -> None:
+def test_zero_timeout_collects_at_once_and_judges_after_the_grace() -> None:
     world = FakeWorld((A,))
     settled = world.run(timeout=0)
     assert settled.leaks == (A,)
-    assert world.looks == [False, True, False, True]
-    assert world.slept == []
+    assert world.collections == 1
+    assert world.looks[:2] == [False, True]
+    assert abs(sum(world.slept) - GRACE) < 1e-9
 
 
 def test_verdict_comes_from_a_look_after_the_slow_proof_attempt() -> None:
@@ -131,7 +135,7 @@ def test_a_proof_the_second_look_does_not_repeat_is_not_reported() -> None:
     steps = settle(world.look, lambda u: True, lambda u: True, 0.2, prove=prove, _clock=lambda: world.now)
     settled = run_sync(steps, _sleep=world.sleep)
     assert [u.proof for u in settled.leaks] == [None]
-    assert abs(sum(world.slept) - 0.2) < 1e-9  # no proof held: it settled the whole timeout
+    assert abs(sum(world.slept) - 0.2 - GRACE) < 1e-9  # no proof held: it settled the whole timeout
 
 
 def test_a_unit_that_moved_between_the_two_looks_is_not_proven() -> None:
@@ -157,7 +161,67 @@ def test_unproven_leaks_are_tried_again_at_the_deadline_and_confirmed() -> None:
 
     steps = settle(world.look, lambda u: True, lambda u: True, 0.2, prove=prove, _clock=lambda: world.now)
     settled = run_sync(steps, _sleep=world.sleep)
-    # waited out the deadline (the first try proved nothing), then one step to confirm
-    assert abs(sum(world.slept) - 0.2 - CONFIRM_STEP) < 1e-9
+    # waited out the deadline (the first try proved nothing) and the collection's grace, one step to confirm
+    assert abs(sum(world.slept) - 0.2 - GRACE - CONFIRM_STEP) < 1e-9
     assert [u.proof for u in settled.leaks] == ["proven later"]
     assert answers == []
+
+
+def test_a_unit_whose_owner_only_the_forced_collection_frees_is_a_leak_left_to_the_collector() -> None:
+    class Owner:
+        pass
+
+    owner = [Owner()]
+    ref = weakref.ref(owner[0])
+    context = "ThreadPoolExecutor worker"
+    worker = replace(A, blocked_on=BlockedOn("queue.get", "queue.SimpleQueue.get", {}, context))
+    now = [0.0]
+
+    def look(detail: bool) -> Snapshot:
+        return Snapshot((worker,) if owner else (), now[0])  # the worker leaves once its executor is freed
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    steps = settle(
+        look,
+        lambda u: True,
+        lambda u: True,
+        0.2,
+        collected_with=lambda unit: ref if unit.key == worker.key else None,
+        _clock=lambda: now[0],
+        _collect=owner.clear,  # the forced collection is what frees the executor
+    )
+    settled = run_sync(steps, _sleep=sleep)
+    assert [u.key for u in settled.leaks] == [worker.key]  # gone now, but only the collection stopped it
+    assert settled.leaks[0].blocked_on.detail["gone"] == "collected"
+    found = pattern_for(settled.leaks[0].blocked_on)
+    assert found is not None
+    assert found.code == "pool-left-to-the-collector"
+
+
+def test_a_unit_freed_by_reference_counting_before_the_deadline_stays_clean() -> None:
+    world = FakeWorld((A,), ())
+    settled = world.run(timeout=0.2)
+    assert settled.leaks == ()
+    assert world.collections == 0
+
+
+def test_a_timed_wait_gets_until_its_timeout_within_the_extension() -> None:
+    poller = replace(A, blocked_on=BlockedOn("event.wait", "threading.Event.wait", {"timeout": 0.5}))
+    now = [0.0]
+
+    def look(detail: bool) -> Snapshot:
+        return Snapshot((poller,) if now[0] < 0.45 else (), now[0])  # it leaves on its next tick
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def run(extension: float) -> Settled:
+        now[0] = 0.0
+        steps = settle(look, lambda u: True, lambda u: True, 0.1, extension=extension, _clock=lambda: now[0])
+        return run_sync(steps, _sleep=sleep)
+
+    assert run(extension=0.0).leaks == (poller,)  # judged at the deadline (and the collection's grace)
+    assert run(extension=1.0).leaks == ()  # it left within its timeout, inside the extension
+    assert run(extension=0.2).leaks == (poller,)  # the extension caps the wait

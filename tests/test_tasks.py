@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -77,7 +78,7 @@ def test_fire_and_forget_task_sleeping_in_a_loop() -> None:
 
     group = asyncio.run(main()).groups[0]
     assert group.blocked_on.code == "asyncio.sleep"
-    assert group.blocked_on.detail == {"delay": 3600}
+    assert group.blocked_on.detail == {"delay": 3600, "loop": 1}
     assert group.pattern is not None
     assert group.pattern.code == "loop-never-stopped"
 
@@ -162,22 +163,47 @@ def test_task_on_a_loop_running_in_another_thread(loop_thread: LoopThread) -> No
     assert "loop-thread" not in groups  # the loop's thread existed before the check
 
 
-def test_task_awaiting_a_future_nobody_else_holds_is_reported_after_the_collector_destroys_it() -> None:
+def test_task_awaiting_a_future_nobody_else_holds_is_reported_and_proven_stuck() -> None:
     async def main() -> looseends.Report:
         async def forgotten() -> None:
             await asyncio.get_running_loop().create_future()  # nothing else can ever set it
 
-        with pytest.raises(looseends.LeakError) as info:
-            async with looseends.check(timeout=QUICK):
-                asyncio.create_task(forgotten(), name="forgotten")  # noqa: RUF006 - the leak under test
-                await settle_tasks()
+        gc.disable()  # the program's own collection would destroy it first (the next test's case)
+        try:
+            with pytest.raises(looseends.LeakError) as info:
+                async with looseends.check(timeout=QUICK):
+                    asyncio.create_task(forgotten(), name="forgotten")  # noqa: RUF006 - the leak under test
+                    await settle_tasks()
+        finally:
+            gc.enable()
         return info.value.report
 
     group = asyncio.run(main()).groups[0]
     assert group.units[0].name == "forgotten"
     assert group.blocked_on.code == "asyncio.future"
+    assert "stuck forever (proven): nothing that may still run can reach the asyncio.Future" in (
+        asyncio.run(main()).render()
+    )
+
+
+def test_a_task_the_collector_destroys_during_a_check_is_reported_as_destroyed() -> None:
+    async def main() -> looseends.Report:
+        async def forgotten() -> None:
+            await asyncio.get_running_loop().create_future()
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                asyncio.create_task(forgotten(), name="collected")  # noqa: RUF006 - the leak under test
+                await settle_tasks()
+                gc.collect()  # the program's own collection destroys it while pending
+        return info.value.report
+
+    report = asyncio.run(main())
+    group = report.groups[0]
+    assert group.units[0].name == "collected"
     assert group.blocked_on.detail["vanished"] == tasks.DESTROYED
-    assert "then: destroyed while pending" in asyncio.run(main()).render()
+    assert group.units[0].proof == "destroyed by the garbage collector while pending: nothing could reach it"
+    assert "then: destroyed while pending" in report.render()
 
 
 def test_idle_event_loop_thread_is_reported_as_such() -> None:
@@ -220,15 +246,17 @@ def test_tasks_of_a_closed_loop_are_reported_without_error() -> None:
     loop = asyncio.new_event_loop()
     never = loop.create_future()
 
-    async def orphan() -> None:
-        await never
+    async def orphan(future: asyncio.Future[None]) -> None:
+        await future
 
-    task = loop.create_task(orphan(), name="orphan")
+    task = loop.create_task(orphan(never), name="orphan")
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()  # the task stays pending forever
     unit = next(u for u in looseends.snapshot().units if u.name == "orphan")
     assert unit.blocked_on.code == "asyncio.loop-closed"
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # asyncio's own switch for this message
+    del task, never
+    gc.collect()  # a test that leaves a task pending on a closed loop cleans it up itself
 
 
 def test_tasks_that_asyncio_run_cancels_at_exit_are_still_leaks() -> None:

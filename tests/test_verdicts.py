@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import gc
+import threading
+import time
+
+import pytest
 
 import looseends
 from looseends.model import is_own_file
+
+from leakfixtures import DEADLINE, Cleanup, wait_blocked
 
 
 def test_creation_tracking_leaves_asyncio_debug_tracebacks_as_they_would_be() -> None:
@@ -23,3 +31,87 @@ def test_creation_tracking_leaves_asyncio_debug_tracebacks_as_they_would_be() ->
         tracked = asyncio.run(create(), debug=True)
     assert not any(is_own_file(name) for name in tracked)
     assert tracked[-1] == untracked[-1]  # the innermost entry is asyncio's own, as without looseends
+
+
+class Middleware:
+    """Owns an executor it never shuts down, and sits in a reference cycle (as real middleware does)."""
+
+    def __init__(self) -> None:
+        self.pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="middleware")
+        self.me = self
+
+    def handle(self) -> int:
+        return self.pool.submit(pow, 2, 5).result()
+
+
+def test_an_executor_only_the_collector_would_stop_is_a_leak() -> None:
+    gc.disable()  # the host's own collections are rare: here, none happens during the test
+    try:
+        with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.1):
+            assert Middleware().handle() == 32
+    finally:
+        gc.enable()
+    group = info.value.report.groups[0]
+    assert group.pattern is not None
+    assert group.pattern.code == "pool-left-to-the-collector"
+    assert "executor never shut down" in info.value.report.render()
+    assert "its workers stay until the garbage collector happens to run" in info.value.report.render()
+
+
+def test_an_executor_freed_when_its_last_reference_goes_is_a_straggler() -> None:
+    def handle() -> int:
+        pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="refcounted")
+        return pool.submit(pow, 2, 5).result()  # no cycle: freed on return, its workers told to stop
+
+    with looseends.check(timeout=0.5):
+        assert handle() == 32
+
+
+def test_a_poller_that_leaves_on_its_next_tick_is_no_leak(cleanup: Cleanup) -> None:
+    """The issue's supervisor: it polls every 0.5 s and leaves at the tick after its flag drops."""
+    running = [True]
+    tick = threading.Event()  # never set: the wait's timeout is the poll interval
+
+    def supervise() -> None:
+        while running[0]:
+            tick.wait(0.5)
+
+    supervisor = threading.Thread(target=supervise, name="supervisor", daemon=True)
+    cleanup(lambda: supervisor.join(DEADLINE))
+    with looseends.check():  # default settle 0.5 s: it needs up to one more tick
+        supervisor.start()
+        wait_blocked("supervisor", 1, "event.wait")
+        running[0] = False
+
+
+def test_a_poller_that_never_leaves_says_it_polls_not_that_an_event_is_never_set(cleanup: Cleanup) -> None:
+    should_exit = threading.Event()
+
+    def supervise() -> None:
+        while not should_exit.wait(0.05):
+            pass
+
+    supervisor = threading.Thread(target=supervise, name="stubborn", daemon=True)
+    cleanup.stop(should_exit.set, supervisor)
+    with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.05):
+        supervisor.start()
+        wait_blocked("stubborn", 1, "event.wait")
+    text = info.value.report.render()
+    assert "threading.Event.wait (timeout 0.05 s)" in text
+    assert "polls and never exits" in text
+    assert "event never set" not in text
+
+
+def test_a_one_shot_sleep_is_not_called_a_loop(cleanup: Cleanup) -> None:
+    release = threading.Event()
+
+    def nap() -> None:
+        time.sleep(0.2)
+        release.wait()
+
+    napper = threading.Thread(target=nap, name="napper", daemon=True)
+    cleanup.stop(release.set, napper)
+    with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.01, timed_extension=0):
+        napper.start()
+        wait_blocked("napper", 1, "time.sleep")
+    assert "loop never stopped" not in info.value.report.render()

@@ -38,3 +38,12 @@ def test_every_wait_api_and_pattern_uses_a_known_code() -> None:
 def test_the_docs_test_fails_on_a_wrong_table() -> None:
     wrong = SCHEMA.read_text().replace("| `queue.put` |", "| `queue.push` |")
     assert documented_codes(wrong) != {code.code: (code.meaning, code.pattern) for code in CODES.values()}
+
+
+def test_provable_codes_are_exactly_the_waits_with_a_primitive() -> None:
+    waits = [*PYTHON_WAITS.values(), *C_WAITS.values()]
+    with_primitive = {wait.code for wait in waits if wait.primitive is not None}
+    assert {code.code for code in CODES.values() if code.provable} == with_primitive | {
+        "asyncio.task",
+        "asyncio.future",
+    }

@@ -129,6 +129,14 @@ def thread_arguments(thread: threading.Thread) -> tuple[object, object]:
     return read_attr(thread, "_args"), read_attr(thread, "_kwargs")
 
 
+def pool_executor_ref(thread: object) -> Callable[[], object] | None:
+    """A ThreadPoolExecutor worker's weak reference to its executor (its first argument), else None."""
+    args = read_attr(thread, "_args")
+    if isinstance(args, tuple) and args and isinstance(args[0], weakref.ref):
+        return args[0]
+    return None
+
+
 # Synchronisation primitives -------------------------------------------------------------------------
 
 LOCK_TYPE: Final = _thread.LockType

@@ -8,13 +8,13 @@ from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from looseends import _canary
+from looseends import _canary, _cpython
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.analysis.reachability import prove
 from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_sync, settle
 from looseends.errors import LeakError
-from looseends.model import Snapshot, Unit
+from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
 from looseends.sources import DEFAULT_SOURCES, Source, _vanished, identities, take_snapshot
@@ -94,7 +94,15 @@ def settle_steps(
         leak_filter(options),
         options.timeout,
         prove=proofs if options.prove else None,
+        extension=options.timed_extension,
+        collected_with=_pool_owner,
     )
+
+
+def _pool_owner(unit: Unit) -> Callable[[], object] | None:
+    """A pool worker's executor, whose death in a forced collection makes the worker's leak the GC's."""
+    thread = unit.ref() if unit.ref is not None and unit.kind is Kind.THREAD else None
+    return _cpython.pool_executor_ref(thread) if thread is not None else None
 
 
 def proofs(units: Sequence[Unit]) -> dict[Hashable, str]:

@@ -16,7 +16,7 @@ from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
 from looseends.sources._tracking import tracking
-from looseends.sources._vanished import take_vanished
+from looseends.sources._vanished import mark_reported, take_vanished
 
 
 class Watch:
@@ -53,6 +53,7 @@ class Watch:
             extra = also_ignore
             baseline = IgnoreRule(known.description, lambda unit: known(unit) or extra(unit))
         settled = yield from settle_steps(self.options, baseline)
+        mark_reported(settled.leaks)
         is_candidate, is_leak = candidate_filter(self.options, baseline), leak_filter(self.options)
         vanished = tuple(take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit)))
         return to_report(replace(settled, leaks=vanished + settled.leaks), self.options)

@@ -15,6 +15,7 @@ class Code:
     code: str
     meaning: str
     pattern: str | None = None  # a pattern code from analysis.patterns, when the wait suggests one
+    provable: bool = False  # a wait on an in-process primitive: reachability can prove it stuck
 
 
 def _table(*codes: Code) -> Mapping[str, Code]:
@@ -24,16 +25,23 @@ def _table(*codes: Code) -> Mapping[str, Code]:
 CODES: Mapping[str, Code] = _table(
     Code("running", "running, or in a call looseends does not recognise"),
     # Python threads (and the blocking calls a task makes).
-    Code("queue.put", "queue.Queue.put on a full queue", "forgotten-sender"),
-    Code("queue.get", "queue.Queue.get or SimpleQueue.get on an empty queue", "abandoned-receiver"),
-    Code("queue.join", "queue.Queue.join: waiting for task_done() calls"),
-    Code("event.wait", "threading.Event.wait", "event-never-set"),
-    Code("lock.acquire", "threading.Lock.acquire", "lock-never-released"),
-    Code("rlock.acquire", "threading.RLock.acquire", "lock-never-released"),
-    Code("condition.wait", "threading.Condition.wait or wait_for", "condition-never-signalled"),
-    Code("semaphore.acquire", "threading.Semaphore.acquire", "lock-never-released"),
+    Code("queue.put", "queue.Queue.put on a full queue", "forgotten-sender", provable=True),
+    Code(
+        "queue.get",
+        "queue.Queue.get or SimpleQueue.get on an empty queue",
+        "abandoned-receiver",
+        provable=True,
+    ),
+    Code("queue.join", "queue.Queue.join: waiting for task_done() calls", provable=True),
+    Code("event.wait", "threading.Event.wait", "event-never-set", provable=True),
+    Code("lock.acquire", "threading.Lock.acquire", "lock-never-released", provable=True),
+    Code("rlock.acquire", "threading.RLock.acquire", "lock-never-released", provable=True),
+    Code(
+        "condition.wait", "threading.Condition.wait or wait_for", "condition-never-signalled", provable=True
+    ),
+    Code("semaphore.acquire", "threading.Semaphore.acquire", "lock-never-released", provable=True),
     Code("thread.join", "threading.Thread.join", "wait-on-stuck-unit"),
-    Code("barrier.wait", "threading.Barrier.wait"),
+    Code("barrier.wait", "threading.Barrier.wait", provable=True),
     Code("future.result", "concurrent.futures.Future.result"),
     Code("future.wait", "concurrent.futures.wait"),
     Code("time.sleep", "time.sleep", "loop-never-stopped"),
@@ -49,14 +57,19 @@ CODES: Mapping[str, Code] = _table(
     Code("asyncio.sleep", "asyncio.sleep", "loop-never-stopped"),
     Code("asyncio.wait", "asyncio.wait", "wait-on-stuck-unit"),
     Code("asyncio.wait_for", "asyncio.wait_for"),
-    Code("asyncio.queue.put", "asyncio.Queue.put on a full queue", "forgotten-sender"),
-    Code("asyncio.queue.get", "asyncio.Queue.get on an empty queue", "abandoned-receiver"),
-    Code("asyncio.queue.join", "asyncio.Queue.join"),
-    Code("asyncio.event.wait", "asyncio.Event.wait", "event-never-set"),
-    Code("asyncio.lock.acquire", "asyncio.Lock.acquire", "lock-never-released"),
-    Code("asyncio.condition.wait", "asyncio.Condition.wait or wait_for", "condition-never-signalled"),
-    Code("asyncio.semaphore.acquire", "asyncio.Semaphore.acquire", "lock-never-released"),
-    Code("asyncio.barrier.wait", "asyncio.Barrier.wait"),
+    Code("asyncio.queue.put", "asyncio.Queue.put on a full queue", "forgotten-sender", provable=True),
+    Code("asyncio.queue.get", "asyncio.Queue.get on an empty queue", "abandoned-receiver", provable=True),
+    Code("asyncio.queue.join", "asyncio.Queue.join", provable=True),
+    Code("asyncio.event.wait", "asyncio.Event.wait", "event-never-set", provable=True),
+    Code("asyncio.lock.acquire", "asyncio.Lock.acquire", "lock-never-released", provable=True),
+    Code(
+        "asyncio.condition.wait",
+        "asyncio.Condition.wait or wait_for",
+        "condition-never-signalled",
+        provable=True,
+    ),
+    Code("asyncio.semaphore.acquire", "asyncio.Semaphore.acquire", "lock-never-released", provable=True),
+    Code("asyncio.barrier.wait", "asyncio.Barrier.wait", provable=True),
     Code("asyncio.stream.read", "reading an asyncio StreamReader", "stuck-io"),
     Code("asyncio.stream.drain", "asyncio StreamWriter.drain"),
     Code("asyncio.subprocess.wait", "waiting for an asyncio subprocess"),
@@ -64,9 +77,9 @@ CODES: Mapping[str, Code] = _table(
     Code("asyncio.socket.accept", "loop.sock_accept", "stuck-io"),
     Code("asyncio.server", "asyncio Server.serve_forever"),
     Code("asyncio.taskgroup", "leaving an asyncio.TaskGroup: waiting for its tasks", "wait-on-stuck-unit"),
-    Code("asyncio.task", "awaiting another task", "wait-on-stuck-unit"),
+    Code("asyncio.task", "awaiting another task", "wait-on-stuck-unit", provable=True),
     Code("asyncio.gather", "awaiting an asyncio.gather", "wait-on-stuck-unit"),
-    Code("asyncio.future", "awaiting a bare Future"),
+    Code("asyncio.future", "awaiting a bare Future", provable=True),
     Code("asyncio.loop-closed", "pending on an event loop that is closed: it can never run again"),
     # Child processes.
     Code("process.running", "a child process still running (or stopped)", "child-never-stopped"),
@@ -88,6 +101,11 @@ CODES: Mapping[str, Code] = _table(
 # Go prints other states too (GC assist wait, finalizer wait, ...): they become `go.` plus the state with
 # dashes for spaces, outside this table, with no pattern.
 GO_OTHER_STATE_PREFIX = "go."
+
+
+def provable(code: str) -> bool:
+    found = CODES.get(code)
+    return found is not None and found.provable
 
 
 def pattern_code(code: str) -> str | None:

@@ -13,6 +13,9 @@ from looseends.sources.services import SERVICES
 
 # goleak's settle budget is about 0.43 s; a little more lets a thread that exits 300 ms late go free.
 DEFAULT_TIMEOUT = 0.5
+# A unit in a wait with a timeout may come back by itself: it gets until its timeout expires, within
+# this much more than `timeout` (by default as much again, at most MAX_EXTENSION).
+MAX_EXTENSION = 3.0
 DEFAULT_KINDS = frozenset({Kind.THREAD, Kind.TASK, Kind.PROCESS})
 
 
@@ -24,6 +27,7 @@ class Options:
     kinds: frozenset[Kind] = DEFAULT_KINDS
     max_groups: int = 20
     prove: bool = True  # try reachability proofs when something looks leaked
+    timed_extension: float = DEFAULT_TIMEOUT  # seconds beyond timeout for units in timed waits
 
     @property
     def rules(self) -> tuple[IgnoreRule, ...]:
@@ -41,6 +45,7 @@ def build_options(
     kinds: Iterable[Kind | str] | None = None,
     max_groups: int = 20,
     prove: bool = True,
+    timed_extension: float | None = None,
 ) -> Options:
     """Check every option; `source` ("check()", "marker", "--looseends-timeout") goes into error messages."""
 
@@ -79,4 +84,15 @@ def build_options(
         raise fail("max_groups", max_groups, "a whole number >= 1")
     if not isinstance(prove, bool):
         raise fail("prove", prove, "True or False")
-    return Options(float(timeout), tuple(rules), builtin_ignores, chosen, max_groups, prove)
+    if timed_extension is None:
+        timed_extension = min(float(timeout), MAX_EXTENSION)
+    if (
+        isinstance(timed_extension, bool)
+        or not isinstance(timed_extension, int | float)
+        or not math.isfinite(timed_extension)
+        or timed_extension < 0
+    ):
+        raise fail("timed_extension", timed_extension, "a number of seconds >= 0")
+    return Options(
+        float(timeout), tuple(rules), builtin_ignores, chosen, max_groups, prove, float(timed_extension)
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from looseends._text import printable
 from looseends.analysis.group import Group, group_units
+from looseends.codes import provable
 from looseends.model import Frame, Kind, Unit
 
 MAX_GROUPS = 20
@@ -146,7 +147,8 @@ def _render_group(group: Group, now: float, *, full: bool, proofs_tried: bool = 
     if proof is not None:
         lines.append(f"  stuck forever (proven): {proof}")
     elif vanished is not None and group.kind is Kind.TASK:
-        lines.append("  not proven stuck: something that could still run could reach what it waited on")
+        if provable(group.blocked_on.code):  # a sleep or a read was never a candidate for a proof
+            lines.append("  not proven stuck: something that could still run could reach what it waited on")
     elif proofs_tried and not group.blocked_on.is_running and group.kind is not Kind.PROCESS:
         lines.append("  blocked, may still be woken: something that may still run can reach what it waits on")
     if vanished is not None:

@@ -123,6 +123,42 @@ SELECT_WITHOUT_WAY_OUT = Pattern(
     "add a case on ctx.Done() (or a stop channel) so the goroutine can leave",
 )
 
+POLLS_AND_NEVER_EXITS = Pattern(
+    "polls-and-never-exits",
+    "polls and never exits",
+    "it waits with a timeout inside a loop: it wakes up regularly, and each time chooses to wait again",
+    "set what it checks for (a stop Event or flag) on every shutdown path, then join it",
+)
+POOL_LEFT_TO_THE_COLLECTOR = Pattern(
+    "pool-left-to-the-collector",
+    "executor never shut down",
+    "its workers stay until the garbage collector happens to run: a reference cycle holds the executor, "
+    "and only looseends' own collection stopped them",
+    "use the executor in a `with` block, or call shutdown() when done",
+)
+LEFT_TO_THE_COLLECTOR = Pattern(
+    "left-to-the-collector",
+    "stopped only by the garbage collector",
+    "it stopped only when looseends forced a garbage collection: without one it lingers until a "
+    "collection happens to run",
+    "stop it explicitly (shutdown(), close(), a stop Event) instead of relying on its owner being collected",
+)
+
+# Patterns that need evidence the stack alone does not give.
+_NEEDS_A_LOOP = frozenset({"loop-never-stopped"})  # a one-shot sleep(5) is no loop nobody stops
+# Waits that end when someone acts: with a timeout, the unit comes back on its own each time.
+_WAITS_FOR_SOMEONE = frozenset(
+    {
+        "event-never-set",
+        "condition-never-signalled",
+        "abandoned-receiver",
+        "forgotten-sender",
+        "lock-never-released",
+    }
+)
+# How `blocked_on.detail["gone"]` marks a unit that only the forced collection stopped.
+GONE_AFTER_COLLECTION = "collected"
+
 _BY_CONTEXT: Mapping[str, Pattern] = {
     "threading.Timer": TIMER_NEVER_CANCELLED,
     "ThreadPoolExecutor worker": POOL_NEVER_SHUT_DOWN,
@@ -150,14 +186,30 @@ PATTERNS: Mapping[str, Pattern] = {
         ZOMBIE,
         WAIT_ON_NOTHING,
         SELECT_WITHOUT_WAY_OUT,
+        POLLS_AND_NEVER_EXITS,
+        POOL_LEFT_TO_THE_COLLECTOR,
+        LEFT_TO_THE_COLLECTOR,
     )
 }
 
 
 def pattern_for(blocked_on: BlockedOn) -> Pattern | None:
-    """The machinery around the wait decides first (a Timer's Event.wait is a timer never cancelled),
-    then the code's own entry in the vocabulary table (looseends.codes)."""
+    """A unit only the forced collection stopped says so first; then the machinery around the wait (a
+    Timer's Event.wait is a timer never cancelled); then the code's own entry in the vocabulary table
+    (looseends.codes), when the evidence supports it: a sleep needs a loop around it to be a loop nobody
+    stops, and a wait with a timeout comes back by itself, so it is a poller (in a loop) or nothing."""
+    detail = blocked_on.detail
+    if detail.get("gone") == GONE_AFTER_COLLECTION:
+        pooled = blocked_on.context == "ThreadPoolExecutor worker"
+        return POOL_LEFT_TO_THE_COLLECTOR if pooled else LEFT_TO_THE_COLLECTOR
     if blocked_on.context is not None and blocked_on.context in _BY_CONTEXT:
         return _BY_CONTEXT[blocked_on.context]
     code = pattern_code(blocked_on.code)
-    return PATTERNS[code] if code is not None else None
+    if code is None:
+        return None
+    looped = bool(detail.get("loop"))
+    if code in _NEEDS_A_LOOP and not blocked_on.code.startswith("go."):
+        return PATTERNS[code] if looped else None
+    if "timeout" in detail and code in _WAITS_FOR_SOMEONE:
+        return POLLS_AND_NEVER_EXITS if looped else None
+    return PATTERNS[code]

@@ -107,6 +107,8 @@ def settle(
     *,
     backoff: Backoff = Backoff(),
     prove: Prover | None = None,
+    extension: float = 0.0,
+    collected_with: Callable[[Unit], Callable[[], object] | None] = lambda unit: None,
     _clock: Callable[[], float] = time.monotonic,
     _collect: Callable[[], object] = gc.collect,
 ) -> Generator[float, None, Settled]:
@@ -114,20 +116,29 @@ def settle(
 
     Each look first reads identities only (`look(False)`): `is_candidate` (kind, self, baseline) needs
     nothing more, and when no candidate is left the verdict is clean without reading a single stack.
-    Only candidates are read in detail and judged by `is_leak` (the ignore rules). The verdict always
-    comes from a look taken after the (slow) collection and proof attempt, never from one before them.
+    Only candidates are read in detail and judged by `is_leak` (the ignore rules).
 
     With `prove`, the first time something looks leaked the candidates are tried for proofs of being
     stuck forever, and again on the next look, a settle step later: a proof holds only when both agree.
     When every leak holds a proof there is nothing to wait for. At the deadline, units still unproven are
     tried again (they may have blocked meanwhile), with one more step to confirm what that finds.
+
+    At the deadline, leaks in a wait with a timeout get until it expires (plus a tick), within
+    `extension` seconds more: a poller that leaves on its next tick is a straggler. Then, and only then,
+    a garbage collection is forced (never earlier: a unit the program's own collections would have to
+    stop must not be hidden by ours), followed by a short grace. A unit whose owner, given by
+    `collected_with` (an executor's weak reference), died in that collection is a leak left to the
+    collector, reported with `detail["gone"] = "collected"` even though it is gone now. The verdict always
+    comes from a look taken after the (slow) collection and proof attempts, never from one before them.
     """
-    deadline = _clock() + timeout
+    started = _clock()
+    deadline = started + timeout
     attempt = 0
-    collected = False
     proofs = _Proofs(prove) if prove is not None else None
+    first_attempt = proofs is not None
     confirm = False  # the next look owes a proof attempt that confirms the last one
-    at_deadline = False  # the deadline's proof attempt is made
+    extended = at_deadline = False
+    collection: _Collection | None = None
     while True:
         snapshot = look(False)
         leaks: tuple[Unit, ...] = ()
@@ -135,28 +146,29 @@ def settle(
             snapshot = look(True)
             leaks = tuple(unit for unit in snapshot.units if is_candidate(unit) and is_leak(unit))
         remaining = deadline - _clock()
-        if leaks and not collected:
-            # Only paid when something looks leaked: a collection stops workers of executors that
-            # were dropped without shutdown(), which would otherwise linger until the next GC, and
-            # finalises pending tasks nothing references (tracking records those as leaks).
-            _collect()
-            collected = True
-            if proofs is not None:
-                proofs.attempt(leaks)
-                confirm = proofs.unconfirmed
-            # Collecting and proving take time (most of the deadline on a large heap), and a
-            # straggler released just before may have finished meanwhile: never judge from the
-            # look taken before them.
-            if confirm:
-                yield CONFIRM_STEP
-                attempt += 1
-            continue
-        if proofs is not None and leaks and confirm:
-            confirm = False
+        if proofs is not None and leaks and (first_attempt or confirm):
+            first_attempt, confirm = False, False
             proofs.attempt(leaks)
+            confirm = proofs.unconfirmed
             if proofs.all_confirmed(leaks):
                 remaining = 0  # proven stuck forever: settling longer cannot change the verdict
-        elif proofs is not None and leaks and remaining <= 0 and not at_deadline:
+            else:  # proving takes time (a second on a large heap): judge from a look taken after it
+                if confirm:
+                    yield CONFIRM_STEP
+                    attempt += 1
+                continue
+        if leaks and remaining <= 0 and not extended and not _all_proven(proofs, leaks):
+            extended = True
+            wait = max((_time_left(unit) for unit in leaks), default=0.0)
+            if wait > 0:  # a timed wait may end by itself: give it until then, within the extension
+                deadline = min(_clock() + wait + TICK, started + timeout + extension)
+                remaining = deadline - _clock()
+        if leaks and remaining <= 0 and collection is None and not _all_proven(proofs, leaks):
+            collection = _Collection(leaks, collected_with)
+            _collect()
+            deadline = _clock() + GRACE  # woken workers need a moment to leave
+            continue
+        if proofs is not None and leaks and remaining <= 0 and not at_deadline:
             at_deadline = True
             if not proofs.all_confirmed(leaks):
                 proofs.attempt(leaks)  # units may have blocked since the first attempts
@@ -166,11 +178,50 @@ def settle(
                     attempt += 1
                     continue
         if not leaks or remaining <= 0:
+            gone = collection.left_to_the_collector(leaks) if collection is not None else ()
+            gone_keys = {unit.key for unit in gone}
+            leaks = tuple(unit for unit in leaks if unit.key not in gone_keys)
             if proofs is not None:
                 leaks = tuple(replace(unit, proof=proofs.proof(unit)) for unit in leaks)
-            return Settled(snapshot, leaks, attempt + 1, proofs is not None and proofs.attempts > 0)
+            tried = proofs is not None and proofs.attempts > 0
+            return Settled(snapshot, gone + leaks, attempt + 1, tried)
         yield min(backoff.delay(attempt), remaining)
         attempt += 1
+
+
+TICK = 0.05  # after a timed wait expires, the moment its unit needs to leave
+GRACE = 0.1  # after the forced collection, the moment woken workers need to leave
+
+
+def _all_proven(proofs: _Proofs | None, leaks: Sequence[Unit]) -> bool:
+    return proofs is not None and proofs.all_confirmed(leaks)
+
+
+def _time_left(unit: Unit) -> float:
+    """The longest a unit's current wait can still last by itself (its timeout, a sleep's delay)."""
+    detail = unit.blocked_on.detail
+    value = detail.get("timeout", detail.get("delay"))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+class _Collection:
+    """The leaks seen just before the forced collection, and the owners whose death would explain them."""
+
+    def __init__(
+        self, leaks: Sequence[Unit], owner_of: Callable[[Unit], Callable[[], object] | None]
+    ) -> None:
+        self._before = {unit.key: unit for unit in leaks}
+        self._owners = {unit.key: owner for unit in leaks if (owner := owner_of(unit)) is not None}
+
+    def left_to_the_collector(self, leaks_now: Sequence[Unit]) -> tuple[Unit, ...]:
+        """Units (as last seen before the collection) whose owner the collection freed."""
+        gone = []
+        for key, owner in self._owners.items():
+            if owner() is None:
+                unit = self._before[key]
+                detail = {**unit.blocked_on.detail, "gone": "collected"}
+                gone.append(replace(unit, blocked_on=replace(unit.blocked_on, detail=detail)))
+        return tuple(gone)
 
 
 def run_sync(steps: Generator[float, None, T], *, _sleep: Callable[[float], None] = time.sleep) -> T:

@@ -14,21 +14,42 @@ import dis
 import inspect
 import linecache
 import types
+from dataclasses import dataclass
 
 from looseends.sources._frames import frame_locals
 
 _MISSING = object()
 
 
+@dataclass(frozen=True, slots=True)
+class Called:
+    """The builtin a frame is calling."""
+
+    name: str  # fully qualified: `_thread.lock.acquire`
+    receiver: object  # the object it is called on: the lock itself
+    has_arguments: bool  # `acquire(timeout=1)` may end by itself
+    timeout: float | None = None  # seconds, when the call's timeout (or sleep) is a number we can read
+
+
+# Where each timed builtin takes its timeout, in seconds: (position, keyword).
+_TIMEOUT_ARGUMENT = {
+    "time.sleep": (0, "secs"),
+    "_thread.lock.acquire": (1, "timeout"),
+    "_thread.RLock.acquire": (1, "timeout"),
+    "_queue.SimpleQueue.get": (1, "timeout"),
+    "select.select": (3, "timeout"),
+    "select.epoll.poll": (0, "timeout"),
+}
+
+
 def called_name(frame: types.FrameType) -> str | None:
     """The fully qualified name of the builtin the frame is calling, e.g. `_thread.lock.acquire`."""
     called = called_object(frame)
-    return called[0] if called is not None else None
+    return called.name if called is not None else None
 
 
-def called_object(frame: types.FrameType) -> tuple[str, object, bool] | None:
-    """The builtin being called: its qualified name, the object it is called on (the lock itself), and
-    whether the call passes arguments (`acquire(timeout=1)` may end by itself).
+def called_object(frame: types.FrameType) -> Called | None:
+    """The builtin being called, the object it is called on, whether it passes arguments and its timeout.
 
     A bound method stored elsewhere is followed to its object: `Thread(target=lock.acquire)` waits in
     `self._target(*self._args, **self._kwargs)`, a call on the lock with no arguments when both are empty.
@@ -44,16 +65,37 @@ def called_object(frame: types.FrameType) -> tuple[str, object, bool] | None:
             if manager is _MISSING:
                 return None
             name = _qualify(inspect.getattr_static(type(manager), "__enter__", None), manager, "__enter__")
-            return (name, manager, False) if name is not None else None
+            return Called(name, manager, False) if name is not None else None
         if not isinstance(node, ast.Call):
             return None
         dotted = _dotted(node.func)
         resolved = _resolve(frame, dotted) if dotted else None
         if resolved is None:
             return None
-        return resolved[0], resolved[1], _has_arguments(frame, node)
+        name, receiver = resolved
+        return Called(name, receiver, _has_arguments(frame, node), _timeout(frame, node, name))
     except Exception:  # an odd frame must never break a snapshot
         return None
+
+
+def _timeout(frame: types.FrameType, call: ast.Call, name: str) -> float | None:
+    where = _TIMEOUT_ARGUMENT.get(name)
+    if where is None:
+        return None
+    position, keyword = where
+    node: ast.expr | None = next((k.value for k in call.keywords if k.arg == keyword), None)
+    if node is None and len(call.args) > position and not isinstance(call.args[position], ast.Starred):
+        node = call.args[position]
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant):
+        value: object = node.value
+    else:
+        dotted = _dotted(node)
+        value = _value_of(frame, dotted) if dotted else _MISSING
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
 
 
 def _has_arguments(frame: types.FrameType, call: ast.Call) -> bool:

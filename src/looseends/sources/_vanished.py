@@ -61,6 +61,15 @@ def take_vanished(start: float, wanted: Callable[[Unit], bool]) -> list[Unit]:
     return taken
 
 
+def mark_reported(units: Sequence[Unit]) -> None:
+    """Tasks a check has reported while pending: when the collector destroys them later, that is the same
+    leak, not a new one for whichever check is still running then."""
+    for unit in units:
+        task = unit.ref() if unit.ref is not None else None
+        if isinstance(task, asyncio.Task):
+            _recorded[id(task)] = id(_cpython.task_call(task, "get_coro", None))
+
+
 def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | None = None) -> None:
     coro = _cpython.task_call(task, "get_coro", None)
     if _recorded.get(id(task)) == id(coro) or len(_vanished) >= MAX_VANISHED:

@@ -33,6 +33,7 @@ from looseends._cpython import (
 from looseends.model import RUNNING, BlockedOn, is_library_file
 from looseends.sources._ccall import called_object
 from looseends.sources._frames import code_key, frame_locals
+from looseends.sources._loops import in_loop
 
 Detail = dict[str, int | float | str]
 Describer = Callable[[types.FrameType], tuple[str, Detail]]
@@ -316,6 +317,7 @@ class Found:
     frame: types.FrameType
     receiver: object = MISSING  # for a wait inside C: the object called (the lock)
     c_arguments: bool = False  # the C call passes arguments (a timeout, block=...): it may end by itself
+    c_timeout: float | None = None  # the C call's timeout (a sleep's length), when it can be read
 
     @property
     def in_c(self) -> bool:
@@ -330,10 +332,9 @@ def find_wait(frames: Sequence[types.FrameType]) -> Found | None:
         if wait is not None:
             found = Found(wait, depth, frame)
         elif depth == 0 and (called := called_object(frame)) is not None:
-            name, receiver, has_arguments = called
-            c_wait = C_WAITS.get(name)
-            if c_wait is not None and receiver is not None:
-                found = Found(c_wait, depth, frame, receiver, has_arguments)
+            c_wait = C_WAITS.get(called.name)
+            if c_wait is not None and called.receiver is not None:
+                found = Found(c_wait, depth, frame, called.receiver, called.has_arguments, called.timeout)
         if wait is None and not is_library_file(frame.f_code.co_filename):
             break  # the user's code: the wait API (if any) ends here
     return found
@@ -378,13 +379,43 @@ def classify(frames: Sequence[types.FrameType], stack: Hashable = None) -> Block
         words, detail = wait.describe(found.frame)
     except Exception:  # a half-torn-down object must not break a snapshot
         words, detail = "", {}
+    timed, timeout = _timeout_of(found, frames)
+    if timeout is not None:
+        detail["timeout"] = timeout
+        words = f"{words}, timeout {timeout:g} s" if words else f"timeout {timeout:g} s"
+    if _waits_in_a_loop(frames):
+        detail["loop"] = 1  # evidence for "loop never stopped" and "polls and never exits"
     description = f"{wait.label} ({words})" if words else wait.label
     blocked = BlockedOn(wait.code, description, detail, context_of(frames))
-    if stack is not None and not found.in_c and wait.describe is _nothing:
+    if stack is not None and not found.in_c and wait.describe is _nothing and not timed:
         if len(_by_stack) >= 4096:
             _by_stack.clear()
         _by_stack[stack] = blocked
     return blocked
+
+
+def _timeout_of(found: Found, frames: Sequence[types.FrameType]) -> tuple[bool, float | None]:
+    """(whether the wait takes a timeout at all, its value in seconds when it has one)."""
+    if found.in_c:
+        return found.c_timeout is not None, found.c_timeout
+    timed = False
+    values: list[float] = []
+    for frame in frames[: found.depth + 1]:
+        variables = frame_locals(frame)
+        if "timeout" in variables:
+            timed = True
+            value = variables["timeout"]
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                values.append(float(value))
+    return timed, (max(values) if values else None)
+
+
+def _waits_in_a_loop(frames: Sequence[types.FrameType]) -> bool:
+    """Whether the innermost frame the user wrote makes its call from inside a `while` or `for`."""
+    for frame in frames:
+        if not is_library_file(frame.f_code.co_filename):
+            return in_loop(frame.f_code, frame.f_lineno or frame.f_code.co_firstlineno)
+    return False
 
 
 _by_stack: dict[Hashable, BlockedOn] = {}  # verdicts that depend on code locations alone, by stack
