@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +117,56 @@ def test_a_one_shot_sleep_is_not_called_a_loop(cleanup: Cleanup) -> None:
         napper.start()
         wait_blocked("napper", 1, "time.sleep")
     assert "loop never stopped" not in info.value.report.render()
+
+
+SERVICE_AND_LEAK = """
+import asyncio
+
+cleaned = []
+
+
+async def service():
+    # A per-loop service written to be stopped by the loop's shutdown: it handles its own cancellation.
+    try:
+        await asyncio.sleep(3600)
+    except BaseException:
+        cleaned.append("service")
+        raise
+
+
+async def forgotten():
+    try:
+        await asyncio.Event().wait()
+    except Exception:  # does not catch a cancellation: nothing here knows how this task will stop
+        pass
+
+
+async def main():
+    background.add(asyncio.create_task(service(), name="service"))
+    background.add(asyncio.create_task(forgotten(), name="forgotten"))
+    await asyncio.sleep(0)
+
+
+background = set()
+"""
+
+
+def test_a_task_that_handles_its_own_cancellation_is_stopped_by_design_not_leaked(tmp_path: Path) -> None:
+    module = tmp_path / "shapes.py"
+    module.write_text(SERVICE_AND_LEAK)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import shapes  # type: ignore[import-not-found]
+
+        with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.05):
+            asyncio.run(shapes.main())
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("shapes", None)
+    report = info.value.report
+    assert [unit.name for unit in report.units] == ["forgotten"]
+    assert [unit.name for unit in report.by_design] == ["service"]
+    assert shapes.cleaned == ["service"]  # the loop's shutdown did stop it, as designed
+    full = report.render(full=True)
+    assert "not leaks: 1 task stopped by design at loop shutdown" in full
+    assert "service" not in report.render()  # the one-liner is for the verbose output only

@@ -17,6 +17,7 @@ from looseends.report import Report
 from looseends.sources import fingerprint, identities
 from looseends.sources._tracking import tracking
 from looseends.sources._vanished import mark_reported, take_vanished
+from looseends.sources.tasks import STOPPED_BY_DESIGN
 
 
 class Watch:
@@ -55,8 +56,11 @@ class Watch:
         settled = yield from settle_steps(self.options, baseline)
         mark_reported(settled.leaks)
         is_candidate, is_leak = candidate_filter(self.options, baseline), leak_filter(self.options)
-        vanished = tuple(take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit)))
-        return to_report(replace(settled, leaks=vanished + settled.leaks), self.options)
+        vanished = take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit))
+        designed = [unit.blocked_on.detail.get("vanished") == STOPPED_BY_DESIGN for unit in vanished]
+        by_design = [unit for unit, ok in zip(vanished, designed, strict=True) if ok]
+        leaks = tuple(unit for unit, ok in zip(vanished, designed, strict=True) if not ok) + settled.leaks
+        return replace(to_report(replace(settled, leaks=leaks), self.options), by_design=tuple(by_design))
 
     def stop(self) -> None:
         self._tracking.close()

@@ -111,6 +111,14 @@ def _is_go_std(filename: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
+def is_stdlib_file(filename: str) -> bool:
+    """True for Python's own standard library (and frozen modules), and looseends itself."""
+    if filename.startswith("<frozen ") or is_own_file(filename):
+        return True
+    return filename.startswith(_library_prefixes()) and "-packages" + os.sep not in filename
+
+
+@functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
     """True for frames users did not write: the standard library (Python's or Go's), test runners,
     looseends itself."""

@@ -42,6 +42,7 @@ class Report:
     errors: tuple[str, ...] = ()
     max_groups: int = MAX_GROUPS  # groups shown in text; JSON always has all
     proofs_tried: bool = False  # reachability was tried: unproven blocked groups may still be woken
+    by_design: tuple[Unit, ...] = ()  # tasks stopped by their loop's shutdown as they were written to be
 
     @classmethod
     def from_units(
@@ -52,9 +53,10 @@ class Report:
         errors: Sequence[str] = (),
         max_groups: int = MAX_GROUPS,
         proofs_tried: bool = False,
+        by_design: Sequence[Unit] = (),
     ) -> Report:
         now = time.monotonic() if now is None else now
-        return cls(tuple(group_units(units)), now, tuple(errors), max_groups, proofs_tried)
+        return cls(tuple(group_units(units)), now, tuple(errors), max_groups, proofs_tried, tuple(by_design))
 
     @property
     def units(self) -> tuple[Unit, ...]:
@@ -98,6 +100,9 @@ class Report:
             lines.append("")
             units = sum(g.count for g in hidden)
             lines.append(f"... and {_plural(len(hidden), 'more group')} ({units} units) not shown")
+        if full and self.by_design:
+            lines.append("")
+            lines.append(_by_design_line(self.by_design))
         lines.extend(f"warning: {error}" for error in self.errors)
         # Names, commands and source lines come from the program or from input data: one line each,
         # with no terminal escapes.
@@ -114,6 +119,17 @@ class Report:
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def _by_design_line(units: Sequence[Unit]) -> str:
+    """One line for tasks that were not leaks: cancelled at shutdown as their code expects."""
+    names = ", ".join(heapq.nsmallest(MAX_NAMES, (unit.name for unit in units), key=_natural))
+    more = f", +{len(units) - MAX_NAMES} more" if len(units) > MAX_NAMES else ""
+    sites = sorted({unit.origin.site.location for unit in units if unit.origin and unit.origin.site})
+    where = f" (created at {', '.join(sites[:3])})" if sites else ""
+    return (
+        f"not leaks: {_plural(len(units), 'task')} stopped by design at loop shutdown{where}: {names}{more}"
+    )
 
 
 def _headline(group: Group, now: float) -> str:

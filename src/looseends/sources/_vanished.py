@@ -21,7 +21,15 @@ from typing import Any
 from looseends import _cpython
 from looseends.model import Unit
 from looseends.sources import _tracking
-from looseends.sources.tasks import CANCELLED_AT_SHUTDOWN, DESTROYED, live_unit, pending_tasks, vanished_unit
+from looseends.sources.tasks import (
+    CANCELLED_AT_SHUTDOWN,
+    DESTROYED,
+    STOPPED_BY_DESIGN,
+    handles_its_cancellation,
+    live_unit,
+    pending_tasks,
+    vanished_unit,
+)
 
 DESTROYED_PENDING = "Task was destroyed but it is pending!"  # asyncio's message from Task.__del__
 DESTROYED_PROOF = "destroyed by the garbage collector while pending: nothing could reach it"
@@ -94,7 +102,8 @@ def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     for unit in look():
         task = unit.ref() if unit.ref is not None else None
         if isinstance(task, asyncio.Task):
-            _record(task, CANCELLED_AT_SHUTDOWN, proofs.get(unit.key), unit)
+            how = STOPPED_BY_DESIGN if handles_its_cancellation(task) else CANCELLED_AT_SHUTDOWN
+            _record(task, how, proofs.get(unit.key), unit)
 
 
 def _clear() -> None:

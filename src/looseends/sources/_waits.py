@@ -32,8 +32,8 @@ from looseends._cpython import (
 )
 from looseends.model import RUNNING, BlockedOn, is_library_file
 from looseends.sources._ccall import called_object
+from looseends.sources._enclosing import in_loop
 from looseends.sources._frames import code_key, frame_locals
-from looseends.sources._loops import in_loop
 
 Detail = dict[str, int | float | str]
 Describer = Callable[[types.FrameType], tuple[str, Detail]]

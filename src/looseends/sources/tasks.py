@@ -11,7 +11,8 @@ from typing import Any
 
 from looseends import _cpython
 from looseends._safe import safe
-from looseends.model import BlockedOn, Kind, Unit
+from looseends.model import BlockedOn, Kind, Unit, is_stdlib_file
+from looseends.sources._enclosing import handles_cancellation
 from looseends.sources._frames import coroutine_frames, to_frame
 from looseends.sources._origins import task_origin
 from looseends.sources._waits import classify
@@ -57,6 +58,22 @@ class TaskSource:
 # How a pending task can vanish before a check sees it, in the words reports use.
 DESTROYED = "destroyed while pending by the garbage collector: nothing could wake it"
 CANCELLED_AT_SHUTDOWN = "cancelled by its runner when the event loop shut down"
+STOPPED_BY_DESIGN = "stopped by design when its event loop shut down: it handles its own cancellation"
+
+
+def handles_its_cancellation(task: Task) -> bool:
+    """Suspended inside a `try` of its own code that handles cancellation (`except BaseException`,
+    `except CancelledError`, a bare `except`, a `finally`): it knows how it will stop. Only code outside
+    the standard library counts: asyncio's own helpers have `finally` blocks everywhere."""
+    frames = coroutine_frames(_cpython.task_call(task, "get_coro", None))
+    try:
+        return any(
+            handles_cancellation(frame.f_code, frame.f_lineno or frame.f_code.co_firstlineno)
+            for frame in frames
+            if not is_stdlib_file(frame.f_code.co_filename)
+        )
+    finally:
+        frames.clear()
 
 
 def live_unit(task: Task) -> Unit | None:
