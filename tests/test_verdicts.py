@@ -170,3 +170,48 @@ def test_a_task_that_handles_its_own_cancellation_is_stopped_by_design_not_leake
     full = report.render(full=True)
     assert "not leaks: 1 task stopped by design at loop shutdown" in full
     assert "service" not in report.render()  # the one-liner is for the verbose output only
+
+
+def test_a_task_created_through_a_library_helper_names_the_users_line() -> None:
+    import anyio
+
+    async def main() -> looseends.Report:
+        never = anyio.Event()
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=0.05):
+                group = anyio.create_task_group()
+                await group.__aenter__()
+                group.start_soon(never.wait, name="via-start-soon")  # anyio, an installed package
+                await anyio.sleep(0)
+        never.set()
+        await group.__aexit__(None, None, None)
+        return info.value.report
+
+    report = anyio.run(main)
+    origin = report.groups[0].origin
+    assert origin is not None
+    assert origin.site is not None
+    assert origin.site.filename == __file__  # not anyio's start_soon: the test's own line
+    assert "group.start_soon(never.wait" in origin.site.source_line()
+
+
+def test_a_task_created_by_the_users_own_helper_shows_who_called_it() -> None:
+    def spawn(coro: object) -> asyncio.Task[object]:
+        return asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+
+    async def main() -> looseends.Report:
+        event = asyncio.Event()
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=0.05):
+                task = spawn(event.wait())
+                await asyncio.sleep(0)
+        event.set()
+        await task
+        return info.value.report
+
+    report = asyncio.run(main())
+    group = report.groups[0]
+    assert group.origin is not None
+    assert [f.function.rsplit(".", 1)[-1] for f in group.origin.user_frames][:2] == ["spawn", "main"]
+    data = report.to_dict()["groups"][0]["created_by"]  # type: ignore[index]
+    assert data["site"]["module"] == "test_verdicts"

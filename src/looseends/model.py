@@ -11,6 +11,7 @@ import enum
 import functools
 import linecache
 import os
+import sys
 import sysconfig
 import weakref
 from collections.abc import Hashable, Mapping
@@ -41,10 +42,40 @@ def is_own_file(filename: str) -> bool:
     return filename.startswith(_PACKAGE_DIR)
 
 
-# Installed packages whose frames are machinery around the user's code, never the cause of a leak.
-_RUNNER_PACKAGES = tuple(
-    f"{os.sep}{name}{os.sep}" for name in ("_pytest", "pluggy", "pytest_asyncio", "xdist", "execnet")
-)
+# Installed packages are libraries, like the standard library: their frames are folded in reports and
+# skipped when looking for the line that created a unit, so the user's own line shows. Packages the user
+# develops but installs (not in editable mode) are named here, or in LOOSEENDS_MY_PACKAGES (a,b,c).
+_mine: set[str] = {
+    name.strip() for name in os.environ.get("LOOSEENDS_MY_PACKAGES", "").split(",") if name.strip()
+}
+
+
+def my_packages(*names: str) -> None:
+    """Treat these installed top-level packages as the user's own code: shown in full, creation sites."""
+    _mine.update(names)
+    is_library_file.cache_clear()
+    installed_module.cache_clear()
+
+
+def _installed_package(filename: str) -> str | None:
+    """The top-level package of a file under site-packages (or dist-packages), else None."""
+    for marker in ("site-packages", "dist-packages"):
+        index = filename.find(marker + os.sep)
+        if index >= 0:
+            rest = filename[index + len(marker) + 1 :]
+            return rest.split(os.sep, 1)[0].removesuffix(".py")
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def installed_module(name: str) -> bool:
+    """A module (by name) of an installed package that is not one of `my_packages`."""
+    top = name.partition(".")[0]
+    if top in _mine:
+        return False
+    module = sys.modules.get(top)
+    filename = getattr(module, "__file__", None) if module is not None else None
+    return isinstance(filename, str) and _installed_package(filename) is not None
 
 
 # Go's standard library, by the first element of its import paths (trimmed file names start with it).
@@ -120,14 +151,15 @@ def is_stdlib_file(filename: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
-    """True for frames users did not write: the standard library (Python's or Go's), test runners,
-    looseends itself."""
+    """True for frames users did not write: the standard library (Python's or Go's), installed packages
+    (but `my_packages`), looseends itself."""
     if filename.startswith("<frozen ") or is_own_file(filename):
         return True
     if filename.endswith((".go", ".s")):
         return _is_go_std(filename)
-    if "site-packages" in filename or "dist-packages" in filename:
-        return any(package in filename for package in _RUNNER_PACKAGES)
+    package = _installed_package(filename)
+    if package is not None:
+        return package not in _mine
     return filename.startswith(_library_prefixes())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Iterator, Mapping
 
@@ -29,6 +30,24 @@ def code_key(frame: types.FrameType) -> tuple[str, str]:
         module = frame.f_globals.get("__name__", "")
         key = _code_keys[code] = (module if isinstance(module, str) else "", code.co_qualname)
     return key
+
+
+_modules_by_file: dict[str, str] = {}
+_modules_seen = [0]  # len(sys.modules) when the map was last built
+
+
+def module_of_file(filename: str) -> str:
+    """The name of the loaded module whose file this is ("" when none is): creation sites are recorded as
+    code objects, which know their file but not their module."""
+    name = _modules_by_file.get(filename)
+    if name is None and len(sys.modules) != _modules_seen[0]:
+        _modules_seen[0] = len(sys.modules)
+        for module_name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str):
+                _modules_by_file.setdefault(path, module_name)
+        name = _modules_by_file.get(filename)
+    return name or ""
 
 
 def to_frame(frame: types.FrameType) -> Frame:

@@ -25,14 +25,17 @@ from contextlib import ExitStack
 from typing import Any
 
 from looseends import _cpython
-from looseends.model import Frame, Origin, is_library_file, is_own_file
+from looseends.model import Frame, Origin, installed_module, is_library_file, is_own_file
 from looseends.sources import _tracking
+from looseends.sources._frames import module_of_file
 
 # Threads: the user's call and a few of its callers (starting a thread costs far more than this).
 ORIGIN_DEPTH = 6
-# Tasks: walk out of asyncio's helpers (create_task, TaskGroup, gather) to the first user frame and
-# stop there. Each frame visited is materialised, which is most of the cost on every create_task.
-TASK_HOPS = 4
+# Tasks: walk out of library helpers (asyncio's create_task, TaskGroup, gather; anyio's start_soon) to the
+# first user frame, and keep CALLERS of its callers: a helper of the user's own that creates the task
+# shows who called it. Each frame visited is materialised, which is most of the cost on every create_task.
+TASK_HOPS = 10
+CALLERS = 2
 
 _getframe = sys._getframe
 _monotonic = time.monotonic
@@ -80,7 +83,8 @@ def _is_library_module(name: str) -> bool:
     known = _library_modules.get(name)
     if known is None:
         top = name.partition(".")[0]
-        known = _library_modules[name] = top in sys.stdlib_module_names or top == "looseends"
+        library = top in sys.stdlib_module_names or top == "looseends" or installed_module(name)
+        known = _library_modules[name] = library
     return known
 
 
@@ -94,8 +98,19 @@ def _task_site_by_frames(skip: int) -> Locations:
         code = frame.f_code
         found += (code, frame.f_lineno)
         if not is_library_file(code.co_filename):
-            break
+            return (*found, *_callers(frame))
         frame = frame.f_back
+    return tuple(found)
+
+
+def _callers(frame: types.FrameType) -> Locations:
+    found: list[object] = []
+    caller = frame.f_back
+    for _ in range(CALLERS):
+        if caller is None:
+            break
+        found += (caller.f_code, caller.f_lineno)
+        caller = caller.f_back
     return tuple(found)
 
 
@@ -107,7 +122,7 @@ def _task_site_by_module(skip: int) -> Locations:
             break
         if not _is_library_module(module):
             frame = _getframe(depth)
-            return (frame.f_code, frame.f_lineno)
+            return (frame.f_code, frame.f_lineno, *_callers(frame))
     return _task_site_by_frames(skip + 1)
 
 
@@ -119,7 +134,9 @@ def to_origin(record: Record) -> Origin:
     thread, task_name, created_at, during = record[1:HEAD]
     locations = record[HEAD:]
     frames = tuple(
-        Frame(code.co_filename, line or code.co_firstlineno, code.co_qualname)
+        Frame(
+            code.co_filename, line or code.co_firstlineno, code.co_qualname, module_of_file(code.co_filename)
+        )
         for code, line in zip(locations[::2], locations[1::2], strict=True)
     )
     thread_words = f"thread {thread if isinstance(thread, str) else _thread_name(thread)}"

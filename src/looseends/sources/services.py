@@ -17,7 +17,7 @@ import types
 import weakref
 
 from looseends.analysis.ignore import IgnoreRule
-from looseends.model import Kind, Unit, is_library_file
+from looseends.model import Kind, Unit, is_stdlib_file
 
 MAX_HOPS = 4  # module global -> object -> its __dict__ -> executor (-> a worker thread)
 MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the worst case
@@ -34,14 +34,15 @@ def _owner(thread: threading.Thread) -> object:
 
 
 def _user_namespaces() -> dict[int, tuple[str, dict[str, object]]]:
-    """Namespaces of the program's own modules; the standard library's registries do not count."""
+    """Namespaces of the program's modules, installed packages included (a library's module-level client
+    owns its pool as much as the program's does); the standard library's registries do not count."""
     out = {}
     for name, module in list(sys.modules.items()):
         filename = getattr(module, "__file__", None)
         if (
             isinstance(module, types.ModuleType)
             and isinstance(filename, str)
-            and not is_library_file(filename)
+            and not is_stdlib_file(filename)
         ):
             out[id(module.__dict__)] = (name, module.__dict__)
     return out
