@@ -26,7 +26,7 @@ from looseends.analysis.ignore import (
 from looseends.analysis.patterns import Pattern
 from looseends.errors import DumpParseError, LeakError, LooseEndsError, LooseEndsWarning, OptionError
 from looseends.frontends.unittest_support import LeakCheckMixin
-from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
+from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit, my_packages
 from looseends.redact import redact
 from looseends.report import Report
 from looseends.sources._tracking import Tracking, track
@@ -91,6 +91,7 @@ __all__ = [
     "ignore_name",
     "ignore_top_function",
     "install_dump_signal",
+    "my_packages",
     "redact",
     "serve",
     "snapshot",
