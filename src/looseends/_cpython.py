@@ -296,9 +296,34 @@ def gather_children(future: object) -> list[object] | None:
 
 
 def loop_thread_id(loop: object) -> int | None:
-    """The ident of the thread running the loop now (None when it is not running)."""
-    ident = read_attr(loop, "_thread_id")
-    return ident if isinstance(ident, int) else None
+    """The ident of the thread running the loop (None when it is not running or not known)."""
+    ident = read_attr(loop, "_thread_id")  # asyncio's loops keep it; uvloop's do not
+    if isinstance(ident, int):
+        return ident
+    return _foreign_loop_threads.get(id(loop)) if ident is MISSING else None
+
+
+_foreign_loop_threads: dict[int, int] = {}  # id(loop) -> ident, for loop classes that keep no _thread_id
+
+
+def note_loop_thread(loop: object, ident: int) -> None:
+    if _foreign_loop_threads.get(id(loop)) != ident:
+        if len(_foreign_loop_threads) > 1024:
+            _foreign_loop_threads.clear()
+        _foreign_loop_threads[id(loop)] = ident
+        if TASKS_PER_THREAD:
+            remember_loop(loop)
+
+
+def loop_classes() -> list[type[Any]]:
+    """Event loop classes whose methods tracking wraps: asyncio's base, and uvloop's when it is loaded
+    (uvloop's loop does not derive from BaseEventLoop)."""
+    classes: list[type[Any]] = [asyncio.BaseEventLoop]
+    uvloop = sys.modules.get("uvloop")
+    loop_class = getattr(uvloop, "Loop", None) if uvloop is not None else None
+    if isinstance(loop_class, type) and not issubclass(loop_class, asyncio.BaseEventLoop):
+        classes.append(loop_class)
+    return classes
 
 
 def loop_closed(loop: object) -> bool:

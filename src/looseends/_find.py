@@ -10,7 +10,7 @@ from typing import Any
 
 from looseends import _canary, _cpython
 from looseends.analysis.baseline import ignore_current
-from looseends.analysis.ignore import IgnoreRule
+from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
 from looseends.analysis.reachability import prove
 from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_sync, settle
 from looseends.errors import LeakError
@@ -100,8 +100,11 @@ def settle_steps(
 
 
 def _pool_owner(unit: Unit) -> Callable[[], object] | None:
-    """A pool worker's executor, whose death in a forced collection makes the worker's leak the GC's."""
-    thread = unit.ref() if unit.ref is not None and unit.kind is Kind.THREAD else None
+    """An idle pool worker's executor, whose death in a forced collection makes the worker's leak the
+    GC's (a worker inside a job is not stopped by its executor's death: its job says what is wrong)."""
+    if unit.kind is not Kind.THREAD or unit.ref is None or not idle_pool_worker(unit):
+        return None
+    thread = unit.ref()
     return _cpython.pool_executor_ref(thread) if thread is not None else None
 
 

@@ -158,11 +158,22 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     ignore_command("*import sys;exec(eval(sys.stdin.readline()))*"),
     *GO_IGNORES,
     # A loop's default executor lives until loop.shutdown_default_executor(), which asyncio.run calls;
-    # its idle workers are the loop's, not the code that happened to call run_in_executor first.
+    # its idle workers are the loop's, not the code that happened to call run_in_executor first. A worker
+    # inside a job that does not return is a leak: closing the loop would wait for it forever.
     IgnoreRule(
-        "asyncio default-executor workers",
+        "idle default-executor workers (asyncio, uvloop)",
         lambda unit: (
-            glob_match(unit.name, "asyncio_*") and unit.blocked_on.context == "ThreadPoolExecutor worker"
+            (glob_match(unit.name, "asyncio_*") or glob_match(unit.name, "uvloop_*"))
+            and idle_pool_worker(unit)
         ),
     ),
 )
+
+
+def idle_pool_worker(unit: Unit) -> bool:
+    """A ThreadPoolExecutor worker waiting for work (in the pool's own loop, not inside a job)."""
+    return (
+        unit.blocked_on.context == "ThreadPoolExecutor worker"
+        and unit.top is not None
+        and unit.top.qualified_name == "concurrent.futures.thread._worker"
+    )

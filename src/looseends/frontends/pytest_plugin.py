@@ -25,6 +25,7 @@ from looseends._watch import Watch
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import (
     IgnoreRule,
+    idle_pool_worker,
     ignore_any_function,
     ignore_command,
     ignore_created_at,
@@ -36,7 +37,7 @@ from looseends.errors import OptionError
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import DEFAULT_TIMEOUT, Options, build_options
 from looseends.report import Report
-from looseends.sources import take_snapshot
+from looseends.sources import _shutdown, take_snapshot
 from looseends.sources._tracking import tracking
 
 # Help texts shared by each flag and its ini twin.
@@ -329,8 +330,8 @@ def _allow_reason(marker: pytest.Mark, item: pytest.Item) -> str:
 
 
 def _non_daemon_threads() -> list[Unit]:
-    """Threads the interpreter will wait for at exit. Pool workers are not among them: concurrent.futures
-    registers an exit hook that wakes and joins them."""
+    """Threads the interpreter will wait for at exit. Idle pool workers are not among them:
+    concurrent.futures' exit hook wakes and joins them; a worker inside a job that does not return is."""
     main, me = threading.main_thread().ident, threading.get_ident()
     return [
         unit
@@ -338,7 +339,7 @@ def _non_daemon_threads() -> list[Unit]:
         if unit.kind is Kind.THREAD
         and unit.daemon is False
         and unit.ident not in (main, me)
-        and unit.blocked_on.context != "ThreadPoolExecutor worker"
+        and not idle_pool_worker(unit)
     ]
 
 
@@ -381,6 +382,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", ALLOW_MARKER)
     state = PluginState(Settings.from_config(config))
     state.active = state.settings.enabled
+    if state.settings.force_exit:  # it will not wait for stuck threads at exit: nor at a loop's close
+        _shutdown.leave_stuck_jobs[0] = True
+        config.add_cleanup(lambda: _shutdown.leave_stuck_jobs.__setitem__(0, False))
     config.stash[STATE] = state
 
 

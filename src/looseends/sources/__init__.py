@@ -17,7 +17,7 @@ from typing import Protocol
 
 from looseends import _cpython
 from looseends.model import Snapshot, Unit
-from looseends.sources import _origins, _spawns, _vanished  # noqa: F401 - each registers its tracking
+from looseends.sources import _origins, _shutdown, _spawns, _vanished  # noqa: F401 - each registers its tracking
 from looseends.sources._tracking import creation_mark, is_tracking
 from looseends.sources.processes import ProcessSource
 from looseends.sources.tasks import TaskSource

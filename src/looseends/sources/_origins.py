@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import concurrent.futures
 import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
@@ -228,6 +230,19 @@ def task_origin(task: asyncio.Task[Any]) -> Origin | None:
     return Origin(tuple(Frame(filename, lineno, function) for filename, lineno, function in raw))
 
 
+# Jobs submitted to a ThreadPoolExecutor, by their future: a worker stuck in a job shows who submitted it.
+# A weak key: the record lives exactly as long as the job's future.
+_job_origins: weakref.WeakKeyDictionary[object, Record] = weakref.WeakKeyDictionary()
+
+
+def job_origin(future: object) -> Origin | None:
+    try:
+        record = _job_origins.get(future)
+    except TypeError:  # not weakly referenceable: not a future we recorded
+        return None
+    return to_origin(record) if record is not None else None
+
+
 def _install(stack: ExitStack) -> None:
     original_start = threading.Thread.start
 
@@ -262,13 +277,47 @@ def _install(stack: ExitStack) -> None:
         _tracking.noted()
         return ident
 
-    original_create_task = asyncio.BaseEventLoop.create_task
+    original_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        future = original_submit(self, fn, *args, **kwargs)
+        try:
+            _job_origins[future] = capture(fn, 1)
+        except TypeError:
+            pass
+        return future
+
+    _tracking.patch(stack, threading.Thread, "start", start)
+    _tracking.patch(stack, _thread, "start_new_thread", start_new_thread)
+    _tracking.patch(stack, concurrent.futures.ThreadPoolExecutor, "submit", submit)
+    if _cpython.TASKS_PER_THREAD:  # only asyncio.all_tasks(loop) finds tasks: remember every loop that runs
+        original_run_forever = asyncio.BaseEventLoop.run_forever
+
+        def run_forever(self: asyncio.BaseEventLoop) -> None:
+            _cpython.remember_loop(self)
+            original_run_forever(self)
+
+        _tracking.patch(stack, asyncio.BaseEventLoop, "run_forever", run_forever)
+
+
+def _install_loops(stack: ExitStack) -> None:
+    """asyncio's loop, and uvloop's as soon as it is loaded (tracking may have begun before)."""
+    for loop_class in _cpython.loop_classes():
+        if not _tracking.is_patched(loop_class, "create_task"):
+            stock = loop_class is asyncio.BaseEventLoop
+            wrapper = _tracked_create_task(loop_class.create_task, stock=stock)
+            _tracking.patch(stack, loop_class, "create_task", wrapper)
+
+
+def _tracked_create_task(original: Callable[..., Any], *, stock: bool) -> Callable[..., Any]:
+    """A loop class's create_task that records where each task was created, then creates it as before.
+    Loops of other classes (uvloop) also say which thread runs them, which they keep nowhere we can read."""
 
     def create_task(  # every task creation passes here: each name it needs is bound once, below
-        self: asyncio.BaseEventLoop,
+        self: Any,
         coro: Any,
         *,
-        _create: Callable[..., asyncio.Task[Any]] = original_create_task,
+        _create: Callable[..., asyncio.Task[Any]] = original,
         _site: Callable[[int], Locations] = _task_site,
         _current: Callable[[Any], Any] = _current_task,
         _c_task: Any = _CTask,
@@ -280,14 +329,18 @@ def _install(stack: ExitStack) -> None:
         _entries: dict[int, Record] = _task_origins.entries,
         _prune_at: list[int] = _task_origins.prune_at,
         _prune: Callable[[], None] = _task_origins.prune,
+        _stock: bool = stock,
         **kwargs: Any,
     ) -> asyncio.Task[Any]:
         site = _site(1)
         creator = _current(self)
         labels = _state.labels
         task = _create(self, coro, **kwargs)
-        if self._debug:  # type: ignore[attr-defined]  # asyncio's "created at" must not point in here
-            _without_own_frames(task)
+        if _stock:
+            if self._debug:  # asyncio's "created at" traceback must not point in here
+                _without_own_frames(task)
+        elif creator is not None:  # created from inside one of this loop's tasks: on its thread
+            _cpython.note_loop_thread(self, _ident())
         _state.latest = _next()
         _entries[id(task)] = (
             id(coro),
@@ -301,17 +354,7 @@ def _install(stack: ExitStack) -> None:
             _prune()
         return task
 
-    _tracking.patch(stack, threading.Thread, "start", start)
-    _tracking.patch(stack, _thread, "start_new_thread", start_new_thread)
-    _tracking.patch(stack, asyncio.BaseEventLoop, "create_task", create_task)
-    if _cpython.TASKS_PER_THREAD:  # only asyncio.all_tasks(loop) finds tasks: remember every loop that runs
-        original_run_forever = asyncio.BaseEventLoop.run_forever
-
-        def run_forever(self: asyncio.BaseEventLoop) -> None:
-            _cpython.remember_loop(self)
-            original_run_forever(self)
-
-        _tracking.patch(stack, asyncio.BaseEventLoop, "run_forever", run_forever)
+    return create_task
 
 
 def _without_own_frames(task: object) -> None:
@@ -321,3 +364,4 @@ def _without_own_frames(task: object) -> None:
 
 
 _tracking.register(_install)
+_tracking.register(_install_loops, again_on_entry=True)

@@ -39,20 +39,40 @@ _installers: list[Installer] = []
 _stack: ExitStack | None = None
 
 
-def register(installer: Installer) -> None:
-    """Called once per recording module, at import: `installer(stack)` installs its patches."""
+def register(installer: Installer, *, again_on_entry: bool = False) -> None:
+    """Called once per recording module, at import: `installer(stack)` installs its patches.
+
+    With `again_on_entry`, it also runs whenever tracking is entered while already on, to patch what
+    appeared since (uvloop imported after tracking began): it must patch only what is not patched yet
+    (`is_patched`)."""
     _installers.append(installer)
+    if again_on_entry:
+        _late_installers.append(installer)
+
+
+_late_installers: list[Installer] = []
+_patched: set[tuple[int, str]] = set()
+
+
+def is_patched(owner: object, name: str) -> bool:
+    return (id(owner), name) in _patched
 
 
 def patch(stack: ExitStack, owner: object, name: str, replacement: object) -> None:
     """Replace `owner.name` until the stack unwinds; if someone patched it again meanwhile, theirs stays
     (our wrapper then does nothing more than call through, see `is_tracking`)."""
     original = getattr(owner, name)
+    own = isinstance(owner, type) and name in vars(owner)  # or inherited: then undo by deleting ours
     setattr(owner, name, replacement)
+    _patched.add((id(owner), name))
 
     def restore() -> None:
+        _patched.discard((id(owner), name))
         if getattr(owner, name) is replacement:
-            setattr(owner, name, original)
+            if isinstance(owner, type) and not own:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
 
     stack.callback(restore)
 
@@ -103,6 +123,9 @@ class tracking:
                     raise
                 _stack = stack
                 noted()  # creations went unseen while tracking was off: cached looks are stale
+            elif _stack is not None:
+                for install in _late_installers:
+                    install(_stack)
             state.users += 1
             if self._label is not None:
                 state.labels = (*state.labels, self._label)

@@ -111,17 +111,28 @@ def _clear() -> None:
     _recorded.clear()
 
 
-def _install(stack: ExitStack) -> None:
-    original_handler = asyncio.BaseEventLoop.call_exception_handler
-
-    def call_exception_handler(self: asyncio.BaseEventLoop, context: dict[str, Any]) -> None:
+def _recording_handler(original: Callable[..., Any]) -> Callable[..., Any]:
+    def call_exception_handler(self: Any, context: dict[str, Any]) -> None:
         try:
             task = context.get("task")
             if context.get("message") == DESTROYED_PENDING and isinstance(task, asyncio.Task):
                 _record(task, DESTROYED, DESTROYED_PROOF)
         except Exception:  # recording is ours: it must never change what the host's call does
             pass
-        original_handler(self, context)
+        original(self, context)
+
+    return call_exception_handler
+
+
+def _install_loops(stack: ExitStack) -> None:
+    """asyncio's loop, and uvloop's as soon as it is loaded (tracking may have begun before)."""
+    for loop_class in _cpython.loop_classes():
+        if not _tracking.is_patched(loop_class, "call_exception_handler"):
+            handler = _recording_handler(loop_class.call_exception_handler)
+            _tracking.patch(stack, loop_class, "call_exception_handler", handler)
+
+
+def _install(stack: ExitStack) -> None:
 
     module, name = _cpython.CANCEL_ALL_TASKS
     original_cancel_all = getattr(module, name)
@@ -133,9 +144,9 @@ def _install(stack: ExitStack) -> None:
             pass
         original_cancel_all(loop)
 
-    _tracking.patch(stack, asyncio.BaseEventLoop, "call_exception_handler", call_exception_handler)
     _tracking.patch(stack, module, name, cancel_all_tasks)
     stack.callback(_clear)
 
 
 _tracking.register(_install)
+_tracking.register(_install_loops, again_on_entry=True)

@@ -289,11 +289,14 @@ C_WAITS: Mapping[str, Wait] = {
 }
 SELECTOR_WAIT = Wait("selector.select", "selectors.select")
 
+POOL_WORKER = "ThreadPoolExecutor worker"
+POOL_JOB = "ThreadPoolExecutor job"  # a worker inside a job: the job's own wait says what is wrong
+
 # Frames further out that name the machinery a wait belongs to.
 CONTEXTS: Mapping[tuple[str, str], str] = {
     ("threading", "Timer.run"): "threading.Timer",
     ("socketserver", "BaseServer.serve_forever"): "socketserver serve_forever",
-    ("concurrent.futures.thread", "_worker"): "ThreadPoolExecutor worker",
+    ("concurrent.futures.thread", "_worker"): POOL_WORKER,
     ("asyncio.base_events", "BaseEventLoop.run_forever"): "asyncio event loop",
     ("asyncio.base_events", "Server.serve_forever"): "asyncio server",
 }
@@ -430,8 +433,8 @@ def classify_or_running(frames: Sequence[types.FrameType]) -> BlockedOn:
 
 
 def context_of(frames: Sequence[types.FrameType]) -> str | None:
-    for frame in frames:
+    for depth, frame in enumerate(frames):
         context = CONTEXTS.get(code_key(frame))
         if context is not None:
-            return context
+            return POOL_JOB if context == POOL_WORKER and depth > 0 else context
     return None

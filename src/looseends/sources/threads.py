@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 
 from looseends import _cpython
 from looseends.model import RUNNING, Kind, Unit, is_own_file
-from looseends.sources._frames import to_frame, walk_back
-from looseends.sources._origins import raw_thread_origin, thread_origin
-from looseends.sources._waits import classify_or_running
+from looseends.sources._frames import frame_locals, to_frame, walk_back
+from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
+from looseends.sources._waits import POOL_JOB, classify_or_running
 
 
 class ThreadSource:
@@ -53,6 +53,7 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
     live = list(walk_back(frame))
     stack = tuple(to_frame(f) for f in live)
     blocked_on = classify_or_running(live)
+    job = _current_job(live) if blocked_on.context == POOL_JOB else None
     live.clear()
     return Unit(
         kind=Kind.THREAD,
@@ -61,12 +62,25 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
         ident=ident,
         stack=stack,
         blocked_on=blocked_on,
-        origin=thread_origin(thread),
+        origin=(job_origin(job) if job is not None else None) or thread_origin(thread),
         daemon=_cpython.thread_daemon(thread),
         native_id=_cpython.thread_native_id(thread),
         target=callable_name(_cpython.thread_target(thread)),
         ref=weakref.ref(thread),
     )
+
+
+def _current_job(frames: list[types.FrameType]) -> object:
+    """The future of the job a pool worker is running (None when it is idle, waiting for work)."""
+    for frame in frames[1:]:  # the innermost frame is `_worker` itself when idle
+        if (
+            frame.f_code.co_name == "_worker"
+            and frame.f_globals.get("__name__") == "concurrent.futures.thread"
+        ):
+            work_item = frame_locals(frame).get("work_item")
+            future = _cpython.read_attr(work_item, "future") if work_item is not None else None
+            return None if future is _cpython.MISSING else future
+    return None
 
 
 def _raw_thread_unit(ident: int, frame: types.FrameType, detail: bool) -> Unit:

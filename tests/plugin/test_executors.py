@@ -1,0 +1,53 @@
+"""Executors: an idle default-executor worker is the loop's, a worker stuck in a job is a leak that would
+hang the run, and the run says so instead of hanging silently."""
+
+from __future__ import annotations
+
+import pytest
+
+STUCK_JOB = """
+import asyncio
+import threading
+
+import pytest
+
+NEVER = threading.Event()
+
+
+def blocking_forever():
+    NEVER.wait()
+
+
+@pytest.mark.asyncio
+async def test_job_that_never_returns():
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(loop.run_in_executor(None, blocking_forever), 0.05)
+
+
+@pytest.mark.asyncio
+async def test_idle_default_executor():
+    await asyncio.get_running_loop().run_in_executor(None, sum, [1, 2])
+"""
+
+
+def test_a_default_executor_job_that_never_returns_is_reported_and_the_run_ends(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_jobs=STUCK_JOB)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--looseends", "--looseends-force-exit", timeout=120
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    out = result.stdout.str() + result.stderr.str()
+    assert "closing this event loop waits for its default executor, and a job there does not return" in out
+    assert "--looseends-force-exit: closing the loop without waiting" in out
+    result.stdout.fnmatch_lines(
+        [
+            "*test_jobs.py::test_job_that_never_returns left 1 thread running*",
+            "*threading.Event.wait*",
+            "*created by test_job_that_never_returns at test_jobs.py:*",  # the submitter
+        ]
+    )
+    assert "test_idle_default_executor left" not in out
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
