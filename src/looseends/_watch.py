@@ -16,7 +16,7 @@ from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
 from looseends.sources._tracking import tracking
-from looseends.sources._vanished import mark_reported, take_vanished
+from looseends.sources._vanished import mark_reported, take_vanished, watching
 from looseends.sources.tasks import STOPPED_BY_DESIGN
 
 
@@ -39,6 +39,7 @@ class Watch:
     def start(self) -> None:
         _canary.sing_once()  # before the baseline: its thread and task are gone by then
         self._tracking.enter_context(tracking(self.label))
+        self._tracking.enter_context(watching())
         self._fingerprint, baseline = identities()
         self._baseline = ignore_current(baseline)
         self.started = time.monotonic()

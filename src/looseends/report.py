@@ -88,13 +88,19 @@ class Report:
         return f"{_plural(len(self), what + ' unit')} in {_plural(len(self.groups), 'group')}: {kinds}"
 
     def render(self, *, full: bool = False, title: str = "looseends") -> str:
-        """Text: a summary line, then a paragraph per group. `full` lists every unit and frame."""
-        what = "live" if "dump" in title else "leaked"
+        """Text: a summary line, then a paragraph per group. `full` lists every unit and frame.
+
+        A dump (a title with "dump") shows states, not leak patterns: an idle event loop or a server's
+        accept loop is normal in a running service; patterns belong to leak reports."""
+        dump = "dump" in title
+        what = "live" if dump else "leaked"
         lines = [f"{title}: {self.summary(what)}"]
         shown = self.groups if full else self.groups[: self.max_groups]
         for group in shown:
             lines.append("")
-            lines.extend(_render_group(group, self.now, full=full, proofs_tried=self.proofs_tried))
+            lines.extend(
+                _render_group(group, self.now, full=full, proofs_tried=self.proofs_tried, patterns=not dump)
+            )
         hidden = self.groups[len(shown) :]
         if hidden:
             lines.append("")
@@ -132,7 +138,7 @@ def _by_design_line(units: Sequence[Unit]) -> str:
     )
 
 
-def _headline(group: Group, now: float) -> str:
+def _headline(group: Group, now: float, *, patterns: bool = True) -> str:
     unit_words = _plural(group.count, str(group.kind))
     blocked = group.blocked_on
     if group.kind is Kind.PROCESS:
@@ -151,13 +157,16 @@ def _headline(group: Group, now: float) -> str:
             if group.kind is Kind.PROCESS
             else f" for {_seconds(max(ages))}"
         )
-    pattern = f": {group.pattern.name}" if group.pattern is not None else ""
-    context = f" [{blocked.context}]" if blocked.context and group.pattern is None else ""
+    shown = group.pattern if patterns or group.units[0].proof is not None else None  # proven: a leak
+    pattern = f": {shown.name}" if shown is not None else ""
+    context = f" [{blocked.context}]" if blocked.context and shown is None else ""
     return f"{unit_words} {state}{age}{context}{pattern}"
 
 
-def _render_group(group: Group, now: float, *, full: bool, proofs_tried: bool = False) -> list[str]:
-    lines = [_headline(group, now)]
+def _render_group(
+    group: Group, now: float, *, full: bool, proofs_tried: bool = False, patterns: bool = True
+) -> list[str]:
+    lines = [_headline(group, now, patterns=patterns)]
     proof = group.units[0].proof
     vanished = group.blocked_on.detail.get("vanished")
     if proof is not None:
@@ -169,7 +178,7 @@ def _render_group(group: Group, now: float, *, full: bool, proofs_tried: bool = 
         lines.append("  blocked, may still be woken: something that may still run can reach what it waits on")
     if vanished is not None:
         lines.append(f"  then: {vanished}")
-    if group.pattern is not None:
+    if group.pattern is not None and (patterns or proof is not None):
         lines.append(f"  why: {group.pattern.why}")
         lines.append(f"  fix: {group.pattern.fix}")
     lines.extend(_render_origin(group))
@@ -188,6 +197,8 @@ def _render_origin(group: Group) -> list[str]:
             return [f"  created by process {parent} (not by Python code in this process)"]
         if group.kind is Kind.GOROUTINE:
             return ["  created by: not in the dump (the main goroutine, or a runtime one)"]
+        if group.kind is Kind.THREAD and all(unit.name == "MainThread" for unit in group.units):
+            return ["  created by: the interpreter (the main thread)"]
         return ["  created by: unknown (started before tracking began)"]
     site = origin.site
     creator = f" in {origin.creator}" if origin.creator else ""

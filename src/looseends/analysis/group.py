@@ -43,6 +43,7 @@ def _signature(unit: Unit) -> Hashable:
         unit.stack,
         (site.filename, site.lineno) if site is not None else None,
         unit.proof is not None,
+        unit.blocked_on.detail.get("vanished"),  # a vanished task is never one group with live ones
     )
 
 

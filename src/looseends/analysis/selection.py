@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from looseends.analysis.glob import glob_match
-from looseends.model import Kind, Snapshot
+from looseends.model import Kind, Snapshot, Unit
 from looseends.report import Report
 
 OWN_THREADS = "looseends-http"  # serve()'s thread and its request threads
@@ -26,11 +26,17 @@ class Selection:
             unit
             for unit in snapshot.units
             if not unit.name.startswith(OWN_THREADS)
+            and not _answering_this_dump(unit)
             and (self.kinds is None or unit.kind in self.kinds)
             and (self.blocked_on is None or glob_match(unit.blocked_on.code, self.blocked_on))
             and (not self.proven or unit.proof is not None)
         ]
         return Report.from_units(units, now=snapshot.taken_at, errors=snapshot.errors, max_groups=10_000)
+
+
+def _answering_this_dump(unit: Unit) -> bool:
+    """The mounted app's own request task, waiting for the dump it is taking."""
+    return any(frame.module == "looseends.frontends.mounts" for frame in unit.stack)
 
 
 def parse_kinds(text: str) -> frozenset[Kind]:

@@ -21,8 +21,10 @@ def _place(frame: Frame | None) -> str:
 
 def group_key(group: Group) -> str:
     """Where a group's units are stuck (kind, wait, top frame) and, when known, where they come from."""
-    key = f"{group.kind} {group.blocked_on.code} at {_place(first_user_frame(group.stack))}"
     site = group.origin.site if group.origin is not None else None
+    if "destroyed_last_s_ago" in group.blocked_on.detail:  # the live summary: one place, whatever it awaited
+        return f"{group.kind} destroyed while pending, created at {_place(site)}"
+    key = f"{group.kind} {group.blocked_on.code} at {_place(first_user_frame(group.stack))}"
     return f"{key}, created at {_place(site)}" if site is not None else key
 
 

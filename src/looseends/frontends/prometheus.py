@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from looseends.errors import LooseEndsError, OptionError
-from looseends.model import Snapshot, first_user_frame
+from looseends.model import Snapshot, Unit, first_user_frame
 from looseends.report import Report
 from looseends.sources import take_snapshot
+from looseends.sources._vanished import destroyed_units
 
 MAX_TOP_GROUPS = 50
 
@@ -31,7 +32,13 @@ def _client() -> Any:
 class LooseEndsCollector:
     """A custom collector: each scrape takes one snapshot (no locks, no stacks kept)."""
 
-    def __init__(self, *, top_groups: int = 10, _snapshot: Callable[[], Snapshot] = take_snapshot) -> None:
+    def __init__(
+        self,
+        *,
+        top_groups: int = 10,
+        _snapshot: Callable[[], Snapshot] = take_snapshot,
+        _destroyed: Callable[[], list[Unit]] = destroyed_units,
+    ) -> None:
         if (
             isinstance(top_groups, bool)
             or not isinstance(top_groups, int)
@@ -41,6 +48,7 @@ class LooseEndsCollector:
         self._core = _client()
         self._top = top_groups
         self._snapshot = _snapshot
+        self._destroyed = _destroyed
 
     def describe(self) -> list[Any]:
         return []  # metric names are fixed, but describing would scrape at registration: skip that
@@ -71,6 +79,16 @@ class LooseEndsCollector:
             where = f"{frame.function} {frame.location}" if frame is not None else "?"
             groups.add_metric([str(group.kind), group.blocked_on.code, where], group.count)
         yield groups
+        destroyed = self._core.CounterMetricFamily(
+            "looseends_tasks_destroyed_pending",
+            "asyncio tasks the garbage collector destroyed while still pending, by where they were created",
+            labels=["blocked_on", "where"],
+        )
+        for unit in sorted(self._destroyed(), key=lambda unit: -unit.count)[:MAX_TOP_GROUPS]:
+            site = unit.origin.site if unit.origin is not None else None
+            where = f"{site.function} {site.location}" if site is not None else "?"
+            destroyed.add_metric([unit.blocked_on.code, where], unit.count)
+        yield destroyed
 
 
 def register(registry: Any = None, *, top_groups: int = 10) -> LooseEndsCollector:

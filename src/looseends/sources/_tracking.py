@@ -13,10 +13,15 @@ atomic operation.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import itertools
+import sys
 import threading
+import types
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 Installer = Callable[[ExitStack], None]
 
@@ -122,6 +127,7 @@ class tracking:
                     stack.close()
                     raise
                 _stack = stack
+                _watch_imports(stack)
                 noted()  # creations went unseen while tracking was off: cached looks are stale
             elif _stack is not None:
                 for install in _late_installers:
@@ -142,6 +148,69 @@ class tracking:
             if state.users == 0 and _stack is not None:
                 stack, _stack = _stack, None
                 stack.close()
+
+
+# Modules whose arrival calls for the late installers (a loop class to wrap), while tracking is on.
+LATE_MODULES = frozenset({"uvloop"})
+
+
+def _after_late_import() -> None:
+    with _lock:
+        if _stack is not None:
+            for install in _late_installers:
+                install(_stack)
+
+
+class _LateImports(importlib.abc.MetaPathFinder):
+    """Runs the late installers right after a LATE_MODULES module is imported (uvicorn imports uvloop
+    only when its server starts, after the app turned tracking on). It finds nothing itself: it wraps the
+    loader the other finders return, and steps aside on any surprise."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name not in LATE_MODULES:
+            return None
+        try:
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                        spec.loader = _Notifying(spec.loader)
+                    return spec  # type: ignore[no-any-return]
+        except Exception:
+            pass
+        return None
+
+
+class _Notifying(importlib.abc.Loader):
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._inner.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._inner.exec_module(module)
+        try:
+            _after_late_import()
+        except Exception:  # a wrapper we could not install: the import itself must still succeed
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _watch_imports(stack: ExitStack) -> None:
+    finder = _LateImports()
+    sys.meta_path.insert(0, finder)
+
+    def remove() -> None:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+    stack.callback(remove)
 
 
 class Tracking:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 from looseends import _cpython
@@ -39,7 +41,12 @@ MAX_VANISHED = 10_000
 # the keys of those proven stuck and why. Set by the composing layer, which owns the proofs.
 ShutdownProver = Callable[[Callable[[], Sequence[Unit]]], Mapping[Hashable, str]]
 
-_vanished: dict[int, Unit] = {}
+_vanished: dict[int, Unit] = {}  # one by one, for the checks running now
+_watchers = [0]  # checks running now: without one, only the live summary below is kept
+# The live summary of tasks destroyed while pending, by creation site and wait: a fire-and-forget leak in a
+# service shows as a count that keeps growing (dumps, watch, Prometheus). Bounded by MAX_PLACES.
+MAX_PLACES = 256
+_destroyed: dict[str, tuple[int, float, float, Unit]] = {}  # by creation site
 _recorded: dict[int, int] = {}  # id(task) -> id(its coroutine): a task recorded once is not recorded again
 _numbers = itertools.count()
 _prover: list[ShutdownProver] = []
@@ -78,19 +85,70 @@ def mark_reported(units: Sequence[Unit]) -> None:
             _recorded[id(task)] = id(_cpython.task_call(task, "get_coro", None))
 
 
+class watching:
+    """While a check runs, vanished tasks are kept one by one for it to take."""
+
+    def __enter__(self) -> None:
+        _watchers[0] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _watchers[0] -= 1
+
+
+def destroyed_units() -> list[Unit]:
+    """The live summary: one unit per creation site, standing for every task destroyed there."""
+    now = time.monotonic()
+    units = []
+    for place, (count, first, last, sample) in list(_destroyed.items()):
+        detail = {**sample.blocked_on.detail, "destroyed_first_s_ago": round(now - first, 1)}
+        detail["destroyed_last_s_ago"] = round(now - last, 1)
+        blocked = replace(sample.blocked_on, detail=detail)
+        key = ("destroyed", place)
+        units.append(
+            replace(sample, key=key, name="destroyed while pending", blocked_on=blocked, count=count)
+        )
+    return units
+
+
+def _summarise(unit: Unit) -> None:
+    """Count it under its creation site. What it waited on is kept from a task destroyed with its stack:
+    the collector may close a coroutine before its task's finalizer runs, leaving nothing to read."""
+    site = unit.origin.site if unit.origin is not None else None
+    key = site.location if site is not None else "?"
+    now = time.monotonic()
+    known = _destroyed.get(key)
+    if known is not None:
+        sample = unit if unit.stack and not known[3].stack else known[3]
+        _destroyed[key] = (known[0] + 1, known[1], now, sample)
+    elif len(_destroyed) < MAX_PLACES:
+        _destroyed[key] = (1, now, now, unit)
+
+
 def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | None = None) -> None:
+    """Describe a vanishing task once. Its destruction is the last we hear of it: its one-record guard goes
+    with it, since the next task may be given the same id (and its coroutine its coroutine's)."""
     coro = _cpython.task_call(task, "get_coro", None)
-    if _recorded.get(id(task)) == id(coro) or len(_vanished) >= MAX_VANISHED:
+    destroyed = how == DESTROYED
+    seen = (_recorded.pop(id(task), None) if destroyed else _recorded.get(id(task))) == id(coro)
+    watched = _watchers[0] > 0
+    if (seen and not destroyed) or not (destroyed or watched):
         return
     found = vanished_unit(task, how, proof, unit)
-    if found is not None:
-        if len(_recorded) > 4 * MAX_VANISHED:
-            _recorded.clear()  # only long-gone tasks lose their one-record guard
-        _recorded[id(task)] = id(coro)
+    if found is None:
+        return
+    if destroyed:
+        _summarise(found)  # the live summary counts every one, reported before or not
+    if watched and not seen and len(_vanished) < MAX_VANISHED:
+        if not destroyed:
+            if len(_recorded) > 4 * MAX_VANISHED:
+                _recorded.clear()  # only long-gone tasks lose their one-record guard
+            _recorded[id(task)] = id(coro)
         _vanished[next(_numbers)] = found
 
 
 def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    if _watchers[0] == 0:  # nobody will take them: no proofs, no records
+        return
     tasks = pending_tasks(loop)
     if not tasks:
         return
@@ -108,6 +166,7 @@ def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
 
 def _clear() -> None:
     _vanished.clear()
+    _destroyed.clear()
     _recorded.clear()
 
 
