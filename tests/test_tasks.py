@@ -321,3 +321,21 @@ def test_same_stack_different_objects_keep_their_own_facts() -> None:
     assert units["same-stack-1"].blocked_on.detail == {"maxsize": 1, "size": 1}
     assert units["same-stack-2"].blocked_on.detail == {"maxsize": 2, "size": 2}
     assert units["same-idle-0"].blocked_on is units["same-idle-1"].blocked_on  # read once, shared
+
+
+def test_a_task_on_a_stopped_loop_is_classified_as_on_a_running_one() -> None:
+    loop = asyncio.new_event_loop()
+    event = asyncio.Event()
+
+    async def start() -> None:
+        loop.create_task(event.wait(), name="on-a-stopped-loop")  # noqa: RUF006 - released below
+
+    loop.run_until_complete(start())
+    loop.run_until_complete(asyncio.sleep(0))  # it reached its wait; the loop stops again
+    try:
+        unit = next(u for u in looseends.snapshot().units if u.name == "on-a-stopped-loop")
+        assert unit.blocked_on.code == "asyncio.event.wait"
+    finally:
+        event.set()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
