@@ -38,14 +38,33 @@ def test_units_started_before_the_check_are_the_baseline(cleanup: Cleanup) -> No
 
 
 def test_a_new_thread_reusing_a_baseline_ident_is_still_a_leak(cleanup: Cleanup) -> None:
-    first = threading.Thread(target=lambda: None)
-    first.start()
-    first.join()
+    """The baseline holds a live thread; it ends and a new one is given its ident: a new thread, a leak.
+    (Threads compared by key alone would call it the baseline's.) The platform decides when idents are
+    reused, so a few rounds are tried; Linux reuses the stack, and so the ident, of a joined thread."""
     never = threading.Event()
-    with pytest.raises(looseends.LeakError), looseends.check(timeout=QUICK):
-        second = threading.Thread(target=never.wait, name="second", daemon=True)
-        cleanup.stop(never.set, second)
-        second.start()
+    cleanup(never.set)
+    for _ in range(50):
+        release = threading.Event()
+        first = threading.Thread(target=release.wait, name="first")
+        first.start()
+        reused = False
+        try:
+            with looseends.check(timeout=QUICK):  # the baseline includes `first`
+                release.set()
+                first.join()
+                second = threading.Thread(target=never.wait, name="second", daemon=True)
+                second.start()
+                reused = second.ident == first.ident
+        except looseends.LeakError as leak:
+            assert [unit.name for unit in leak.report.units] == ["second"]
+            if reused:
+                return
+        else:
+            assert not reused, "a new thread given a baseline thread's ident passed for that thread"
+        never.set()
+        second.join(DEADLINE)
+        never.clear()
+    pytest.skip("this platform gave no new thread a finished thread's ident in 50 tries")
 
 
 def test_joined_threads_and_executor_as_context_manager_are_clean() -> None:
@@ -59,7 +78,7 @@ def test_joined_threads_and_executor_as_context_manager_are_clean() -> None:
             assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
 
 
-def test_executor_dropped_without_shutdown_is_reaped_by_the_settle_collection() -> None:
+def test_executor_freed_when_its_last_reference_goes_is_a_straggler() -> None:
     def use_pool_and_forget_it() -> None:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         assert pool.submit(abs, -1).result() == 1

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from looseends._check import check
+from looseends._version import __version__
 from looseends._find import find, find_async, snapshot, verify_none
 from looseends.analysis.group import Group
 from looseends.analysis.ignore import (
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from looseends.frontends.serve import LiveServer, serve
     from looseends.frontends.signals import install_dump_signal
 
-__version__ = "0.1.0"
 
 # Live-inspection front ends load on first use: a test run or a library importing looseends should not
 # pay for http.server, urllib and the signal machinery.
@@ -56,6 +56,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)  # the public names, lazy ones included; not this module's own imports
 
 
 __all__ = [
