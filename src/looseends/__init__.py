@@ -10,8 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from looseends._check import check
-from looseends._version import __version__
 from looseends._find import find, find_async, snapshot, verify_none
+from looseends._version import __version__
 from looseends.analysis.group import Group
 from looseends.analysis.ignore import (
     BUILTIN_IGNORES,
