@@ -104,6 +104,7 @@ def run(variant: str) -> bool:
 if __name__ == "__main__":
     import sys
 
-    variants = sys.argv[1:] or ["leaky", "buffered", "cancellable"]
-    clean = [run(v) for v in variants]
-    sys.exit(0 if all(clean) else 1)
+    clean = True
+    for variant in sys.argv[1:] or ["leaky", "buffered", "cancellable"]:
+        clean = run(variant) and clean
+    sys.exit(0 if clean else 1)
