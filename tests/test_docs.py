@@ -2,6 +2,8 @@
 
 - The README's report and docs/proofs.md's are the real output of `python examples/dojobs_threads.py leaky`.
 - The README's options table lists exactly the options `check()`/`find()` accept.
+- docs/testing.md's failing-test sample is the real output of `pytest --looseends -q` in
+  examples/pytest_suite, and its options block is the plugin's section of `pytest --help`.
 - docs/cli.md has a section per command `looseends --help` lists, and says how many there are.
 - Every Python block in the README and docs/ compiles; every Markdown file closes its code fences.
 Output is compared after normalising what changes from run to run: ages and durations.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -25,15 +28,29 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _DURATION = re.compile(r"\b\d+(?:\.\d+)? (?:ms|s)\b")
 _WORKER = re.compile(r"\bworker-\d+")
+_RUN_TIME = re.compile(r" in \d+\.\d+s\b")
+SUITE = ROOT / "examples" / "pytest_suite"
 
 
 def normalised(text: str) -> str:
     """Ages, durations and which of the workers came late change from run to run."""
-    return _WORKER.sub("worker-N", _DURATION.sub("N s", text.strip()))
+    return _WORKER.sub("worker-N", _DURATION.sub("N s", _RUN_TIME.sub(" in Ns", text.strip())))
 
 
 def code_blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```$", text, re.M | re.S)
+    """The bodies of the fenced blocks opened with ```language (exactly), fences paired in order."""
+    blocks, body, opened = [], [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if opened is None:
+                opened, body = line[3:].strip(), []
+                continue
+            if opened == language:
+                blocks.append("\n".join(body) + "\n")
+            opened = None
+        elif opened is not None:
+            body.append(line)
+    return blocks
 
 
 def section(text: str, heading: str) -> str:
@@ -80,6 +97,35 @@ def test_the_comparison_fails_on_a_wrong_sample(real_report: str) -> None:
     wrong = real_report.replace("forgotten sender", "abandoned receiver")
     assert not matches_the_demo(wrong, real_report)
     assert matches_the_demo(real_report.replace("for 0.7 s", "for 12 ms"), real_report)
+
+
+def pytest_in_the_example_suite(*args: str) -> str:
+    """As a user runs it there (its own rootdir) in an 80-column terminal, not on CI (where pytest does
+    not trim the short summary); the dev venv's other plugins stay out of the way."""
+    env = {k: v for k, v in os.environ.items() if k not in {"CI", "BUILD_NUMBER", "PYTEST_ADDOPTS"}}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:asyncio", *args],
+        cwd=SUITE,
+        env={**env, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout
+
+
+def test_the_testing_guides_sample_is_a_real_run() -> None:
+    shown = code_blocks(section((ROOT / "docs/testing.md").read_text(), "### What a failing test"), "")[0]
+    real = pytest_in_the_example_suite("--looseends", "-q")
+    assert matches_the_demo(shown, real), f"docs/testing.md shows an old run; pytest prints:\n{real}"
+
+
+def test_the_testing_guides_options_are_pytest_help() -> None:
+    shown = code_blocks(section((ROOT / "docs/testing.md").read_text(), "### Options"), "")[0]
+    real = pytest_in_the_example_suite("--help")
+    plugin_section = real[real.index("leaked threads, asyncio tasks and child processes:") :].split("\n\n")[0]
+    assert shown.strip() == plugin_section.strip()
 
 
 def test_the_options_table_lists_exactly_the_options() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 
 import psutil
@@ -46,6 +48,8 @@ def test_popen_never_waited_is_a_running_child_with_its_command_and_site(cleanup
     assert group.blocked_on.description.startswith(f"`{sys.executable} -c import time; time.sleep(60)`")
     assert group.pattern is not None
     assert group.pattern.code == "child-never-stopped"
+    assert group.blocked_on.detail["spawner"] == "subprocess"
+    assert "`with subprocess.Popen(...)`" in group.pattern.fix
     assert group.origin is not None
     assert group.origin.site is not None
     assert group.origin.site.source_line() == "children.append(subprocess.Popen(SLEEPER))"
@@ -71,6 +75,7 @@ def test_zombie_exited_never_waited_for(cleanup: Cleanup) -> None:
     assert group.blocked_on.detail["exit_code"] == 3
     assert group.pattern is not None
     assert group.pattern.code == "zombie"
+    assert group.pattern.fix.startswith("call wait() on the Popen")
 
 
 def sleep_until(event: object) -> None:
@@ -92,9 +97,35 @@ def test_multiprocessing_process_never_joined(cleanup: Cleanup, method: str) -> 
     assert groups[0].count == 1
     assert groups[0].blocked_on.code == "process.running"
     assert "multiprocessing mp-child" in groups[0].blocked_on.description
+    assert groups[0].blocked_on.detail["spawner"] == "multiprocessing"  # even when it forks underneath
+    assert groups[0].pattern is not None
+    assert "join()" in groups[0].pattern.fix
+    assert "Popen" not in groups[0].pattern.fix
     assert groups[0].origin is not None
     assert groups[0].origin.site is not None
     assert groups[0].origin.site.source_line() == "process.start()"
+
+
+def test_a_forked_child_is_told_to_be_waited_for_with_waitpid(cleanup: Cleanup) -> None:
+    """A bare os.fork child is neither a Popen nor a Process: the fix names os.kill and os.waitpid."""
+    read_end, write_end = os.pipe()
+
+    def start() -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: block until the parent closes its end, then leave at once
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+        cleanup(lambda: (os.close(write_end), os.waitpid(pid, 0)))
+
+    cleanup(lambda: os.close(read_end))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads around: 3.12+ warns
+        (group,) = process_groups(start)
+    assert group.blocked_on.detail["spawner"] == "os.fork"
+    assert group.pattern is not None
+    assert group.pattern.code == "child-never-stopped"
+    assert "os.waitpid(pid, 0)" in group.pattern.fix
 
 
 def test_multiprocessing_pool_never_closed(cleanup: Cleanup) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -52,6 +53,28 @@ def test_names_are_in_natural_order_and_full_render_lists_everyone() -> None:
     full = report.render(full=True)
     assert "worker-10 (ident 10, daemon, age 1.0 s)" in full
     assert "queue.Queue.put at" in full  # library frames unfolded
+
+
+def test_repeated_names_are_shown_once_with_their_count() -> None:
+    """Three runs of a test each leaving a `worker-2`: one name, counted, not "worker-2, worker-2, ..."."""
+    units = [replace(unit(n), name=f"worker-{n % 3}") for n in range(7)]
+    report = looseends.Report.from_units(units, now=101.0)
+    assert "units: worker-0 (x3), worker-1 (x2), worker-2 (x2) (daemon)" in report.render()
+    many = [replace(unit(n), name=f"worker-{n % 10}") for n in range(40)]
+    hidden = 40 - 4 * MAX_NAMES
+    assert f"worker-7 (x4), +{hidden} more (daemon)" in looseends.Report.from_units(many, now=101.0).render()
+
+
+def test_headline_is_one_line_with_the_largest_group_and_its_creation_site() -> None:
+    idle = BlockedOn("event.wait", "threading.Event.wait", {})
+    report = looseends.Report.from_units(
+        [unit(n) for n in range(3)] + [unit(9, blocked=idle, kind=Kind.TASK)], now=101.0
+    )
+    assert report.headline() == (
+        "3 threads blocked in queue.Queue.put (queue full, maxsize=1, size=1) for 1.0 s: forgotten sender, "
+        "created at /project/app/jobs.py:16 (and 1 more group: 1 task)"
+    )
+    assert looseends.Report.from_units(()).headline() == "nothing leaked"
 
 
 def test_many_distinct_groups_are_truncated_with_a_count() -> None:

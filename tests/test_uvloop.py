@@ -85,7 +85,8 @@ def test_pytest_asyncio_on_uvloop_catches_a_leaked_task(pytester: pytest.Pyteste
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_uv.py::test_leaves_a_task left 1 task running*",
+            "*ERROR at teardown of test_leaves_a_task*",
+            "looseends: 1 leaked unit in 1 group: 1 task",
             "*then: cancelled by its runner when the event loop shut down*",
             "*created by test_leaves_a_task at test_uv.py:*",
         ]

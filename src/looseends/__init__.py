@@ -1,4 +1,4 @@
-"""looseends: find the threads and asyncio tasks a program forgot to stop, and say why each is stuck.
+"""looseends: find the threads, asyncio tasks and child processes a program forgot to stop, and say why.
 
 with looseends.check():          # or @looseends.check(), or async with looseends.check()
     do_jobs()

@@ -18,7 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class check:
-    """Fail when the block leaves threads or tasks running that were not running when it started.
+    """Fail when the block leaves threads, tasks or child processes running that were not there before.
 
     Use as `with check():`, `async with check():` (settles without blocking the loop), or as a
     decorator on a sync or async function (the signature is preserved, so pytest still injects

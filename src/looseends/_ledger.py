@@ -23,6 +23,7 @@ class Finding:
     report: Report
     allowed: str | None = None  # the reason, when a marker allows this known leak
     warn_only: bool = False
+    shown: bool = False  # its full report failed a test already: the summary only outlines it
 
 
 @dataclass
@@ -45,16 +46,26 @@ class Ledger:
         """Every leak not allowed, regrouped across owners: identical leaks of many tests are one group."""
         return Report.from_units(self.units(), now=self._now())
 
+    def _regrouped(self, *, shown: bool) -> tuple[str, Report]:
+        findings = [f for f in self.findings if f.allowed is None and f.shown == shown]
+        owners = ", ".join(sorted({f.owner for f in findings}))
+        return owners, Report.from_units([u for f in findings for u in f.report.units], now=self._now())
+
     def _now(self) -> float:
         return max((f.report.now for f in self.findings), default=0.0)
 
     def render(self) -> str:
+        """Leaks that failed tests (reports shown there) in outline, regrouped across tests; the rest
+        (warn-only, the session's end) in full; allowed ones one line each."""
         lines = []
-        leaks = self.report()
-        if leaks:
-            owners = ", ".join(sorted({f.owner for f in self.findings if f.allowed is None}))
+        owners, outlined = self._regrouped(shown=True)
+        if outlined:
+            lines.append(f"failed by leaks (full reports above): {owners}")
+            lines.append(outlined.outline())
+        owners, rest = self._regrouped(shown=False)
+        if rest:
             lines.append(f"leaks found in: {owners}")
-            lines.append(leaks.render(title="looseends"))
+            lines.append(rest.render())
         for finding in self.findings:
             if finding.allowed is not None:
                 lines.append(f"allowed in {finding.owner} ({finding.allowed}): {finding.report.summary()}")
@@ -64,7 +75,13 @@ class Ledger:
         """The core's report schema for all leaks, plus each finding's owner, reason and report."""
         data = self.report().to_dict()
         data["findings"] = [
-            {"owner": f.owner, "allowed": f.allowed, "warn_only": f.warn_only, "report": f.report.to_dict()}
+            {
+                "owner": f.owner,
+                "allowed": f.allowed,
+                "warn_only": f.warn_only,
+                "shown": f.shown,
+                "report": f.report.to_dict(),
+            }
             for f in self.findings
         ]
         return data
@@ -81,5 +98,6 @@ class Ledger:
                     report_from_dict(item["report"]),
                     item.get("allowed"),
                     bool(item.get("warn_only")),
+                    bool(item.get("shown")),
                 )
             )

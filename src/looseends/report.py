@@ -10,6 +10,7 @@ import heapq
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from looseends.model import Frame, Kind, Unit
 MAX_GROUPS = 20
 MAX_LINE = 2000
 MAX_NAMES = 8
+MAX_DURING = 3
 
 
 def _plural(count: int, word: str) -> str:
@@ -86,6 +88,27 @@ class Report:
             return f"no {what} units"
         kinds = ", ".join(_plural(n, str(kind)) for kind, n in counts.items())
         return f"{_plural(len(self), what + ' unit')} in {_plural(len(self.groups), 'group')}: {kinds}"
+
+    def headline(self) -> str:
+        """One line for a test runner's short summary: the largest group and where it was created."""
+        if not self.groups:
+            return "nothing leaked"
+        first = self.groups[0]
+        line = _headline(first, self.now)
+        if first.origin is not None and first.origin.site is not None:
+            line += f", created at {first.origin.site.location}"
+        if len(self.groups) > 1:
+            others = Report(self.groups[1:], self.now)
+            line += f" (and {_plural(len(others.groups), 'more group')}: {others.kinds_text()})"
+        return printable(line, MAX_LINE)
+
+    def outline(self, title: str = "looseends") -> str:
+        """The summary line and one line per group: for leaks whose full report was shown already."""
+        lines = [f"{title}: {self.summary()}"]
+        lines.extend(_outline(group, self.now) for group in self.groups[: self.max_groups])
+        if len(self.groups) > self.max_groups:
+            lines.append(f"  ... and {_plural(len(self.groups) - self.max_groups, 'more group')}")
+        return "\n".join(printable(line, MAX_LINE) for line in lines)
 
     def render(self, *, full: bool = False, title: str = "looseends") -> str:
         """Text: a summary line, then a paragraph per group. `full` lists every unit and frame.
@@ -189,6 +212,21 @@ def _render_group(
     return lines
 
 
+def _during(group: Group) -> str:
+    """`, during test_a, test_b and 7 more`: a leak common to a whole suite stays one line."""
+    during = group.during()
+    if not during:
+        return ""
+    more = f" and {len(during) - MAX_DURING} more" if len(during) > MAX_DURING else ""
+    return f", during {', '.join(during[:MAX_DURING])}{more}"
+
+
+def _outline(group: Group, now: float) -> str:
+    site = group.origin.site if group.origin is not None else None
+    where = f", created at {site.location}" if site is not None else ""
+    return f"  {_headline(group, now)}{where}{_during(group)}"
+
+
 def _render_origin(group: Group) -> list[str]:
     origin = group.origin
     if origin is None or origin.site is None:
@@ -202,9 +240,7 @@ def _render_origin(group: Group) -> list[str]:
         return ["  created by: unknown (started before tracking began)"]
     site = origin.site
     creator = f" in {origin.creator}" if origin.creator else ""
-    during = group.during()
-    when = f", during {', '.join(during)}" if during else ""
-    lines = [f"  created by {site.function} at {site.location}{creator}{when}"]
+    lines = [f"  created by {site.function} at {site.location}{creator}{_during(group)}"]
     if source := site.source_line():
         lines.append(f"      {source}")
     callers = [f for f in origin.user_frames if f is not site][:3]
@@ -212,19 +248,19 @@ def _render_origin(group: Group) -> list[str]:
     return lines
 
 
-def _name(unit: Unit) -> str:
-    return f"{unit.name} (x{unit.count})" if unit.count > 1 else unit.name
-
-
 def _render_members(group: Group, now: float, *, full: bool) -> str:
-    """Names in natural order; per-unit facts only in the full dump, shared facts once."""
-    units = (
-        sorted(group.units, key=_natural_name)
-        if full
-        else heapq.nsmallest(MAX_NAMES, group.units, key=_natural_name)  # 100,000 names: no full sort
-    )
-    names = ", ".join(_member(unit, now) if full else _name(unit) for unit in units)
-    hidden = group.count - sum(unit.count for unit in units)
+    """Names in natural order, each once with its count; per-unit facts only in the full dump, shared
+    facts once."""
+    if full:
+        names = ", ".join(_member(unit, now) for unit in sorted(group.units, key=_natural_name))
+        hidden = 0
+    else:
+        counts = Counter[str]()
+        for unit in group.units:
+            counts[unit.name] += unit.count
+        shown = heapq.nsmallest(MAX_NAMES, counts, key=_natural)  # 100,000 names: no full sort
+        names = ", ".join(f"{name} (x{counts[name]})" if counts[name] > 1 else name for name in shown)
+        hidden = group.count - sum(counts[name] for name in shown)
     more = f", +{hidden} more" if hidden > 0 else ""
     shared = []
     if not full and all(u.daemon for u in group.units) and group.kind is Kind.THREAD:

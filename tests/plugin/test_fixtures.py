@@ -51,12 +51,12 @@ def test_wider_fixture_units_are_not_blamed_on_tests_and_unstopped_ones_are_the_
         [
             "*ERROR at teardown of test_second*",
             "fixture 'leaky_service' (session scope) left 1 thread running (torn down after this test)",
-            "*looseends: leaked threads and tasks*",
-            "leaks found in: fixture 'leaky_service' (session scope)",
             "*1 thread blocked in threading.Event.wait*",
             "*created by start at test_fixtures.py:8 in thread MainThread, "
             "during fixture 'leaky_service' (session scope)",
             "*called from leaky_service at test_fixtures.py:*",
+            "*looseends: what the tests left running*",
+            "failed by leaks (full reports above): fixture 'leaky_service' (session scope)",
         ]
     )
     assert out.count("1 thread blocked in threading.Event.wait") == 2  # the error, and the summary

@@ -82,7 +82,7 @@ def test_warn_only_reports_without_failing(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--looseends", "--looseends-warn-only")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*looseends: leaked threads and tasks*", "*unit: warned (daemon)"])
+    result.stdout.fnmatch_lines(["*looseends: what the tests left running*", "*unit: warned (daemon)"])
 
 
 def test_ini_configuration(pytester: pytest.Pytester) -> None:
@@ -166,7 +166,13 @@ def test_unchecked_but_still_running_at_the_end():
         "-p", "no:cacheprovider", "--looseends", f"--looseends-report={report_path}"
     )
     result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["leaks found in: session end, test_suite.py::test_leaks"])
+    result.stdout.fnmatch_lines(
+        [
+            "failed by leaks (full reports above): test_suite.py::test_leaks",
+            "leaks found in: session end",  # not shown before: in full
+            "*unit: at-the-end (daemon)",
+        ]
+    )
     data = json.loads(report_path.read_text())
     assert data["schema"] == "looseends.report"
     assert data["version"] == 1
@@ -183,7 +189,7 @@ def test_unchecked_but_still_running_at_the_end():
     assert group["created_by"]["site"]["function"] == "start_waiter"
 
 
-def test_non_daemon_threads_are_reported_before_the_hang_and_force_exit_exits(
+def test_non_daemon_threads_are_named_once_before_the_hang_and_force_exit_exits(
     pytester: pytest.Pytester,
 ) -> None:
     suite(pytester, "def test_leaks():\n    start_waiter('keeps-pytest-alive', daemon=False)\n")
@@ -199,7 +205,60 @@ def test_non_daemon_threads_are_reported_before_the_hang_and_force_exit_exits(
     done = subprocess.run(command, cwd=pytester.path, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == pytest.ExitCode.TESTS_FAILED
     assert (
-        "1 non-daemon thread(s) will keep pytest from exiting (--looseends-force-exit: exiting anyway)"
-        in done.stderr
+        "looseends: pytest cannot exit: 1 non-daemon thread will not stop (keeps-pytest-alive); "
+        "reported above for test_suite.py::test_leaks\n--looseends-force-exit: exiting anyway"
+    ) in done.stderr
+    # The full report once, in the test's error; the hang message only names it.
+    assert (done.stdout + done.stderr).count("unit: keeps-pytest-alive") == 1
+
+
+def test_the_hang_message_says_the_way_out(pytester: pytest.Pytester) -> None:
+    """Without --looseends-force-exit the run would hang; here the thread leaves once told to, by a
+    file the test creates after reading the message, so pytest ends."""
+    suite(
+        pytester,
+        """
+import os, time
+
+def linger():
+    while not os.path.exists("release"):
+        time.sleep(0.02)
+
+def test_leaks():
+    threading.Thread(target=linger, name="lingers").start()
+""",
     )
-    assert "unit: keeps-pytest-alive" in done.stderr
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--looseends"]
+    with subprocess.Popen(
+        command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        assert run.stderr is not None
+        said = []
+        for line in run.stderr:
+            said.append(line)
+            if "--looseends-force-exit" in line:
+                (pytester.path / "release").touch()
+        assert run.wait(timeout=60) == pytest.ExitCode.TESTS_FAILED
+    message = "".join(said)
+    assert "pytest cannot exit: 1 non-daemon thread will not stop (lingers)" in message
+    assert "--looseends-force-exit ends the run anyway" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "complaint"),
+    [
+        ("missing/dir/out.json", "no such directory 'missing/dir'"),
+        (".", "is a directory, expected a file"),
+    ],
+)
+def test_a_bad_report_path_is_a_usage_error_before_any_test(
+    pytester: pytest.Pytester, path: str, complaint: str
+) -> None:
+    suite(pytester, "def test_never_runs():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--looseends", f"--looseends-report={path}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*looseends: --looseends-report={path}: {complaint}*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert "ran" not in result.stdout.str()

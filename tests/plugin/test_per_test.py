@@ -39,7 +39,7 @@ def test_clean():
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_leaks*",
-            "test_suite.py::test_leaks left 3 threads running",
+            "looseends: 3 leaked units in 1 group: 3 threads",
             "*3 threads blocked in threading.Event.wait for * event never set",
             "*created by start_waiter at test_suite.py:8 in thread MainThread, during test_suite.py::test_leaks",  # noqa: E501
             "*called from test_leaks at test_suite.py:*",
@@ -96,8 +96,8 @@ def test_third():
     )
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_first_leaks*"])
-    summary = result.stdout.str().split("looseends: leaked threads and tasks")[-1]
-    assert "leaks found in: test_suite.py::test_first_leaks\n" in summary
+    summary = result.stdout.str().split("looseends: what the tests left running")[-1]
+    assert "failed by leaks (full reports above): test_suite.py::test_first_leaks\n" in summary
     assert "session end" not in summary  # already reported: not reported again at the end
 
 
@@ -175,3 +175,40 @@ def test_leaks_and_breaks(broken):
         ]
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_the_short_summary_line_says_what_leaked_and_where(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.mark.parametrize("n", range(3))
+def test_leaks(n):
+    start_waiter("worker-2")
+""",
+        "--looseends",
+        "-rE",
+        "-vv",  # pytest trims short-summary lines to the terminal's width unless verbose
+    )
+    result.assert_outcomes(passed=3, errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "ERROR test_suite.py::test_leaks[[]0] - leaked 1 thread blocked in threading.Event.wait for * s: "
+            "event never set, created at test_suite.py:8",
+        ]
+    )
+    assert "ERROR test_suite.py::test_leaks[0] - test_suite.py::test_leaks[0]" not in result.stdout.str()
+
+
+def test_a_name_leaked_by_many_tests_is_shown_once_with_its_count(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.mark.parametrize("n", range(3))
+def test_leaks(n):
+    start_waiter("worker-2")
+""",
+        "--looseends",
+        "--looseends-warn-only",  # the summary then has the whole report: no test showed it
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*units: worker-2 (x3) (daemon)"])

@@ -97,3 +97,39 @@ class TestAsync(unittest.IsolatedAsyncioTestCase):
             "*then: cancelled by its runner when the event loop shut down*",
         ]
     )
+
+
+MIXIN_WITH_OPTIONS = """
+import threading
+import unittest
+
+import looseends
+
+NEVER = threading.Event()
+
+
+class TestWithOptions(looseends.LeakCheckMixin, unittest.TestCase):
+    looseends_options = {"timeout": 0.1, "ignore": [looseends.ignore_name("known-*")]}
+
+    def test_leaks_one_known_and_one_not(self):
+        for name in ("known-helper", "forgotten"):
+            threading.Thread(target=NEVER.wait, name=name, daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize("flags", [(), ("--looseends",)], ids=["mixin alone", "mixin and plugin"])
+def test_a_mixin_test_is_reported_once_with_the_mixins_options(
+    pytester: pytest.Pytester, flags: tuple[str, ...]
+) -> None:
+    """Alone, the mixin fails the test; with the plugin on, the plugin checks it instead (a teardown
+    error, in the session summary and JSON) and uses the class's options. Never both."""
+    pytester.makepyfile(test_unit=MIXIN_WITH_OPTIONS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *flags)
+    out = result.stdout.str()
+    if flags:
+        result.assert_outcomes(passed=1, errors=1)
+        assert "LeakError" not in out
+    else:
+        result.assert_outcomes(failed=1)
+    assert out.count("unit: forgotten (daemon)") == 1
+    assert "known-helper" not in out  # the class's ignore rule holds under the plugin too

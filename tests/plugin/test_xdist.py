@@ -31,7 +31,11 @@ def test_clean(n):
     result.assert_outcomes(passed=8, errors=4)
     # One group in the controller's summary for the four identical leaks, from both workers.
     result.stdout.fnmatch_lines(
-        ["*looseends: leaked threads and tasks*", "*4 threads blocked in threading.Event.wait*"]
+        [
+            "*looseends: what the tests left running*",
+            "failed by leaks (full reports above): test_*[[]0], test_*[[]1], test_*[[]2], test_*[[]3]",
+            "*4 threads blocked in threading.Event.wait*",
+        ]
     )
     data = json.loads(report_path.read_text())
     assert data["summary"]["units"] == 4

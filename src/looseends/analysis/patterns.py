@@ -7,7 +7,7 @@ pattern is chosen from what the unit is blocked on and the machinery around the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from looseends.codes import pattern_code
 from looseends.model import BlockedOn
@@ -109,6 +109,24 @@ ZOMBIE = Pattern(
     "a child process exited but was never waited for: it stays a zombie in the process table",
     "call wait() (or join() for multiprocessing), or use subprocess.run",
 )
+
+# The fix depends on how the child was started (`blocked_on.detail["spawner"]`, see sources/_spawns).
+_PROCESS_FIXES: Mapping[tuple[str, str], str] = {
+    ("child-never-stopped", "multiprocessing"): (
+        "terminate() it, then join(); better, give its loop a stop Event (or a sentinel on its queue) "
+        "that every shutdown path sets, then join()"
+    ),
+    ("child-never-stopped", "os.fork"): (
+        "os.kill(pid, signal.SIGTERM), then os.waitpid(pid, 0); and make the child os._exit() when done"
+    ),
+    ("child-never-stopped", "os.posix_spawn"): "os.kill(pid, signal.SIGTERM), then os.waitpid(pid, 0)",
+    ("zombie", "subprocess"): (
+        "call wait() on the Popen, or use subprocess.run or `with subprocess.Popen(...)`"
+    ),
+    ("zombie", "multiprocessing"): "call join() on the Process (close() it after)",
+    ("zombie", "os.fork"): "call os.waitpid(pid, 0) for the child",
+    ("zombie", "os.posix_spawn"): "call os.waitpid(pid, 0) for the child",
+}
 
 WAIT_ON_NOTHING = Pattern(
     "wait-on-nothing",
@@ -212,4 +230,5 @@ def pattern_for(blocked_on: BlockedOn) -> Pattern | None:
         return PATTERNS[code] if looped else None
     if "timeout" in detail and code in _WAITS_FOR_SOMEONE:
         return POLLS_AND_NEVER_EXITS if looped else None
-    return PATTERNS[code]
+    fix = _PROCESS_FIXES.get((code, str(detail.get("spawner"))))
+    return PATTERNS[code] if fix is None else replace(PATTERNS[code], fix=fix)

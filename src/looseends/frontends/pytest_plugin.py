@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Generator, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from looseends.analysis.ignore import (
 )
 from looseends.analysis.settle import run_sync
 from looseends.errors import OptionError
+from looseends.frontends import unittest_support
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import DEFAULT_TIMEOUT, Options, build_options
 from looseends.report import Report
@@ -49,12 +50,14 @@ HELP_IGNORE_CREATED_AT = "ignore units created at a location matching this glob 
 HELP_IGNORE_NAME = "ignore units whose name matches this glob (worker-*); repeatable"
 HELP_IGNORE_COMMAND = "ignore child processes whose command line matches this glob (*my-server*); repeatable"
 HELP_WARN_ONLY = "report leaks in the summary without failing tests or the run"
-HELP_REPORT = "write every leak of the session to this file as JSON (looseends.report schema)"
+HELP_REPORT = (
+    "write every leak of the session to this file as JSON (looseends.report schema); checked at start"
+)
 HELP_FORCE_EXIT = "when non-daemon threads would keep pytest from exiting, report them and exit anyway"
 
 MARKER = (
-    "looseends(timeout=None, ignore=(), enabled=True): check this test (class, module) for leaked "
-    "threads and asyncio tasks, even without --looseends; enabled=False opts out"
+    "looseends(timeout=None, ignore=(), enabled=True, ...): check this test (class, module) for leaked "
+    "threads, asyncio tasks and child processes, even without --looseends; enabled=False opts out"
 )
 ALLOW_MARKER = (
     "looseends_allow(reason): this test is known to leak; report the leak as allowed, with the reason"
@@ -100,9 +103,21 @@ class Settings:
             enabled=bool(get("looseends")),
             options=options,
             warn_only=bool(get("looseends_warn_only")),
-            report_path=Path(report) if report else None,
+            report_path=_writable(Path(report)) if report else None,
             force_exit=bool(get("looseends_force_exit")),
         )
+
+
+def _writable(path: Path) -> Path:
+    """Checked before the first test, so a typo costs seconds, not a whole run's report."""
+    folder = path.parent
+    if path.is_dir():
+        raise pytest.UsageError(f"looseends: --looseends-report={path}: is a directory, expected a file")
+    if not folder.is_dir():
+        raise pytest.UsageError(f"looseends: --looseends-report={path}: no such directory {str(folder)!r}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise pytest.UsageError(f"looseends: --looseends-report={path}: not writable")
+    return path
 
 
 def _seconds(value: object, name: str) -> float:
@@ -133,6 +148,50 @@ def _rules(
     return rules
 
 
+@dataclass(frozen=True)
+class LeakCrash:
+    """Where and what, in one line: pytest's short summary and JUnit XML read `reprcrash.message`."""
+
+    path: str
+    lineno: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.lineno}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LeakFailure:
+    """A teardown failed by leaks, as pytest shows failures: the full report in the ERRORS section,
+    one informative line ("leaked 3 threads blocked in queue.Queue.put ..., created at x.py:12") in
+    the short summary, and both in text form (what xdist sends to its controller)."""
+
+    reprcrash: LeakCrash
+    text: str
+
+    @classmethod
+    def of(cls, report: Report, verb: str, title: str = "") -> LeakFailure:
+        origin = report.groups[0].origin
+        site = origin.site if origin is not None else None
+        crash = LeakCrash(
+            site.filename if site else "", site.lineno if site else 0, f"{verb} {report.headline()}"
+        )
+        return cls(crash, f"{title}\n\n{report.render()}" if title else report.render())
+
+    @classmethod
+    def joined(cls, failures: list[LeakFailure]) -> LeakFailure:
+        message = "; ".join(failure.reprcrash.message for failure in failures)
+        text = "\n\n".join(failure.text for failure in failures)
+        return cls(replace(failures[0].reprcrash, message=message), text)
+
+    def toterminal(self, writer: Any) -> None:
+        for line in self.text.splitlines():
+            writer.line(line)
+
+    def __str__(self) -> str:
+        return f"{self.reprcrash.message}\n\n{self.text}"
+
+
 @dataclass
 class FixtureOwnership:
     """Units started while one wider-scoped fixture was being set up."""
@@ -155,23 +214,32 @@ class PluginState:
     # and their leaks fail that teardown, under the fixture's name.
     _retired: dict[int, FixtureOwnership] = field(default_factory=dict)
     _fixture_findings: list[Finding] = field(default_factory=list)
+    _report_error: str = ""
+    # Ignore rules of tests whose marker or class added some: what they ignored is not the session's
+    # leak either.
+    _test_ignores: dict[str, tuple[IgnoreRule, ...]] = field(default_factory=dict)
 
     # Tests ----------------------------------------------------------------------------------------
 
     def item_options(self, item: pytest.Item) -> Options | None:
-        """This test's options, or None when it is not checked."""
+        """This test's options, or None when it is not checked. A marker's options win over a
+        LeakCheckMixin class's `looseends_options`, which win over the command line and ini."""
         marker = item.get_closest_marker("looseends")
-        if marker is None:
-            return self.settings.options if self.settings.enabled else None
-        kwargs = dict(marker.kwargs)
+        mixin = _mixin_options(item)
+        if marker is None and (mixin is None or not self.settings.enabled):
+            return self.settings.options if self.settings.enabled and mixin is None else None
+        layers = [mixin or {}, dict(marker.kwargs) if marker is not None else {}]
+        kwargs = {**layers[0], **layers[1]}
         if not kwargs.pop("enabled", True):
             return None
         base = self.settings.options
+        kwargs.pop("ignore", None)
+        where = f"the looseends marker on {item.nodeid}" if marker is not None else f"{item.nodeid}'s class"
         try:
             return build_options(
-                source=f"the looseends marker on {item.nodeid}",
+                source=where,
                 timeout=kwargs.pop("timeout", base.timeout),
-                ignore=[*base.ignore, *kwargs.pop("ignore", ())],
+                ignore=[*base.ignore, *(rule for layer in layers for rule in layer.get("ignore", ()))],
                 **kwargs,
             )
         except (OptionError, TypeError) as exc:
@@ -187,19 +255,27 @@ class PluginState:
         watch = Watch(options, item.nodeid)
         watch.start()
         self._tests[item.nodeid] = watch
+        if options.ignore != self.settings.options.ignore:
+            self._test_ignores[item.nodeid] = options.ignore
+        if _mixin_options(item) is not None:  # the plugin checks it: the mixin stands aside
+            unittest_support.checked_elsewhere.add(_unittest_id(item))
 
     def end_test(self, item: pytest.Item, report: pytest.TestReport) -> None:
         labelled = self._labels.pop(item.nodeid, None)
         if labelled is not None:
             labelled.close()
         failures = [
-            f"{finding.owner} left {finding.report.kinds_text()} running (torn down after this test)"
-            f"\n\n{finding.report.render()}"
+            LeakFailure.of(
+                finding.report,
+                f"{finding.owner} (torn down after this test) leaked",
+                f"{finding.owner} left {finding.report.kinds_text()} running (torn down after this test)",
+            )
             for finding in self._fixture_findings
             if finding.report and not finding.warn_only
         ]
         self._fixture_findings.clear()
         watch = self._tests.pop(item.nodeid, None)
+        unittest_support.checked_elsewhere.discard(_unittest_id(item))
         if watch is not None:
             try:
                 leaks = run_sync(watch.verdict(also_ignore=self._owned_by_fixtures))
@@ -210,23 +286,23 @@ class PluginState:
         if not failures:
             return
         if report.failed:  # teardown already failed: its own error stays the headline
-            report.sections.extend(("looseends", text) for text in failures)
+            report.sections.extend(("looseends", str(failure)) for failure in failures)
             return
         report.outcome = "failed"
-        report.longrepr = "\n\n".join(failures)
+        report.longrepr = LeakFailure.joined(failures)  # type: ignore[assignment]
 
-    def _test_leaks(self, item: pytest.Item, report: pytest.TestReport, leaks: Report) -> list[str]:
+    def _test_leaks(self, item: pytest.Item, report: pytest.TestReport, leaks: Report) -> list[LeakFailure]:
         """The test's own leaks as teardown failures (none when allowed, warn-only or clean)."""
         if not leaks:
             return []
         allow = item.get_closest_marker("looseends_allow")
         reason = _allow_reason(allow, item) if allow is not None else None
-        self.ledger.add(Finding(item.nodeid, leaks, reason, self.settings.warn_only))
-        text = leaks.render()
-        if reason is not None or self.settings.warn_only:
-            report.sections.append(("looseends", text))
+        failing = reason is None and not self.settings.warn_only
+        self.ledger.add(Finding(item.nodeid, leaks, reason, self.settings.warn_only, shown=failing))
+        if not failing:
+            report.sections.append(("looseends", leaks.render()))
             return []
-        return [f"{item.nodeid} left {leaks.kinds_text()} running\n\n{text}"]
+        return [LeakFailure.of(leaks, "leaked")]
 
     # Fixtures -------------------------------------------------------------------------------------
 
@@ -267,7 +343,8 @@ class PluginState:
         settled = run_sync(
             settle_steps(options, only=lambda u: (o := owned.get(u.key)) is not None and o.same_object(u))
         )
-        finding = Finding(ownership.label, to_report(settled, options), None, self.settings.warn_only)
+        warn_only = self.settings.warn_only
+        finding = Finding(ownership.label, to_report(settled, options), None, warn_only, shown=not warn_only)
         self.ledger.add(finding)
         self._fixture_findings.append(finding)
 
@@ -281,7 +358,8 @@ class PluginState:
     def end_session(self, session: pytest.Session) -> None:
         if self._session is not None:
             seen = {unit.key for unit in self.ledger.units() + self.ledger.units(allowed=True)}
-            leaks = run_sync(self._session.verdict(also_ignore=lambda unit: unit.key in seen))
+            known = self._ignored_by_test
+            leaks = run_sync(self._session.verdict(also_ignore=lambda unit: unit.key in seen or known(unit)))
             self._session.stop()
             self._session = None
             self.ledger.add(Finding(SESSION_END, leaks, None, self.settings.warn_only))
@@ -292,32 +370,67 @@ class PluginState:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.exitstatus = int(session.exitstatus)
         if self.settings.report_path is not None:
-            self.settings.report_path.write_text(self.ledger.to_json())
+            try:
+                self.settings.report_path.write_text(self.ledger.to_json())
+            except OSError as exc:  # checked at start; the disk can still fill up or vanish
+                self._report_error = f"could not write --looseends-report: {exc}"
+
+    def _ignored_by_test(self, unit: Unit) -> bool:
+        during = unit.origin.during if unit.origin is not None else None
+        rules = self._test_ignores.get(during) if during is not None else None
+        return rules is not None and any(rule(unit) for rule in rules)
 
     def summary(self, terminal: Any) -> None:
-        if not self.ledger.findings:
-            return
-        terminal.write_sep("=", "looseends: leaked threads and tasks")
-        terminal.write_line(self.ledger.render())
+        if self.ledger.findings:
+            terminal.write_sep("=", "looseends: what the tests left running")
+            terminal.write_line(self.ledger.render())
+        if self._report_error:
+            terminal.write_line(f"looseends: {self._report_error}", red=True)
 
     def at_exit(self, config: pytest.Config) -> None:
-        """Say which non-daemon threads would make the interpreter hang, and exit if asked to."""
+        """Say once which non-daemon threads would make the interpreter hang, with the way out; exit if
+        asked to. Threads already reported as a test's leaks are named, not reported again."""
         if not self.active or _is_xdist_worker(config):
             return
         keeping = _non_daemon_threads()
         if not keeping:
             return
-        report = Report.from_units(keeping)
-        print(
-            f"\nlooseends: {len(keeping)} non-daemon thread(s) will keep pytest from exiting"
-            + (" (--looseends-force-exit: exiting anyway)" if self.settings.force_exit else "")
-            + f"\n{report.render()}",
-            file=sys.stderr,
-            flush=True,
-        )
+        reported = {unit.key: f.owner for f in self.ledger.findings for unit in f.report.units}
+        owners = sorted({reported[unit.key] for unit in keeping if unit.key in reported})
+        threads = "1 non-daemon thread" if len(keeping) == 1 else f"{len(keeping)} non-daemon threads"
+        names = ", ".join(sorted({unit.name for unit in keeping})[:8])
+        lines = [
+            f"looseends: pytest cannot exit: {threads} will not stop ({names})"
+            + (f"; reported above for {', '.join(owners)}" if owners else "")
+        ]
+        unreported = [unit for unit in keeping if unit.key not in reported]
+        if unreported:
+            lines.append(Report.from_units(unreported).render())
+        if self.settings.force_exit:
+            lines.append("--looseends-force-exit: exiting anyway")
+        else:
+            lines.append(
+                "fix: stop each where it is started (or make it a daemon thread); meanwhile "
+                "--looseends-force-exit ends the run anyway, with its exit status"
+            )
+        print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
         if self.settings.force_exit:
             sys.stdout.flush()
             os._exit(self.exitstatus or pytest.ExitCode.TESTS_FAILED)
+
+
+def _mixin_options(item: pytest.Item) -> dict[str, Any] | None:
+    """A LeakCheckMixin test's `looseends_options` (a copy), or None for any other test."""
+    cls = getattr(item, "cls", None)
+    if isinstance(cls, type) and issubclass(cls, unittest_support.LeakCheckMixin):
+        return dict(cls.looseends_options)
+    return None
+
+
+def _unittest_id(item: pytest.Item) -> str:
+    """What `TestCase.id()` says for this item: module.Class.method."""
+    cls = getattr(item, "cls", None)
+    return f"{cls.__module__}.{cls.__qualname__}.{item.name}" if isinstance(cls, type) else item.nodeid
 
 
 def _allow_reason(marker: pytest.Mark, item: pytest.Item) -> str:
@@ -354,7 +467,7 @@ STATE = pytest.StashKey[PluginState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("looseends", "leaked threads and asyncio tasks")
+    group = parser.getgroup("looseends", "leaked threads, asyncio tasks and child processes")
 
     def add(flag: str, ini_type: str, help: str, **kwargs: Any) -> None:
         dest = flag.lstrip("-").replace("-", "_")

@@ -23,8 +23,11 @@ from looseends.sources._origins import Record, capture, to_origin
 MAX_COMMAND = 120
 MAX_RECORDS = 4096  # children long gone: their pids may come back for others
 
-# pid -> (origin, command line) for children started while tracking.
-_process_origins: dict[int, tuple[Record, str]] = {}
+# How a child was started: the fix for leaving it running depends on it.
+SUBPROCESS, MULTIPROCESSING, FORK, POSIX_SPAWN = "subprocess", "multiprocessing", "os.fork", "os.posix_spawn"
+
+# pid -> (origin, command line, how it was started) for children started while tracking.
+_process_origins: dict[int, tuple[Record, str, str]] = {}
 _spawns = 0  # bumped (never decremented) when a child may have started unseen or was seen
 
 
@@ -38,13 +41,19 @@ def process_command(pid: int) -> str | None:
     return entry[1] if entry is not None else None
 
 
+def process_spawner(pid: int) -> str | None:
+    """SUBPROCESS, MULTIPROCESSING, FORK or POSIX_SPAWN; None for a child started while not tracking."""
+    entry = _process_origins.get(pid)
+    return entry[2] if entry is not None else None
+
+
 def spawn_count() -> int:
     """Moves whenever a child was started while tracking, or tracking (re)started: an unchanged count
     means a cached process list still holds."""
     return _spawns
 
 
-def _record(pid: object, command: object, skip: int) -> None:
+def _record(pid: object, command: object, spawner: str, skip: int) -> None:
     global _spawns
     _spawns += 1
     _tracking.noted()
@@ -52,7 +61,7 @@ def _record(pid: object, command: object, skip: int) -> None:
         return
     if len(_process_origins) > MAX_RECORDS:
         _process_origins.clear()
-    _process_origins[pid] = (capture(None, skip + 1), command_text(command))
+    _process_origins[pid] = (capture(None, skip + 1), command_text(command), spawner)
 
 
 def command_text(command: object) -> str:
@@ -77,14 +86,14 @@ def _install(stack: ExitStack) -> None:
 
     def popen_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
         original_popen_init(self, args, *rest, **kwargs)
-        _record(read_attr(self, "pid"), args, 1)
+        _record(read_attr(self, "pid"), args, SUBPROCESS, 1)
 
     original_process_start = multiprocessing.process.BaseProcess.start
 
     def process_start(self: multiprocessing.process.BaseProcess) -> None:
         original_process_start(self)
-        name = read_attr(self, "_name")
-        _record(read_attr(read_attr(self, "_popen"), "pid"), f"python (multiprocessing {name})", 1)
+        pid, name = read_attr(read_attr(self, "_popen"), "pid"), read_attr(self, "_name")
+        _record(pid, f"python (multiprocessing {name})", MULTIPROCESSING, 1)
 
     original_fork = os.fork
 
@@ -96,13 +105,13 @@ def _install(stack: ExitStack) -> None:
         for warning in caught:
             warnings.warn(warning.message, warning.category, stacklevel=2)
         if pid > 0:
-            _record(pid, "python (os.fork)", 1)
+            _record(pid, "python (os.fork)", FORK, 1)
         return pid
 
     def spawner(original: Callable[..., int]) -> Callable[..., int]:
         def spawn(path: Any, argv: Any, *args: Any, **kwargs: Any) -> int:
             pid = original(path, argv, *args, **kwargs)
-            _record(pid, argv, 1)
+            _record(pid, argv, POSIX_SPAWN, 1)
             return pid
 
         return spawn

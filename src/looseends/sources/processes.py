@@ -16,7 +16,13 @@ import psutil
 
 from looseends._safe import safe
 from looseends.model import BlockedOn, Kind, Origin, Unit
-from looseends.sources._spawns import command_text, process_command, process_origin, spawn_count
+from looseends.sources._spawns import (
+    command_text,
+    process_command,
+    process_origin,
+    process_spawner,
+    spawn_count,
+)
 from looseends.sources._tracking import is_tracking
 
 _STATES = {
@@ -120,7 +126,7 @@ def _process_unit(process: Any, now: float, detail: bool) -> Unit | None:
         key=("process", pid, created),
         name=f"pid {pid}",
         ident=pid,
-        blocked_on=_state(pid, status, command, parent),
+        blocked_on=_state(pid, status, command, parent, process_spawner(pid)),
         origin=origin,
         target=command,
     )
@@ -134,10 +140,12 @@ def _command(process: Any) -> str:
     return command_text(parts) if parts else command_text(safe(process.name, "?"))
 
 
-def _state(pid: int, status: str, command: str, parent: int | None) -> BlockedOn:
+def _state(pid: int, status: str, command: str, parent: int | None, spawner: str | None) -> BlockedOn:
     detail: dict[str, int | float | str] = {"pid": pid, "state": _STATES.get(status, status)}
     if parent is not None:
         detail["parent"] = parent
+    if spawner is not None:
+        detail["spawner"] = spawner
     if status == psutil.STATUS_ZOMBIE:
         code = _exit_code(pid)
         if code is not None:
