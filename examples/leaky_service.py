@@ -1,7 +1,10 @@
-"""A small service with two leaks, to look at with the live endpoint: `python examples/leaky_service.py`.
+"""A small service with two leaks, to look at with the live endpoint.
 
-Each "request" starts a thread that puts its reply on a full queue nobody reads (a forgotten sender); an
-event loop in another thread runs heartbeat tasks, one of which waits for an Event nobody sets. Then:
+    python examples/leaky_service.py [PORT [REQUESTS [PACE]]]     # defaults: 6061, 600, 0.1 s
+
+Each "request" (one every PACE seconds) starts a thread that puts its reply on a full queue nobody
+reads (a forgotten sender); an event loop in another thread runs heartbeat tasks, one of which waits
+for an Event nobody sets. Then:
 `curl -s http://127.0.0.1:6061/debug/looseends/dump` (or `looseends dump URL`, `looseends watch URL`).
 """
 
@@ -34,17 +37,18 @@ def loop_thread() -> None:
     asyncio.run(main())
 
 
-def run(port: int, requests: int, stop: threading.Event) -> None:
+def run(port: int, requests: int, pace: float, stop: threading.Event) -> None:
     live = looseends.serve(port=port)
     print(live.url, flush=True)
     threading.Thread(target=loop_thread, name="event-loop", daemon=True).start()
     for n in range(requests):
         handle_request(n)
-        if stop.wait(0.05):  # the service's own pace
+        if stop.wait(pace):  # the service's own pace
             break
     stop.wait()
     live.close()
 
 
 if __name__ == "__main__":
-    run(int(sys.argv[1]) if len(sys.argv) > 1 else 6061, 15, threading.Event())
+    port, requests, pace = (sys.argv[1:] + ["6061", "600", "0.1"][len(sys.argv) - 1 :])[:3]
+    run(int(port), int(requests), float(pace), threading.Event())

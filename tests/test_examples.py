@@ -31,3 +31,34 @@ def test_leaky_example_exits_non_zero_and_names_the_creation_site() -> None:
     assert result.returncode == 1
     assert "created by fan_out at" in result.stdout
     assert "called from do_jobs at" in result.stdout
+
+
+def test_the_leaky_service_is_watched_into_one_growing_suspect() -> None:
+    """docs/http.md and docs/cli.md's walk-through: the service serves its dump; `watch` flags the
+    forgotten senders, which grow with every request, and nothing else."""
+    service = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "leaky_service.py"), "0", "1000", "0.05"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None
+        url = service.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        watched = subprocess.run(
+            [sys.executable, "-m", "looseends", "watch", url, "--interval", "0.3", "--samples", "4"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        service.kill()
+        service.wait(10)
+    assert watched.returncode == 1, watched.stdout + watched.stderr
+    assert "looseends watch: 1 suspect group(s)" in watched.stdout
+    assert "thread queue.put at threading.Condition.wait, created at " in watched.stdout
+    source = (EXAMPLES / "leaky_service.py").read_text().splitlines()
+    site = 1 + next(n for n, line in enumerate(source) if "threading.Thread(target=replies.put" in line)
+    assert f"leaky_service.py:{site}: grew from " in watched.stdout
+    assert ": forgotten sender" in watched.stdout

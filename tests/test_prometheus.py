@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import looseends
 from looseends.frontends import prometheus
+from looseends.model import BlockedOn, Frame, Kind, Snapshot, Unit
 
 from leakfixtures import Cleanup, wait_blocked
 
@@ -27,11 +28,42 @@ def test_exposition_counts_units_by_kind_and_blocked_on_and_bounds_groups(cleanu
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
     units = {(s.labels["kind"], s.labels["blocked_on"]): s.value for s in families["looseends_units"].samples}
     assert units[("thread", "event.wait")] >= 4
-    assert units[("thread", "running")] >= 1  # this very thread
     groups = families["looseends_group_units"].samples
     assert len(groups) <= 2
     assert groups[0].value >= 4
     assert groups[0].labels["blocked_on"] == "event.wait"
+    # Stuck in library code only: the place is where they were created, relative to the project.
+    here = test_exposition_counts_units_by_kind_and_blocked_on_and_bounds_groups.__name__
+    assert groups[0].labels["where"].startswith(f"{here} tests/test_prometheus.py:")
+    assert not any(sys.base_prefix in s.labels["where"] or sys.prefix in s.labels["where"] for s in groups)
+
+
+def test_looseends_own_threads_and_the_scraping_thread_are_not_counted() -> None:
+    def unit(name: str, module: str) -> Unit:
+        frame = Frame(f"/srv/{module.replace('.', '/')}.py", 1, "f", module)
+        return Unit(Kind.THREAD, name, name, stack=(frame,), blocked_on=BlockedOn("running", "running"))
+
+    snapshot = Snapshot(
+        (
+            unit("worker", "app.jobs"),
+            unit("looseends-http", "looseends.frontends.serve"),
+            unit("Thread-9 (serve_forever)", "looseends.frontends.prometheus"),  # the scrape itself
+        ),
+        0.0,
+    )
+    registry = CollectorRegistry()
+    registry.register(prometheus.LooseEndsCollector(_snapshot=lambda: snapshot, _destroyed=list))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert [s.value for s in families["looseends_units"].samples] == [1.0]
+    assert [s.labels["where"] for s in families["looseends_group_units"].samples] == ["f /srv/app/jobs.py:1"]
+
+
+def test_a_place_in_library_code_is_its_qualified_name_not_a_path() -> None:
+    """Label values must be the same on every machine: no installation's path, no stdlib line number."""
+    library = Frame(threading.__file__, 327, "Condition.wait", "threading")
+    mine = Frame(__file__, 12, "worker", "tests.test_prometheus")
+    assert library.place == "threading.Condition.wait"
+    assert mine.place == "tests/test_prometheus.py:12"
 
 
 def test_bad_options_and_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:

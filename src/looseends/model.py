@@ -205,6 +205,12 @@ class Frame:
         return f"{short_path(self.filename)}:{self.lineno}"
 
     @property
+    def place(self) -> str:
+        """Where, with no machine's paths in it: `app/jobs.py:12` for the user's code, the qualified name
+        (`queue.Queue.put`) for library code, whose files and lines differ between installations."""
+        return self.qualified_name if self.is_library else self.location
+
+    @property
     def qualified_name(self) -> str:
         """`module.Qualname`, the form ignore rules match against."""
         return f"{self.module}.{self.function}" if self.module else self.function

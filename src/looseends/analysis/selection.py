@@ -1,7 +1,8 @@
 """Selecting the units a dump shows: by kind, by blocked-on code (a glob), only proven ones.
 
 Shared by the endpoint (from its query string) and the command line (from its flags, over Go dumps too).
-The endpoint's own threads never show: they come and go with requests.
+looseends' own work never shows: the endpoint's threads come and go with requests, and the thread
+answering a dump or a scrape is busy with exactly that.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ class Selection:
         return Report.from_units(units, now=snapshot.taken_at, errors=snapshot.errors, max_groups=10_000)
 
 
+_ANSWERING = frozenset({"looseends.frontends.mounts", "looseends.frontends.prometheus"})
+
+
 def _answering_this_dump(unit: Unit) -> bool:
-    """The mounted app's own request task, waiting for the dump it is taking."""
-    return any(frame.module == "looseends.frontends.mounts" for frame in unit.stack)
+    """The mounted app's own request task waiting for the dump it is taking, or the thread running a
+    Prometheus scrape."""
+    return any(frame.module in _ANSWERING for frame in unit.stack)
 
 
 def parse_kinds(text: str) -> frozenset[Kind]:

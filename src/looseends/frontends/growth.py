@@ -16,7 +16,7 @@ from looseends.report import Report
 
 
 def _place(frame: Frame | None) -> str:
-    return f"{frame.filename}:{frame.lineno}" if frame is not None else "?"
+    return frame.place if frame is not None else "?"
 
 
 def group_key(group: Group) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from looseends.analysis.selection import Selection
 from looseends.errors import LooseEndsError, OptionError
-from looseends.model import Snapshot, Unit, first_user_frame
-from looseends.report import Report
+from looseends.model import Frame, Snapshot, Unit, first_user_frame
 from looseends.sources import take_snapshot
 from looseends.sources._vanished import destroyed_units
 
@@ -54,14 +54,14 @@ class LooseEndsCollector:
         return []  # metric names are fixed, but describing would scrape at registration: skip that
 
     def collect(self) -> Iterator[Any]:
-        snapshot = self._snapshot()
+        live = Selection().select(self._snapshot())  # the service's units, not looseends' own
         units = self._core.GaugeMetricFamily(
             "looseends_units",
             "Live threads, tasks and processes by what they are blocked on",
             labels=["kind", "blocked_on"],
         )
         counts: dict[tuple[str, str], int] = {}
-        for unit in snapshot.units:
+        for unit in live.units:
             key = (str(unit.kind), unit.blocked_on.code)
             counts[key] = counts.get(key, 0) + unit.count
         for (kind, code), count in sorted(counts.items()):
@@ -72,11 +72,11 @@ class LooseEndsCollector:
             "Units in the largest groups of identical stacks, by where they are stuck",
             labels=["kind", "blocked_on", "where"],
         )
-        for group in Report.from_units(snapshot.units).groups[: self._top]:
+        for group in live.groups[: self._top]:
             user = [frame for frame in group.stack if not frame.is_library]
             site = group.origin.site if group.origin is not None else None
             frame = user[0] if user else site or first_user_frame(group.stack)
-            where = f"{frame.function} {frame.location}" if frame is not None else "?"
+            where = _where(frame)
             groups.add_metric([str(group.kind), group.blocked_on.code, where], group.count)
         yield groups
         destroyed = self._core.CounterMetricFamily(
@@ -86,9 +86,16 @@ class LooseEndsCollector:
         )
         for unit in sorted(self._destroyed(), key=lambda unit: -unit.count)[:MAX_TOP_GROUPS]:
             site = unit.origin.site if unit.origin is not None else None
-            where = f"{site.function} {site.location}" if site is not None else "?"
+            where = _where(site)
             destroyed.add_metric([unit.blocked_on.code, where], unit.count)
         yield destroyed
+
+
+def _where(frame: Frame | None) -> str:
+    """A label value: the same on every machine that runs the same code (no library paths)."""
+    if frame is None:
+        return "?"
+    return frame.place if frame.is_library else f"{frame.function} {frame.place}"
 
 
 def register(registry: Any = None, *, top_groups: int = 10) -> LooseEndsCollector:
