@@ -17,7 +17,7 @@ from looseends.errors import LeakError
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
-from looseends.sources import DEFAULT_SOURCES, Source, _vanished, identities, take_snapshot
+from looseends.sources import DEFAULT_SOURCES, Source, _vanished, identities, take_snapshot, trio_tasks
 from looseends.sources._vanished import destroyed_units
 
 
@@ -57,6 +57,9 @@ def _me() -> frozenset[tuple[object, ...]]:
         task = None
     if task is not None:
         keys.add(("task", id(task)))
+    trio_task = trio_tasks.current_task_key()
+    if trio_task is not None:
+        keys.add(trio_task)
     return frozenset(keys)
 
 

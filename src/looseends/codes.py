@@ -81,6 +81,26 @@ CODES: Mapping[str, Code] = _table(
     Code("asyncio.gather", "awaiting an asyncio.gather", "wait-on-stuck-unit"),
     Code("asyncio.future", "awaiting a bare Future", provable=True),
     Code("asyncio.loop-closed", "pending on an event loop that is closed: it can never run again"),
+    # trio tasks (and anyio on trio). None is provable: proofs do not walk trio's task tree.
+    Code("trio.sleep", "trio.sleep or sleep_until (anyio.sleep on trio)", "loop-never-stopped"),
+    Code("trio.sleep_forever", "trio.sleep_forever: parked until cancelled"),
+    Code("trio.event.wait", "trio.Event.wait (anyio.Event on trio)", "event-never-set"),
+    Code("trio.lock.acquire", "trio.Lock or StrictFIFOLock acquire", "lock-never-released"),
+    Code("trio.semaphore.acquire", "trio.Semaphore or CapacityLimiter acquire"),
+    Code("trio.condition.wait", "trio.Condition.wait", "condition-never-signalled"),
+    Code("trio.channel.send", "trio memory channel send with a full buffer", "forgotten-sender"),
+    Code("trio.channel.receive", "trio memory channel receive on an empty channel", "abandoned-receiver"),
+    Code("trio.io", "trio waiting for a socket or file (wait_readable, wait_writable)", "stuck-io"),
+    Code(
+        "trio.nursery",
+        "leaving a trio nursery (or anyio task group): waiting for its tasks",
+        "wait-on-stuck-unit",
+    ),
+    Code("trio.wait", "suspended in a trio wait looseends does not recognise"),
+    Code("anyio.stream.send", "anyio memory object stream send with a full buffer", "forgotten-sender"),
+    Code(
+        "anyio.stream.receive", "anyio memory object stream receive on an empty stream", "abandoned-receiver"
+    ),
     # Child processes.
     Code("process.running", "a child process still running (or stopped)", "child-never-stopped"),
     Code("process.zombie", "a child process that exited and was never waited for", "zombie"),

@@ -261,6 +261,10 @@ class BlockedOn:
 
 
 RUNNING = BlockedOn("running", "running")
+# `BlockedOn.detail[PAUSED]` marks a task whose event loop could not take a step while it was looked at
+# (anyio's pytest plugin, between two calls into its run): runnable, or sleeping until a deadline, it
+# may be about to finish, and no check can tell. Checks leave such units unjudged.
+PAUSED = "paused"
 
 
 @dataclass(frozen=True, slots=True)

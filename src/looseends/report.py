@@ -197,7 +197,7 @@ def _render_group(
     elif vanished is not None and group.kind is Kind.TASK:
         if provable(group.blocked_on.code):  # a sleep or a read was never a candidate for a proof
             lines.append("  not proven stuck: something that could still run could reach what it waited on")
-    elif proofs_tried and not group.blocked_on.is_running and group.kind is not Kind.PROCESS:
+    elif proofs_tried and provable(group.blocked_on.code):  # a sleep or a trio wait was never a candidate
         lines.append("  blocked, may still be woken: something that may still run can reach what it waits on")
     if vanished is not None:
         lines.append(f"  then: {vanished}")

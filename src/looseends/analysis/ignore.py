@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from looseends.analysis.glob import glob_match
-from looseends.model import Kind, Unit
+from looseends.model import PAUSED, Kind, Unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +142,11 @@ GO_IGNORES: tuple[IgnoreRule, ...] = (
 
 # Runtime and framework helpers that are not the program's leaks. Each says why it is here.
 BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
+    # A task of an event loop that was paused while the check looked (model.PAUSED) cannot be judged:
+    # claim nothing about it.
+    IgnoreRule(
+        "tasks of an event loop paused during the check", lambda unit: PAUSED in unit.blocked_on.detail
+    ),
     # looseends' own inspection endpoint (looseends.serve), for as long as the program serves it.
     ignore_name("looseends-http", "looseends-http-request"),
     # pytest-xdist talks to its controller through execnet's I/O threads for the whole session.
@@ -150,7 +155,10 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     IgnoreRule("debugger threads (pydevd)", _module_prefix("pydevd", "_pydevd", "_pydev_")),
     # anyio's pytest plugin runs every test through one long-lived runner task per event loop; the
     # loop's shutdown cancels it by design.
-    ignore_any_function("anyio._backends._asyncio.TestRunner._run_tests_and_fixtures"),
+    ignore_any_function(
+        "anyio._backends._asyncio.TestRunner._run_tests_and_fixtures",
+        "anyio._backends._trio.TestRunner._run_tests_and_fixtures",
+    ),
     # multiprocessing starts one resource tracker (and, with that start method, one forkserver) per
     # program, on first use, and keeps it until exit: infrastructure, not the first user's leak.
     ignore_command("*multiprocessing.resource_tracker*", "*multiprocessing.forkserver*"),

@@ -9,8 +9,9 @@ the same algorithm runs under `time.sleep` and under `await asyncio.sleep` witho
 from __future__ import annotations
 
 import gc
+import sys
 import time
-from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -235,12 +236,27 @@ def run_sync(steps: Generator[float, None, T], *, _sleep: Callable[[float], None
 
 
 async def run_async(steps: Generator[float, None, T]) -> T:
-    """Drive a settle generator with `await asyncio.sleep`, so the event loop keeps running."""
-    import asyncio
-
+    """Drive a settle generator with the running event loop's sleep (asyncio's or uvloop's, or trio's),
+    so the loop keeps running while the check waits."""
+    sleep = _loop_sleep()
     while True:
         try:
             delay = next(steps)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        await asyncio.sleep(delay)
+        await sleep(delay)
+
+
+def _loop_sleep() -> Callable[[float], Awaitable[None]]:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        trio = sys.modules.get("trio")  # never imported here: only a program running trio has it
+        if trio is not None and trio.lowlevel.in_trio_task():
+            return trio.sleep  # type: ignore[no-any-return]
+        raise RuntimeError(
+            "looseends: an async check needs a running asyncio (or uvloop) or trio event loop"
+        ) from None
+    return asyncio.sleep

@@ -22,6 +22,7 @@ from looseends.sources._tracking import creation_mark, is_tracking
 from looseends.sources.processes import ProcessSource
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
+from looseends.sources.trio_tasks import TrioTaskSource
 
 
 class Source(Protocol):
@@ -30,7 +31,7 @@ class Source(Protocol):
     def read(self, *, detail: bool = True) -> Sequence[Unit]: ...
 
 
-DEFAULT_SOURCES: tuple[Source, ...] = (ThreadSource(), TaskSource(), ProcessSource())
+DEFAULT_SOURCES: tuple[Source, ...] = (ThreadSource(), TaskSource(), TrioTaskSource(), ProcessSource())
 
 
 def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:

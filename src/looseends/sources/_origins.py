@@ -132,6 +132,19 @@ _getframemodulename: Callable[[int], str | None] = getattr(sys, "_getframemodule
 _task_site = _task_site_by_module if hasattr(sys, "_getframemodulename") else _task_site_by_frames
 
 
+def task_record(partner: object, creator: str | None, skip: int) -> Record:
+    """A task of another event loop (trio), recorded as asyncio's are: the creating line found by walking
+    out of library code from the `skip`-th caller, two of its callers, the creating task's name."""
+    return (
+        id(partner),
+        _cpython.current_thread_name() or _get_ident(),
+        creator,
+        _monotonic(),
+        _tracking.current_label(),
+        *_task_site(skip + 1),
+    )
+
+
 def to_origin(record: Record) -> Origin:
     thread, task_name, created_at, during = record[1:HEAD]
     locations = record[HEAD:]

@@ -150,8 +150,8 @@ class tracking:
                 stack.close()
 
 
-# Modules whose arrival calls for the late installers (a loop class to wrap), while tracking is on.
-LATE_MODULES = frozenset({"uvloop"})
+# Modules whose arrival calls for the late installers (a loop class or a run to wrap), while tracking is on.
+LATE_MODULES = frozenset({"uvloop", "trio"})
 
 
 def _after_late_import() -> None:

@@ -191,6 +191,36 @@ def _sleep_delay(frame: types.FrameType) -> tuple[str, Detail]:
     return (f"{delay} s", {"delay": delay}) if isinstance(delay, int | float) else ("", {})
 
 
+def _local_seconds(name: str) -> Describer:
+    def describe(frame: types.FrameType) -> tuple[str, Detail]:
+        seconds = frame_locals(frame).get(name)
+        return (f"{seconds:g} s", {"delay": seconds}) if isinstance(seconds, int | float) else ("", {})
+
+    return describe
+
+
+def _channel_state(container: str, *, full: bool) -> Describer:
+    """A trio channel's (or anyio stream's) buffer, from its shared state, read without running it."""
+
+    def describe(frame: types.FrameType) -> tuple[str, Detail]:
+        state = read_attr(_self(frame), "_state")
+        size = builtin_len(read_attr(state, container))
+        limit = read_attr(state, "max_buffer_size")
+        senders = read_attr(state, "open_send_channels")
+        detail: Detail = {}
+        if isinstance(limit, int | float) and limit != float("inf"):
+            detail["max_buffer_size"] = limit
+        if size is not None:
+            detail["size"] = size
+        if not full and isinstance(senders, int):
+            detail["open_senders"] = senders
+        words = "buffer full" if full else "buffer empty"
+        facts = ", ".join(f"{k}={v}" for k, v in detail.items())
+        return (f"{words}, {facts}" if facts else words), detail
+
+    return describe
+
+
 # The registry -----------------------------------------------------------------------------------------
 
 # Waits written in Python, keyed by (module, qualified name) of the frame that does the waiting; a
@@ -262,6 +292,34 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
     ),
     ("asyncio.base_events", "Server.serve_forever"): Wait("asyncio.server", "asyncio Server.serve_forever"),
     ("asyncio.taskgroups", "TaskGroup.__aexit__"): Wait("asyncio.taskgroup", "asyncio.TaskGroup exit"),
+    # trio: the frames of a trio task's await chain (anyio on trio ends in these too).
+    ("trio._timeouts", "sleep"): Wait("trio.sleep", "trio.sleep", _local_seconds("seconds")),
+    ("trio._timeouts", "sleep_until"): Wait("trio.sleep", "trio.sleep_until"),
+    ("trio._timeouts", "sleep_forever"): Wait("trio.sleep_forever", "trio.sleep_forever"),
+    ("trio._sync", "Event.wait"): Wait("trio.event.wait", "trio.Event.wait"),
+    ("trio._sync", "_LockImpl.acquire"): Wait("trio.lock.acquire", "trio.Lock.acquire"),
+    ("trio._sync", "Semaphore.acquire"): Wait("trio.semaphore.acquire", "trio.Semaphore.acquire"),
+    ("trio._sync", "CapacityLimiter.acquire"): Wait("trio.semaphore.acquire", "trio.CapacityLimiter.acquire"),
+    ("trio._sync", "Condition.wait"): Wait("trio.condition.wait", "trio.Condition.wait"),
+    ("trio._channel", "MemorySendChannel.send"): Wait(
+        "trio.channel.send", "trio MemorySendChannel.send", _channel_state("data", full=True)
+    ),
+    ("trio._channel", "MemoryReceiveChannel.receive"): Wait(
+        "trio.channel.receive", "trio MemoryReceiveChannel.receive", _channel_state("data", full=False)
+    ),
+    ("trio._core._io_epoll", "EpollIOManager.wait_readable"): Wait("trio.io", "trio wait_readable"),
+    ("trio._core._io_epoll", "EpollIOManager.wait_writable"): Wait("trio.io", "trio wait_writable"),
+    ("trio._core._io_kqueue", "KqueueIOManager.wait_readable"): Wait("trio.io", "trio wait_readable"),
+    ("trio._core._io_kqueue", "KqueueIOManager.wait_writable"): Wait("trio.io", "trio wait_writable"),
+    ("trio._core._run", "NurseryManager.__aexit__"): Wait("trio.nursery", "trio nursery exit"),
+    ("anyio.streams.memory", "MemoryObjectSendStream.send"): Wait(
+        "anyio.stream.send", "anyio MemoryObjectSendStream.send", _channel_state("buffer", full=True)
+    ),
+    ("anyio.streams.memory", "MemoryObjectReceiveStream.receive"): Wait(
+        "anyio.stream.receive",
+        "anyio MemoryObjectReceiveStream.receive",
+        _channel_state("buffer", full=False),
+    ),
 }
 
 # Waits inside C, keyed by the qualified name `_ccall` gives for the call; a primitive is its receiver.
