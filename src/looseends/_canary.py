@@ -21,6 +21,7 @@ from looseends.model import Unit
 from looseends.sources import DEFAULT_SOURCES, Source, take_snapshot
 
 DEADLINE = 5.0
+EVENT_WAITS = ("event.wait", "gevent.event.wait")  # threading.Event, or gevent's under monkey-patching
 THREAD_NAME = "looseends-canary"
 TASK_NAME = "looseends-canary-task"
 
@@ -75,7 +76,7 @@ def canary(sources: Sequence[Source] = DEFAULT_SOURCES) -> list[str]:
         runner.start()
         ready.wait(DEADLINE)
         units = _settled_look(sources)
-        if not any(u.name == THREAD_NAME and u.blocked_on.code == "event.wait" for u in units):
+        if not any(u.name == THREAD_NAME and u.blocked_on.code in EVENT_WAITS for u in units):
             missing.append("threads are not seen (or not what they wait on)")
         if not any(u.name == TASK_NAME and u.blocked_on.code == "asyncio.event.wait" for u in units):
             missing.append("asyncio tasks are not seen (or not what they wait on)")

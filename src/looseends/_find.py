@@ -17,7 +17,15 @@ from looseends.errors import LeakError
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
-from looseends.sources import DEFAULT_SOURCES, Source, _vanished, identities, take_snapshot, trio_tasks
+from looseends.sources import (
+    DEFAULT_SOURCES,
+    Source,
+    _vanished,
+    greenlets,
+    identities,
+    take_snapshot,
+    trio_tasks,
+)
 from looseends.sources._vanished import destroyed_units
 
 
@@ -57,9 +65,9 @@ def _me() -> frozenset[tuple[object, ...]]:
         task = None
     if task is not None:
         keys.add(("task", id(task)))
-    trio_task = trio_tasks.current_task_key()
-    if trio_task is not None:
-        keys.add(trio_task)
+    for key in (trio_tasks.current_task_key(), greenlets.current_key()):
+        if key is not None:
+            keys.add(key)
     return frozenset(keys)
 
 

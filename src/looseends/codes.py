@@ -101,6 +101,16 @@ CODES: Mapping[str, Code] = _table(
     Code(
         "anyio.stream.receive", "anyio memory object stream receive on an empty stream", "abandoned-receiver"
     ),
+    # gevent greenlets (and threads, under monkey-patching). None is provable: proofs do not walk greenlets.
+    Code("gevent.sleep", "gevent.sleep (time.sleep under monkey-patching)", "loop-never-stopped"),
+    Code("gevent.queue.put", "gevent Queue.put (queue.Queue under monkey-patching)", "forgotten-sender"),
+    Code("gevent.queue.get", "gevent Queue.get (queue.Queue under monkey-patching)", "abandoned-receiver"),
+    Code("gevent.queue.join", "gevent Queue.join: waiting for task_done() calls"),
+    Code("gevent.event.wait", "gevent Event.wait (threading.Event under monkey-patching)", "event-never-set"),
+    Code("gevent.result.get", "gevent AsyncResult.get or wait: a result nobody sets", "event-never-set"),
+    Code("gevent.lock.acquire", "gevent Semaphore or Lock acquire (threading.Lock under monkey-patching)"),
+    Code("gevent.join", "waiting for another greenlet to finish", "wait-on-stuck-unit"),
+    Code("gevent.wait", "a greenlet suspended in gevent, in a wait looseends does not recognise"),
     # Child processes.
     Code("process.running", "a child process still running (or stopped)", "child-never-stopped"),
     Code("process.zombie", "a child process that exited and was never waited for", "zombie"),

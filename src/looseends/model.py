@@ -27,6 +27,7 @@ class Kind(enum.StrEnum):
     TASK = "task"
     PROCESS = "process"
     GOROUTINE = "goroutine"
+    GREENLET = "greenlet"
 
 
 @functools.cache

@@ -16,7 +16,7 @@ DEFAULT_TIMEOUT = 0.5
 # A unit in a wait with a timeout may come back by itself: it gets until its timeout expires, within
 # this much more than `timeout` (by default as much again, at most MAX_EXTENSION).
 MAX_EXTENSION = 3.0
-DEFAULT_KINDS = frozenset({Kind.THREAD, Kind.TASK, Kind.PROCESS})
+DEFAULT_KINDS = frozenset({Kind.THREAD, Kind.TASK, Kind.PROCESS, Kind.GREENLET})
 
 
 @dataclass(frozen=True, slots=True)

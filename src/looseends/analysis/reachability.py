@@ -5,11 +5,11 @@ argument in full. Only a unit waiting, untimed, on an in-process primitive (queu
 Condition, Semaphore, Barrier, SimpleQueue, an asyncio primitive, Future or task) whose state says the
 wait still cannot end is a candidate. Everything else that may run is a root: module globals, the frames
 of every other thread (running, sleeping, in I/O or select: an idle event loop's thread reaches its whole
-loop), every other pending task. From the roots the walk follows the collector's references, never
-through a candidate's own frames and coroutines, nor the call a thread was started with (its target and
-arguments: like a goroutine's function, only the thread itself uses them), nor threading's registry of
-all threads. A candidate whose primitive is reached may be woken: its objects join the roots, to a fixed
-point. The candidates left are stuck forever.
+loop), every other pending task, every trio task and suspended greenlet. From the roots the walk
+follows the collector's references, never through a candidate's own frames and coroutines, nor the call
+a thread was started with (its target and arguments: like a goroutine's function, only the thread itself
+uses them), nor threading's registry of all threads. A candidate whose primitive is reached may be
+woken: its objects join the roots, to a fixed point. The candidates left are stuck forever.
 
 The walk runs while other threads run, so a caller confirms a proof on two looks (analysis.settle).
 Free-threaded builds running without the GIL get no proofs. References held by C code and not shown to
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from looseends import _cpython
 from looseends.model import Kind, Unit, is_own_file
+from looseends.sources import greenlets, trio_tasks
 from looseends.sources._frames import coroutine_frames, frame_locals, to_frame, walk_back
 from looseends.sources._waits import find_wait, primitive_of
 
@@ -251,7 +252,7 @@ def _frame_referents(frame: types.FrameType) -> list[object]:
 
 def _roots(candidates: list[_Candidate], excluded: set[int]) -> list[object]:
     """Module namespaces, the frames of every thread that is not a candidate (ours from the caller's frame
-    on), and every pending task that is not one."""
+    on), every pending task that is not one, every trio task and every suspended greenlet."""
     roots: list[object] = [module for module in list(sys.modules.values()) if module is not None]
     me = threading.get_ident()
     for ident, top in sys._current_frames().items():
@@ -262,6 +263,8 @@ def _roots(candidates: list[_Candidate], excluded: set[int]) -> list[object]:
     roots.extend(
         task for task in _cpython.all_tasks() if id(task) not in blocked and not _cpython.task_done(task)
     )
+    roots.extend(trio_tasks.live_tasks())  # never candidates: trio and gevent waits are not provable
+    roots.extend(greenlets.suspended_frames())
     return roots
 
 

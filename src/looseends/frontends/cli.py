@@ -193,7 +193,9 @@ def parser() -> argparse.ArgumentParser:
     dump.add_argument(
         "--debug", type=int, choices=(1, 2), default=1, help="1: grouped (default); 2: every unit"
     )
-    dump.add_argument("--kind", help="only these kinds: thread, task, process (comma-separated)")
+    dump.add_argument(
+        "--kind", help="only these kinds: thread, task, process, greenlet, goroutine (comma-separated)"
+    )
     dump.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob (queue.*)")
     dump.add_argument("--proven", action="store_true", help="only units proven stuck forever")
     dump.add_argument("--token", help="the endpoint's token, if it has one")

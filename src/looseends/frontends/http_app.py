@@ -42,7 +42,7 @@ INDEX = """looseends: live threads, asyncio tasks and child processes of this pr
   dump                      grouped dump with counts (like pprof goroutine?debug=1)
   dump?debug=2              every unit in full: state, blocked-on, age, created by
   dump?format=json          the same as JSON (looseends.report schema, version 1)
-  dump?kind=task            only tasks (thread, task, process; comma-separated)
+  dump?kind=task            only tasks (thread, task, process, greenlet; comma-separated)
   dump?blocked_on=queue.*   only units whose blocked-on code matches the glob
   dump?proven=1             only units proven stuck forever (like /debug/pprof/goroutineleak)
 """

@@ -17,8 +17,9 @@ from typing import Protocol
 
 from looseends import _cpython
 from looseends.model import Snapshot, Unit
-from looseends.sources import _origins, _shutdown, _spawns, _vanished  # noqa: F401 - each registers its tracking
+from looseends.sources import _origins, _shutdown, _spawns, _vanished, greenlets  # noqa: F401 - each registers its tracking
 from looseends.sources._tracking import creation_mark, is_tracking
+from looseends.sources.greenlets import GreenletSource
 from looseends.sources.processes import ProcessSource
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
@@ -31,7 +32,13 @@ class Source(Protocol):
     def read(self, *, detail: bool = True) -> Sequence[Unit]: ...
 
 
-DEFAULT_SOURCES: tuple[Source, ...] = (ThreadSource(), TaskSource(), TrioTaskSource(), ProcessSource())
+DEFAULT_SOURCES: tuple[Source, ...] = (
+    ThreadSource(_active=greenlets.threads_by_os_ident),  # gevent's patched threading: the OS ident too
+    TaskSource(),
+    TrioTaskSource(),
+    GreenletSource(),
+    ProcessSource(),
+)
 
 
 def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:

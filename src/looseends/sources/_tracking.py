@@ -151,7 +151,7 @@ class tracking:
 
 
 # Modules whose arrival calls for the late installers (a loop class or a run to wrap), while tracking is on.
-LATE_MODULES = frozenset({"uvloop", "trio"})
+LATE_MODULES = frozenset({"uvloop", "trio", "gevent"})
 
 
 def _after_late_import() -> None:

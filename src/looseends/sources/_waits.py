@@ -312,6 +312,7 @@ PYTHON_WAITS: Mapping[tuple[str, str], Wait] = {
     ("trio._core._io_kqueue", "KqueueIOManager.wait_readable"): Wait("trio.io", "trio wait_readable"),
     ("trio._core._io_kqueue", "KqueueIOManager.wait_writable"): Wait("trio.io", "trio wait_writable"),
     ("trio._core._run", "NurseryManager.__aexit__"): Wait("trio.nursery", "trio nursery exit"),
+    ("gevent.hub", "sleep"): Wait("gevent.sleep", "gevent.sleep", _local_seconds("seconds")),
     ("anyio.streams.memory", "MemoryObjectSendStream.send"): Wait(
         "anyio.stream.send", "anyio MemoryObjectSendStream.send", _channel_state("buffer", full=True)
     ),
@@ -344,6 +345,20 @@ C_WAITS: Mapping[str, Wait] = {
     "posix.read": Wait("io.read", "os.read"),
     "signal.pause": Wait("signal.wait", "signal.pause"),
     "signal.sigwait": Wait("signal.wait", "signal.sigwait"),
+    # gevent's compiled primitives (what threading's become under monkey-patching).
+    # (Queue's methods are SimpleQueue's: a call names the receiver's class, a target the defining one.)
+    "gevent._gevent_cqueue.Queue.put": Wait("gevent.queue.put", "gevent Queue.put"),
+    "gevent._gevent_cqueue.Queue.get": Wait("gevent.queue.get", "gevent Queue.get"),
+    "gevent._gevent_cqueue.SimpleQueue.put": Wait("gevent.queue.put", "gevent Queue.put"),
+    "gevent._gevent_cqueue.SimpleQueue.get": Wait("gevent.queue.get", "gevent Queue.get"),
+    "gevent._gevent_cqueue.Queue.join": Wait("gevent.queue.join", "gevent Queue.join"),
+    "gevent._gevent_cevent.Event.wait": Wait("gevent.event.wait", "gevent Event.wait"),
+    "gevent._gevent_cevent.AsyncResult.get": Wait("gevent.result.get", "gevent AsyncResult.get"),
+    "gevent._gevent_cevent.AsyncResult.wait": Wait("gevent.result.get", "gevent AsyncResult.wait"),
+    "gevent._gevent_c_semaphore.Semaphore.acquire": Wait("gevent.lock.acquire", "gevent Semaphore.acquire"),
+    "gevent._gevent_c_semaphore.BoundedSemaphore.acquire": Wait("gevent.lock.acquire", "gevent Lock.acquire"),
+    "gevent._gevent_cgreenlet.Greenlet.join": Wait("gevent.join", "gevent Greenlet.join"),
+    "gevent._gevent_cgreenlet.Greenlet.get": Wait("gevent.join", "gevent Greenlet.get"),
 }
 SELECTOR_WAIT = Wait("selector.select", "selectors.select")
 

@@ -91,6 +91,11 @@ def _tasks(root: object) -> Iterator[object]:
         pending.extend(_children(task))
 
 
+def live_tasks() -> list[object]:
+    """Every task of every known run: for proofs, what they may still touch when they next run."""
+    return [task for root, _, _ in _live_roots() for task in _tasks(root)]
+
+
 def current_task_key() -> tuple[object, ...] | None:
     """The calling trio task's unit key (a checker never reports itself); None outside a trio task."""
     trio = _trio()
