@@ -9,7 +9,6 @@ import threading
 import weakref
 
 import looseends
-from looseends.sources import take_snapshot
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
 
@@ -73,7 +72,7 @@ def test_source_failures_are_reported_not_raised() -> None:
         def read(self, *, detail: bool = True) -> list[looseends.Unit]:
             raise RuntimeError("cannot read")
 
-    snapshot = take_snapshot([Broken(), ThreadSource()])
+    snapshot = looseends.snapshot(sources=[Broken(), ThreadSource()])
     assert snapshot.errors == ("could not read broken: RuntimeError: cannot read",)
     assert len(snapshot) >= 1
     assert "warning: could not read broken" in snapshot.render()

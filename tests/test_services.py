@@ -7,8 +7,8 @@ import threading
 import types
 
 import looseends
-from looseends.sources import services
-from looseends.sources.services import module_holding
+from looseends.analysis import services
+from looseends.analysis.services import module_holding
 
 from leakfixtures import Cleanup, wait_blocked
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import looseends
-from looseends.model import is_own_file
+from looseends._library import is_own_file
 
 from leakfixtures import DEADLINE, Cleanup, wait_blocked
 

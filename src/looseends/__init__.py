@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from looseends._check import check
 from looseends._find import find, find_async, snapshot, verify_none
+from looseends._library import my_packages
 from looseends._version import __version__
 from looseends.analysis.group import Group
 from looseends.analysis.ignore import (
@@ -27,7 +28,7 @@ from looseends.analysis.ignore import (
 from looseends.analysis.patterns import Pattern
 from looseends.errors import DumpParseError, LeakError, LooseEndsError, LooseEndsWarning, OptionError
 from looseends.frontends.unittest_support import LeakCheckMixin
-from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit, my_packages
+from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 from looseends.redact import redact
 from looseends.report import Report
 from looseends.sources._tracking import Tracking, track

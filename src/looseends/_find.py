@@ -16,7 +16,7 @@ from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_
 from looseends.errors import LeakError
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options, build_options
-from looseends.report import Report
+from looseends.report import Dump, Report
 from looseends.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -29,7 +29,7 @@ from looseends.sources import (
 from looseends.sources._vanished import destroyed_units
 
 
-def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Snapshot:
+def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Dump:
     """Every live thread, task and process now: `print(looseends.snapshot())` is a grouped dump.
 
     With `proven_only`, only the units reachability proves stuck forever (Go's goroutineleak profile),
@@ -43,7 +43,7 @@ def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool =
         taken, units=taken.units + tuple(destroyed_units()), errors=taken.errors + _canary.problems()
     )
     if not proven_only:
-        return taken
+        return Dump(taken.units, taken.taken_at, taken.errors)
     looks: list[Snapshot] = []
 
     def look() -> tuple[Unit, ...]:
@@ -53,7 +53,7 @@ def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool =
     found = confirmed_proofs(look, proofs)
     last = looks[-1]
     units = tuple(replace(unit, proof=found[unit.key]) for unit in last.units if unit.key in found)
-    return replace(last, units=units)
+    return Dump(units, last.taken_at, last.errors)
 
 
 def _me() -> frozenset[tuple[object, ...]]:

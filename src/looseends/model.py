@@ -8,16 +8,12 @@ locals alive; the only live link is an optional weak reference used to tell "the
 from __future__ import annotations
 
 import enum
-import functools
 import linecache
-import os
-import sys
-import sysconfig
 import weakref
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+from looseends._library import is_library_file, short_path
 
 
 class Kind(enum.StrEnum):
@@ -28,150 +24,6 @@ class Kind(enum.StrEnum):
     PROCESS = "process"
     GOROUTINE = "goroutine"
     GREENLET = "greenlet"
-
-
-@functools.cache
-def _library_prefixes() -> tuple[str, ...]:
-    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib")}
-    return tuple(os.path.join(os.path.realpath(p), "") for p in paths) + tuple(
-        os.path.join(p, "") for p in paths
-    )
-
-
-def is_own_file(filename: str) -> bool:
-    """True for looseends' own code, such as the wrappers that track creations."""
-    return filename.startswith(_PACKAGE_DIR)
-
-
-# Installed packages are libraries, like the standard library: their frames are folded in reports and
-# skipped when looking for the line that created a unit, so the user's own line shows. Packages the user
-# develops but installs (not in editable mode) are named here, or in LOOSEENDS_MY_PACKAGES (a,b,c).
-_mine: set[str] = {
-    name.strip() for name in os.environ.get("LOOSEENDS_MY_PACKAGES", "").split(",") if name.strip()
-}
-
-
-def my_packages(*names: str) -> None:
-    """Treat these installed top-level packages as the user's own code: shown in full, creation sites."""
-    _mine.update(names)
-    is_library_file.cache_clear()
-    installed_module.cache_clear()
-
-
-def _installed_package(filename: str) -> str | None:
-    """The top-level package of a file under site-packages (or dist-packages), else None."""
-    for marker in ("site-packages", "dist-packages"):
-        index = filename.find(marker + os.sep)
-        if index >= 0:
-            rest = filename[index + len(marker) + 1 :]
-            return rest.split(os.sep, 1)[0].removesuffix(".py")
-    return None
-
-
-@functools.lru_cache(maxsize=4096)
-def installed_module(name: str) -> bool:
-    """A module (by name) of an installed package that is not one of `my_packages`."""
-    top = name.partition(".")[0]
-    if top in _mine:
-        return False
-    module = sys.modules.get(top)
-    filename = getattr(module, "__file__", None) if module is not None else None
-    return isinstance(filename, str) and _installed_package(filename) is not None
-
-
-# Go's standard library, by the first element of its import paths (trimmed file names start with it).
-_GO_STD = frozenset(
-    (
-        "archive",
-        "bufio",
-        "builtin",
-        "bytes",
-        "cmp",
-        "compress",
-        "container",
-        "context",
-        "crypto",
-        "database",
-        "debug",
-        "embed",
-        "encoding",
-        "errors",
-        "expvar",
-        "flag",
-        "fmt",
-        "go",
-        "hash",
-        "html",
-        "image",
-        "index",
-        "internal",
-        "io",
-        "iter",
-        "log",
-        "maps",
-        "math",
-        "mime",
-        "net",
-        "os",
-        "path",
-        "plugin",
-        "reflect",
-        "regexp",
-        "runtime",
-        "slices",
-        "sort",
-        "strconv",
-        "strings",
-        "structs",
-        "sync",
-        "syscall",
-        "testing",
-        "text",
-        "time",
-        "unicode",
-        "unique",
-        "unsafe",
-        "vendor",
-        "weak",
-    )
-)
-
-
-def _is_go_std(filename: str) -> bool:
-    path = filename.split("/go/src/", 1)[-1]  # a GOROOT path, or a -trimpath one such as runtime/sema.go
-    return path.split("/", 1)[0] in _GO_STD
-
-
-@functools.lru_cache(maxsize=4096)
-def is_stdlib_file(filename: str) -> bool:
-    """True for Python's own standard library (and frozen modules), and looseends itself."""
-    if filename.startswith("<frozen ") or is_own_file(filename):
-        return True
-    return filename.startswith(_library_prefixes()) and "-packages" + os.sep not in filename
-
-
-@functools.lru_cache(maxsize=4096)
-def is_library_file(filename: str) -> bool:
-    """True for frames users did not write: the standard library (Python's or Go's), installed packages
-    (but `my_packages`), looseends itself."""
-    if filename.startswith("<frozen ") or is_own_file(filename):
-        return True
-    if filename.endswith((".go", ".s")):
-        return _is_go_std(filename)
-    package = _installed_package(filename)
-    if package is not None:
-        return package not in _mine
-    return filename.startswith(_library_prefixes())
-
-
-@functools.lru_cache(maxsize=4096)
-def short_path(filename: str) -> str:
-    """A path relative to the working directory when inside it, else as given: short and clickable."""
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if rel.startswith(os.pardir) else rel
 
 
 MAX_SOURCE = 300  # characters of a source line shown: enough for any line a person would read
@@ -336,14 +188,3 @@ class Snapshot:
 
     def __len__(self) -> int:
         return len(self.units)
-
-    def render(self, debug: int = 1) -> str:
-        """A dump of everything: grouped with counts (`debug=1`) or every unit in full (`debug=2`)."""
-        from looseends.report import Report  # the report is built on the model, not the reverse
-
-        return Report.from_units(self.units, now=self.taken_at, errors=self.errors).render(
-            full=debug >= 2, title="looseends dump"
-        )
-
-    def __str__(self) -> str:
-        return self.render()

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from looseends.analysis.ignore import BUILTIN_IGNORES, IgnoreRule, ignore_if
+from looseends.analysis.services import SERVICES
 from looseends.errors import OptionError
 from looseends.model import Kind, Unit
-from looseends.sources.services import SERVICES
 
 # goleak's settle budget is about 0.43 s; a little more lets a thread that exits 300 ms late go free.
 DEFAULT_TIMEOUT = 0.5

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from looseends._text import printable
 from looseends.analysis.group import Group, group_units
 from looseends.codes import provable
-from looseends.model import Frame, Kind, Unit
+from looseends.model import Frame, Kind, Snapshot, Unit
 
 MAX_GROUPS = 20
 MAX_LINE = 2000
@@ -148,6 +148,19 @@ class Report:
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+@dataclass(frozen=True, slots=True)
+class Dump(Snapshot):
+    """What `looseends.snapshot()` returns: a snapshot that renders itself, so `print()` shows a dump."""
+
+    def render(self, debug: int = 1) -> str:
+        """Grouped with counts (`debug=1`, like pprof) or every unit in full (`debug=2`)."""
+        report = Report.from_units(self.units, now=self.taken_at, errors=self.errors)
+        return report.render(full=debug >= 2, title="looseends dump")
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 def _by_design_line(units: Sequence[Unit]) -> str:

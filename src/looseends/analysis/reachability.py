@@ -27,7 +27,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from looseends import _cpython
-from looseends.model import Kind, Unit, is_own_file
+from looseends._library import is_own_file
+from looseends.model import Kind, Unit
 from looseends.sources import greenlets, trio_tasks
 from looseends.sources._frames import coroutine_frames, frame_locals, to_frame, walk_back
 from looseends.sources._waits import find_wait, primitive_of

@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from looseends._text import printable
-from looseends.analysis.selection import Selection, parse_kinds
 from looseends.errors import DumpParseError, LooseEndsError
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Growth
 from looseends.frontends.run import run_program
 from looseends.report import Report
 from looseends.report_json import report_from_dict
+from looseends.selection import Selection, parse_kinds
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
 from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile
 

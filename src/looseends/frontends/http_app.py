@@ -26,10 +26,10 @@ from urllib.parse import parse_qs
 
 from looseends._find import snapshot
 from looseends._text import printable
-from looseends.analysis.selection import Selection, parse_kinds
 from looseends.errors import OptionError
 from looseends.model import Snapshot
 from looseends.report import Report
+from looseends.selection import Selection, parse_kinds
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_QUERY = 1024  # characters: every legitimate query is far shorter

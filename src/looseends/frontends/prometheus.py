@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from looseends.analysis.selection import Selection
 from looseends.errors import LooseEndsError, OptionError
 from looseends.model import Frame, Snapshot, Unit, first_user_frame
+from looseends.selection import Selection
 from looseends.sources import take_snapshot
 from looseends.sources._vanished import destroyed_units
 

@@ -27,7 +27,8 @@ from contextlib import ExitStack
 from typing import Any
 
 from looseends import _cpython
-from looseends.model import Frame, Origin, installed_module, is_library_file, is_own_file
+from looseends._library import installed_module, is_library_file, is_own_file
+from looseends.model import Frame, Origin
 from looseends.sources import _tracking
 from looseends.sources._frames import module_of_file
 

@@ -30,7 +30,8 @@ from looseends._cpython import (
     lock_parked,
     read_attr,
 )
-from looseends.model import RUNNING, BlockedOn, is_library_file
+from looseends._library import is_library_file
+from looseends.model import RUNNING, BlockedOn
 from looseends.sources._ccall import called_object
 from looseends.sources._enclosing import in_loop
 from looseends.sources._frames import code_key, frame_locals

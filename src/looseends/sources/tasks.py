@@ -10,8 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 from looseends import _cpython
+from looseends._library import is_stdlib_file
 from looseends._safe import safe
-from looseends.model import BlockedOn, Kind, Unit, is_stdlib_file
+from looseends.model import BlockedOn, Kind, Unit
 from looseends.sources._enclosing import handles_cancellation
 from looseends.sources._frames import coroutine_frames, to_frame
 from looseends.sources._origins import task_origin

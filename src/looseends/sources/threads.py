@@ -10,7 +10,8 @@ import weakref
 from collections.abc import Callable, Mapping
 
 from looseends import _cpython
-from looseends.model import RUNNING, Kind, Unit, is_own_file
+from looseends._library import is_own_file
+from looseends.model import RUNNING, Kind, Unit
 from looseends.sources._frames import frame_locals, to_frame, walk_back
 from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
 from looseends.sources._waits import POOL_JOB, classify_or_running

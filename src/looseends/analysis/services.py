@@ -16,8 +16,9 @@ import time
 import types
 import weakref
 
+from looseends._library import is_stdlib_file
 from looseends.analysis.ignore import IgnoreRule
-from looseends.model import Kind, Unit, is_stdlib_file
+from looseends.model import Kind, Unit
 
 MAX_HOPS = 4  # module global -> object -> its __dict__ -> executor (-> a worker thread)
 MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the worst case
