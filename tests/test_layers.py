@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "looseends.model",
             "looseends.codes",
             "looseends.errors",
-            "looseends.redact",
+            "looseends._redaction",
             "looseends._text",
             "looseends._safe",
             "looseends._version",

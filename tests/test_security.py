@@ -220,7 +220,7 @@ def test_5_secrets_in_command_lines_and_thread_targets_are_masked(cleanup: Clean
 
 
 def test_5_extra_redaction_patterns() -> None:
-    from looseends.redact import _extra, redact_command
+    from looseends._redaction import _extra, redact_command
 
     before = list(_extra)
     try:

@@ -1,1 +1,1 @@
-"""Front ends: the ways users meet looseends (pytest, unittest; later the CLI and HTTP)."""
+"""Front ends: the ways users meet looseends (pytest, unittest, the command line, HTTP, signals, metrics)."""

@@ -15,8 +15,8 @@ from contextlib import ExitStack
 from typing import Any
 
 from looseends._cpython import read_attr
+from looseends._redaction import redact_command
 from looseends.model import Origin
-from looseends.redact import redact_command
 from looseends.sources import _tracking
 from looseends.sources._origins import Record, capture, to_origin
 
@@ -65,7 +65,7 @@ def _record(pid: object, command: object, spawner: str, skip: int) -> None:
 
 
 def command_text(command: object) -> str:
-    """A child's command line as reports show it: secrets masked (looseends.redact), cut short."""
+    """A child's command line as reports show it: secrets masked (looseends._redaction), cut short."""
     if isinstance(command, bytes):
         command = command.decode(errors="replace")
     if isinstance(command, str):

@@ -1,0 +1,320 @@
+"""The checking half of the pytest plugin: per-test checks, the session's ledger and end, the hang check.
+
+Loaded and registered only when the checks are on (`--looseends`, the ini, another looseends option, or
+a `looseends` marker on a collected test), so a run with the plugin off never imports the core. State
+lives in `config.stash`; each hook is a few lines that call `PluginState`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Generator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from looseends._ledger import Finding, Ledger
+from looseends._watch import Watch
+from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
+from looseends.analysis.settle import run_sync
+from looseends.errors import OptionError
+from looseends.frontends import unittest_support
+from looseends.frontends.pytest_failures import LeakFailure
+from looseends.frontends.pytest_fixtures import FixtureOwners
+from looseends.frontends.pytest_settings import Settings
+from looseends.model import Kind, Unit
+from looseends.options import Options, build_options
+from looseends.report import Report
+from looseends.sources import _shutdown, take_snapshot
+from looseends.sources._tracking import tracking
+
+SESSION_END = "session end"
+
+
+@dataclass
+class PluginState:
+    """Per-test checks, the session's ledger and end, the hang check at exit."""
+
+    settings: Settings
+    fixtures: FixtureOwners
+    ledger: Ledger = field(default_factory=Ledger)
+    active: bool = False  # the flag, or a marker on some collected test
+    exitstatus: int = 0
+    _session: Watch | None = None
+    _tests: dict[str, Watch] = field(default_factory=dict)
+    _labels: dict[str, ExitStack] = field(default_factory=dict)
+    _report_error: str = ""
+    # Ignore rules of tests whose marker or class added some: what they ignored is not the session's
+    # leak either.
+    _test_ignores: dict[str, tuple[IgnoreRule, ...]] = field(default_factory=dict)
+
+    # Tests ----------------------------------------------------------------------------------------
+
+    def item_options(self, item: pytest.Item) -> Options | None:
+        """This test's options, or None when it is not checked. A marker's options win over a
+        LeakCheckMixin class's `looseends_options`, which win over the command line and ini."""
+        marker = item.get_closest_marker("looseends")
+        mixin = _mixin_options(item)
+        if marker is None and (mixin is None or not self.settings.enabled):
+            return self.settings.options if self.settings.enabled and mixin is None else None
+        layers = [mixin or {}, dict(marker.kwargs) if marker is not None else {}]
+        kwargs = {**layers[0], **layers[1]}
+        if not kwargs.pop("enabled", True):
+            return None
+        base = self.settings.options
+        kwargs.pop("ignore", None)
+        where = f"the looseends marker on {item.nodeid}" if marker is not None else f"{item.nodeid}'s class"
+        try:
+            return build_options(
+                source=where,
+                timeout=kwargs.pop("timeout", base.timeout),
+                ignore=[*base.ignore, *(rule for layer in layers for rule in layer.get("ignore", ()))],
+                **kwargs,
+            )
+        except (OptionError, TypeError) as exc:
+            raise pytest.UsageError(f"looseends: {exc}") from None
+
+    def begin_test(self, item: pytest.Item) -> None:
+        options = self.item_options(item)
+        if options is None:
+            if self._session is not None:  # unchecked, but what it starts still says during which test
+                labelled = self._labels[item.nodeid] = ExitStack()
+                labelled.enter_context(tracking(item.nodeid))
+            return
+        watch = Watch(options, item.nodeid)
+        watch.start()
+        self._tests[item.nodeid] = watch
+        if options.ignore != self.settings.options.ignore:
+            self._test_ignores[item.nodeid] = options.ignore
+        if _mixin_options(item) is not None:  # the plugin checks it: the mixin stands aside
+            unittest_support.checked_elsewhere.add(_unittest_id(item))
+
+    def end_test(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        labelled = self._labels.pop(item.nodeid, None)
+        if labelled is not None:
+            labelled.close()
+        failures = [
+            LeakFailure.of(
+                finding.report,
+                f"{finding.owner} (torn down after this test) leaked",
+                f"{finding.owner} left {finding.report.kinds_text()} running (torn down after this test)",
+            )
+            for finding in self.fixtures.end_test()
+        ]
+        watch = self._tests.pop(item.nodeid, None)
+        unittest_support.checked_elsewhere.discard(_unittest_id(item))
+        if watch is not None:
+            try:
+                leaks = run_sync(watch.verdict(also_ignore=self.fixtures.owned))
+            finally:
+                watch.stop()
+            failures[:0] = self._test_leaks(item, report, leaks)
+        if not failures:
+            return
+        if report.failed:  # teardown already failed: its own error stays the headline
+            report.sections.extend(("looseends", str(failure)) for failure in failures)
+            return
+        report.outcome = "failed"
+        report.longrepr = LeakFailure.joined(failures)  # type: ignore[assignment]
+
+    def _test_leaks(self, item: pytest.Item, report: pytest.TestReport, leaks: Report) -> list[LeakFailure]:
+        """The test's own leaks as teardown failures (none when allowed, warn-only or clean)."""
+        if not leaks:
+            return []
+        allow = item.get_closest_marker("looseends_allow")
+        reason = _allow_reason(allow, item) if allow is not None else None
+        failing = reason is None and not self.settings.warn_only
+        self.ledger.add(Finding(item.nodeid, leaks, reason, self.settings.warn_only, shown=failing))
+        if not failing:
+            report.sections.append(("looseends", leaks.render()))
+            return []
+        return [LeakFailure.of(leaks, "leaked")]
+
+    # Session --------------------------------------------------------------------------------------
+
+    def begin_session(self) -> None:
+        if self.settings.enabled:
+            self._session = Watch(self.settings.options, None)
+            self._session.start()
+
+    def end_session(self, session: pytest.Session) -> None:
+        if self._session is not None:
+            seen = {unit.key for unit in self.ledger.units() + self.ledger.units(allowed=True)}
+            known = self._ignored_by_test
+            leaks = run_sync(self._session.verdict(also_ignore=lambda unit: unit.key in seen or known(unit)))
+            self._session.stop()
+            self._session = None
+            self.ledger.add(Finding(SESSION_END, leaks, None, self.settings.warn_only))
+        if _is_xdist_worker(session.config):
+            session.config.workeroutput["looseends"] = self.ledger.to_dict()  # type: ignore[attr-defined]
+            return
+        if self.ledger.failing and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.exitstatus = int(session.exitstatus)
+        if self.settings.report_path is not None:
+            try:
+                self.settings.report_path.write_text(self.ledger.to_json())
+            except OSError as exc:  # checked at start; the disk can still fill up or vanish
+                self._report_error = f"could not write --looseends-report: {exc}"
+
+    def _ignored_by_test(self, unit: Unit) -> bool:
+        during = unit.origin.during if unit.origin is not None else None
+        rules = self._test_ignores.get(during) if during is not None else None
+        return rules is not None and any(rule(unit) for rule in rules)
+
+    def summary(self, terminal: Any) -> None:
+        if self.ledger.findings:
+            terminal.write_sep("=", "looseends: what the tests left running")
+            terminal.write_line(self.ledger.render())
+        if self._report_error:
+            terminal.write_line(f"looseends: {self._report_error}", red=True)
+
+    def at_exit(self, config: pytest.Config) -> None:
+        """Say once which non-daemon threads would make the interpreter hang, with the way out; exit if
+        asked to. Threads already reported as a test's leaks are named, not reported again."""
+        if not self.active or _is_xdist_worker(config):
+            return
+        keeping = _non_daemon_threads()
+        if not keeping:
+            return
+        reported = {unit.key: f.owner for f in self.ledger.findings for unit in f.report.units}
+        owners = sorted({reported[unit.key] for unit in keeping if unit.key in reported})
+        threads = "1 non-daemon thread" if len(keeping) == 1 else f"{len(keeping)} non-daemon threads"
+        names = ", ".join(sorted({unit.name for unit in keeping})[:8])
+        lines = [
+            f"looseends: pytest cannot exit: {threads} will not stop ({names})"
+            + (f"; reported above for {', '.join(owners)}" if owners else "")
+        ]
+        unreported = [unit for unit in keeping if unit.key not in reported]
+        if unreported:
+            lines.append(Report.from_units(unreported).render())
+        if self.settings.force_exit:
+            lines.append("--looseends-force-exit: exiting anyway")
+        else:
+            lines.append(
+                "fix: stop each where it is started (or make it a daemon thread); meanwhile "
+                "--looseends-force-exit ends the run anyway, with its exit status"
+            )
+        print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+        if self.settings.force_exit:
+            sys.stdout.flush()
+            os._exit(self.exitstatus or pytest.ExitCode.TESTS_FAILED)
+
+
+def _mixin_options(item: pytest.Item) -> dict[str, Any] | None:
+    """A LeakCheckMixin test's `looseends_options` (a copy), or None for any other test."""
+    cls = getattr(item, "cls", None)
+    if isinstance(cls, type) and issubclass(cls, unittest_support.LeakCheckMixin):
+        return dict(cls.looseends_options)
+    return None
+
+
+def _unittest_id(item: pytest.Item) -> str:
+    """What `TestCase.id()` says for this item: module.Class.method."""
+    cls = getattr(item, "cls", None)
+    return f"{cls.__module__}.{cls.__qualname__}.{item.name}" if isinstance(cls, type) else item.nodeid
+
+
+def _allow_reason(marker: pytest.Mark, item: pytest.Item) -> str:
+    reason = marker.kwargs.get("reason", marker.args[0] if marker.args else None)
+    if not isinstance(reason, str) or not reason.strip():
+        raise pytest.UsageError(
+            f"looseends: the looseends_allow marker on {item.nodeid} needs reason='why it leaks'"
+        )
+    return reason
+
+
+def _non_daemon_threads() -> list[Unit]:
+    """Threads the interpreter will wait for at exit. Idle pool workers are not among them:
+    concurrent.futures' exit hook wakes and joins them; a worker inside a job that does not return is."""
+    main, me = threading.main_thread().ident, threading.get_ident()
+    return [
+        unit
+        for unit in take_snapshot().units
+        if unit.kind is Kind.THREAD
+        and unit.daemon is False
+        and unit.ident not in (main, me)
+        and not idle_pool_worker(unit)
+    ]
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+class ChecksPlugin:
+    """The hooks that do the checking, registered only once the checks are on (pytest_plugin.activate)."""
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        settings = Settings.from_config(config)
+        state = PluginState(settings, FixtureOwners(settings.options, settings.warn_only))
+        state.active = settings.enabled
+        if settings.force_exit:  # it will not wait for stuck threads at exit: nor at a loop's close
+            _shutdown.leave_stuck_jobs[0] = True
+            config.add_cleanup(lambda: _shutdown.leave_stuck_jobs.__setitem__(0, False))
+        config.stash[STATE] = state
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        session.config.stash[STATE].begin_session()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        item.config.stash[STATE].begin_test(item)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, Any, Any]:
+        fixtures = request.config.stash[STATE].fixtures
+        started = fixtures.begin_setup(fixturedef)
+        try:
+            return (yield)
+        finally:
+            fixtures.end_setup(fixturedef, started)
+
+    def pytest_fixture_post_finalizer(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> None:
+        state = request.config.stash[STATE]
+        finding = state.fixtures.finalized(fixturedef)
+        if finding is not None:
+            state.ledger.add(finding)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when == "teardown":
+            item.config.stash[STATE].end_test(item, report)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        session.config.stash[STATE].end_session(session)
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        config.stash[STATE].summary(terminalreporter)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if STATE in config.stash:
+            config.stash[STATE].at_exit(config)
+
+
+def merge_worker(config: pytest.Config, data: Any) -> None:
+    """xdist controller: fold one worker's findings into the session's ledger."""
+    config.stash[STATE].ledger.merge(data)
+
+
+def mark_active(config: pytest.Config) -> None:
+    """A collected test carries the looseends marker: wider fixtures are owned, the hang check runs."""
+    config.stash[STATE].active = True

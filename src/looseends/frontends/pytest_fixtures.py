@@ -1,0 +1,86 @@
+"""Fixture ownership: units started while a wider-scoped fixture is set up are that fixture's.
+
+They are never blamed on the test that happened to trigger the setup; they are checked when the fixture
+is torn down, and a leak then fails the teardown of the test during which that happened, under the
+fixture's name (so pytest's counts and exit status agree with the report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from looseends._find import settle_steps, to_report
+from looseends._ledger import Finding
+from looseends._watch import Watch
+from looseends.analysis.baseline import ignore_current
+from looseends.analysis.settle import run_sync
+from looseends.model import Snapshot, Unit
+from looseends.options import Options
+from looseends.sources import take_snapshot
+
+
+@dataclass
+class FixtureOwnership:
+    """Units started while one wider-scoped fixture was being set up."""
+
+    label: str
+    units: dict[object, Unit]
+
+    def owns(self, unit: Unit) -> bool:
+        owned = self.units.get(unit.key)
+        return owned is not None and owned.same_object(unit)
+
+
+@dataclass
+class FixtureOwners:
+    """Every live wider fixture's units, and the findings of those torn down during the current test."""
+
+    options: Options
+    warn_only: bool
+    _live: dict[int, FixtureOwnership] = field(default_factory=dict)
+    # Torn down during the current test's teardown: their units are still not the test's.
+    _retired: dict[int, FixtureOwnership] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    def begin_setup(self, fixturedef: pytest.FixtureDef[Any]) -> tuple[Watch, Snapshot] | None:
+        if fixturedef.scope == "function":  # a function fixture's units are its test's
+            return None
+        label = f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope)"
+        watch = Watch(self.options, label)  # only for its tracking label
+        watch.start()
+        return watch, take_snapshot(detail=False)
+
+    def end_setup(self, fixturedef: pytest.FixtureDef[Any], started: tuple[Watch, Snapshot] | None) -> None:
+        if started is None:
+            return
+        watch, before = started
+        watch.stop()
+        known = ignore_current(before)
+        new = {u.key: u for u in take_snapshot(detail=False).units if not known(u)}
+        if new:
+            self._live[id(fixturedef)] = FixtureOwnership(watch.label or fixturedef.argname, new)
+
+    def owned(self, unit: Unit) -> bool:
+        return any(o.owns(unit) for o in (*self._live.values(), *self._retired.values()))
+
+    def finalized(self, fixturedef: pytest.FixtureDef[Any]) -> Finding | None:
+        """The fixture was torn down: settle its units, and say what it left running."""
+        ownership = self._live.pop(id(fixturedef), None)
+        if ownership is None:
+            return None
+        self._retired[id(fixturedef)] = ownership
+        settled = run_sync(settle_steps(self.options, only=ownership.owns))
+        report = to_report(settled, self.options)
+        finding = Finding(ownership.label, report, None, self.warn_only, shown=not self.warn_only)
+        self.findings.append(finding)
+        return finding
+
+    def end_test(self) -> list[Finding]:
+        """The findings that fail this test's teardown; the retired fixtures are forgotten."""
+        failing = [f for f in self.findings if f.report and not f.warn_only]
+        self.findings.clear()
+        self._retired.clear()
+        return failing
