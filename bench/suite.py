@@ -69,7 +69,7 @@ def _make_suite(root: Path, files: int, *, pyleak: bool = False) -> None:
         (root / f"test_generated_{index}.py").write_text(source)
 
 
-def _run(root: Path, *args: str) -> float:
+def run_pytest(root: Path, *args: str) -> float:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.perf_counter()
@@ -82,7 +82,7 @@ def _run(root: Path, *args: str) -> float:
     return elapsed
 
 
-def _instructions(root: Path, *args: str) -> int:
+def count_instructions(root: Path, *args: str) -> int:
     """Instructions one pytest run executes, counted by valgrind: unlike wall time on a shared VM
     (identical runs differ by 15 %), the same run gives the same count to a fraction of a percent."""
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
@@ -107,8 +107,10 @@ def instructions_per_test() -> tuple[str, dict[str, float]] | None:
         for files in sizes:
             root = Path(tmp) / f"suite{files}"
             _make_suite(root, files)
-            counts["plain pytest"].append(_instructions(root, "-p", "no:looseends", "-p", "no:threadleak"))
-            counts["--looseends"].append(_instructions(root, "--looseends", "-p", "no:threadleak"))
+            counts["plain pytest"].append(
+                count_instructions(root, "-p", "no:looseends", "-p", "no:threadleak")
+            )
+            counts["--looseends"].append(count_instructions(root, "--looseends", "-p", "no:threadleak"))
     tests = (sizes[1] - sizes[0]) * PER_FILE
     per_test = {name: (big - small) / tests for name, (small, big) in counts.items()}
     fixed = {name: small - per_test[name] * sizes[0] * PER_FILE for name, (small, _) in counts.items()}
@@ -141,16 +143,16 @@ def run() -> tuple[str, dict[str, float]]:
             "pytest-threadleak --threadleak": ("-p", "no:looseends", "--threadleak"),
         }
         for args in variants.values():  # warm-up, discarded: the first run pays for a cold file cache
-            _run(full, *args)
+            run_pytest(full, *args)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(RUNS):  # interleaved, so drift in the machine hits every variant alike
             for name, args in variants.items():
-                times[name].append(_run(full, *args))
+                times[name].append(run_pytest(full, *args))
         small_plain = statistics.median(
-            _run(small, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
+            run_pytest(small, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
         )
         small_pyleak = statistics.median(
-            _run(leaky, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
+            run_pytest(leaky, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
         )
     count = FILES * PER_FILE
     plain = statistics.median(times["plain pytest"])

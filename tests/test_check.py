@@ -8,6 +8,7 @@ import inspect
 import re
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -163,9 +164,30 @@ def test_bad_options_get_a_clear_error(options: dict[str, object], message: str)
         looseends.check(**options)  # type: ignore[arg-type]
 
 
-def test_unknown_option_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="timout"):
-        looseends.find(timout=1)
+@pytest.mark.parametrize(
+    "call",
+    [
+        looseends.find,
+        looseends.verify_none,
+        looseends.check,
+        lambda **kw: asyncio.run(looseends.find_async(**kw)),
+    ],
+)
+def test_an_unknown_option_names_the_closest_one(call: Callable[..., object]) -> None:
+    """A typo is an OptionError that suggests the real name (and a TypeError, as Python's own is)."""
+    with pytest.raises(
+        looseends.OptionError,
+        match=r"unknown option 'timout' from looseends\.\w+\(\): did you mean timeout\?",
+    ) as caught:
+        call(timout=1)
+    assert isinstance(caught.value, TypeError)
+
+
+def test_an_unknown_option_far_from_any_lists_them_all() -> None:
+    with pytest.raises(
+        looseends.OptionError, match=r"unknown option 'colour'.*\(options: builtin_ignores, ignore, kinds, "
+    ):
+        looseends.check(colour="red")  # type: ignore[call-arg]
 
 
 def test_decorator_preserves_signature_and_checks_each_call(cleanup: Cleanup) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from looseends.frontends.signals import install_dump_signal
     from looseends.frontends.unittest_support import LeakCheckMixin
     from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
+    from looseends.options import OptionValues
     from looseends.report import Dump, Report
     from looseends.sources._tracking import Tracking, track
 
@@ -66,6 +67,7 @@ _LAZY = {
     "LooseEndsError": "looseends.errors",
     "LooseEndsWarning": "looseends.errors",
     "OptionError": "looseends.errors",
+    "OptionValues": "looseends.options",
     "asgi_app": "looseends.frontends.mounts",
     "wsgi_app": "looseends.frontends.mounts",
     "LiveServer": "looseends.frontends.serve",
@@ -116,6 +118,7 @@ __all__ = [
     "LooseEndsError",
     "LooseEndsWarning",
     "OptionError",
+    "OptionValues",
     "Origin",
     "Pattern",
     "Report",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 from looseends._watch import Watch
 from looseends.analysis.settle import run_async, run_sync
 from looseends.errors import LeakError
-from looseends.options import Options, build_options
+from looseends.options import OptionValues, build_options
 from looseends.report import Report
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,8 +27,8 @@ class check:
     The report of the last exit is kept in `.report`.
     """
 
-    def __init__(self, *, label: str | None = None, _options: Options | None = None, **options: Any) -> None:
-        self._options = _options or build_options(source="looseends.check()", **options)
+    def __init__(self, *, label: str | None = None, **options: Unpack[OptionValues]) -> None:
+        self._options = build_options(source="looseends.check()", **options)
         self._label = label
         self._watches: list[Watch] = []
         self.report: Report | None = None
@@ -75,8 +76,12 @@ class check:
         self._finish(report, exc)
 
     def _fresh(self, label: str) -> check:
-        """Each call of a decorated function gets its own baseline."""
-        return check(label=self._label or label, _options=self._options)
+        """Each call of a decorated function gets its own baseline (the options were checked once)."""
+        fresh = copy.copy(self)
+        fresh._label = self._label or label
+        fresh._watches = []
+        fresh.report = None
+        return fresh
 
     def __call__(self, func: F) -> F:
         label = getattr(func, "__qualname__", None) or repr(func)

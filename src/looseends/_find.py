@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Unpack
 
 from looseends import _canary, _cpython
 from looseends.analysis.baseline import ignore_current
@@ -15,7 +15,7 @@ from looseends.analysis.reachability import prove
 from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_sync, settle
 from looseends.errors import LeakError
 from looseends.model import Kind, Snapshot, Unit
-from looseends.options import Options, build_options
+from looseends.options import Options, OptionValues, build_options
 from looseends.report import Dump, Report
 from looseends.sources import (
     DEFAULT_SOURCES,
@@ -145,19 +145,19 @@ def _baseline_rule(baseline: Snapshot | None) -> IgnoreRule | None:
     return None if baseline is None else ignore_current(baseline)
 
 
-def find(*, baseline: Snapshot | None = None, **options: Any) -> Report:
+def find(*, baseline: Snapshot | None = None, **options: Unpack[OptionValues]) -> Report:
     """Units still running after settling, other than the caller, the baseline and ignored ones."""
     opts = build_options(source="looseends.find()", **options)
     return to_report(run_sync(settle_steps(opts, _baseline_rule(baseline))), opts)
 
 
-async def find_async(*, baseline: Snapshot | None = None, **options: Any) -> Report:
+async def find_async(*, baseline: Snapshot | None = None, **options: Unpack[OptionValues]) -> Report:
     """`find()` for async code: settles with `await asyncio.sleep`, so the loop keeps running."""
     opts = build_options(source="looseends.find_async()", **options)
     return to_report(await run_async(settle_steps(opts, _baseline_rule(baseline))), opts)
 
 
-def verify_none(*, baseline: Snapshot | None = None, **options: Any) -> None:
+def verify_none(*, baseline: Snapshot | None = None, **options: Unpack[OptionValues]) -> None:
     """Raise `LeakError` when `find()` reports anything."""
     report = find(baseline=baseline, **options)
     if report:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+__all__ = ["CODES", "pattern_code", "provable"]
+
 
 @dataclass(frozen=True, slots=True)
 class Code:

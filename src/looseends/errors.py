@@ -7,6 +7,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from looseends.report import Report
 
+__all__ = [
+    "DumpParseError",
+    "LeakError",
+    "LooseEndsError",
+    "LooseEndsWarning",
+    "OptionError",
+    "UnknownOptionError",
+]
+
 
 class LooseEndsError(Exception):
     """Base class of every looseends error."""
@@ -19,6 +28,10 @@ class LooseEndsWarning(RuntimeWarning):
 
 class OptionError(LooseEndsError, ValueError):
     """A bad option value; the message says which option, where it came from, and what is accepted."""
+
+
+class UnknownOptionError(OptionError, TypeError):
+    """An option name that does not exist; also a TypeError, as an unknown keyword is in Python."""
 
 
 class DumpParseError(LooseEndsError, ValueError):

@@ -15,6 +15,18 @@ from dataclasses import dataclass, field
 
 from looseends._library import is_library_file, short_path
 
+__all__ = [
+    "PAUSED",
+    "RUNNING",
+    "BlockedOn",
+    "Frame",
+    "Kind",
+    "Origin",
+    "Snapshot",
+    "Unit",
+    "first_user_frame",
+]
+
 
 class Kind(enum.StrEnum):
     """What sort of concurrency unit this is."""

@@ -19,6 +19,8 @@ from looseends.analysis.group import Group, group_units
 from looseends.codes import provable
 from looseends.model import Frame, Kind, Snapshot, Unit
 
+__all__ = ["MAX_GROUPS", "MAX_NAMES", "Dump", "Report"]
+
 MAX_GROUPS = 20
 MAX_LINE = 2000
 MAX_NAMES = 8

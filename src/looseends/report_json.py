@@ -19,6 +19,8 @@ from looseends.analysis.group import Group
 from looseends.model import BlockedOn, Frame, Kind, Origin, Unit, first_user_frame
 from looseends.report import MAX_GROUPS, Report
 
+__all__ = ["report_from_dict", "report_to_dict"]
+
 SCHEMA = "looseends.report"
 SCHEMA_VERSION = 1
 MAX_TEXT = 1000  # characters kept of any text field read back

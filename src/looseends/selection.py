@@ -13,6 +13,8 @@ from looseends.analysis.glob import glob_match
 from looseends.model import Kind, Snapshot, Unit
 from looseends.report import Report
 
+__all__ = ["Selection", "parse_kinds"]
+
 OWN_THREADS = "looseends-http"  # serve()'s thread and its request threads
 
 

@@ -138,12 +138,21 @@ def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str]
     result.stderr.fnmatch_lines([message])
 
 
-def test_bad_marker_arguments_name_the_test(pytester: pytest.Pytester) -> None:
-    suite(pytester, "@pytest.mark.looseends(timeout='x')\ndef test_bad():\n    pass\n")
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("timeout='x'", "*invalid timeout='x' from the looseends marker on test_suite.py::test_bad*"),
+        (
+            "timout=1",
+            "*unknown option 'timout' from the looseends marker on test_suite.py::test_bad: "
+            "did you mean timeout?*",
+        ),
+    ],
+)
+def test_bad_marker_arguments_name_the_test(pytester: pytest.Pytester, marker: str, message: str) -> None:
+    suite(pytester, f"@pytest.mark.looseends({marker})\ndef test_bad():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(
-        ["*invalid timeout='x' from the looseends marker on test_suite.py::test_bad*"]
-    )
+    result.stdout.fnmatch_lines([message])
     assert result.ret != pytest.ExitCode.OK
 
 

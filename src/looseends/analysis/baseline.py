@@ -5,6 +5,8 @@ from __future__ import annotations
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Snapshot, Unit
 
+__all__ = ["ignore_current"]
+
 
 def ignore_current(snapshot: Snapshot) -> IgnoreRule:
     """Units of `snapshot` that are still the same object later (a reused thread ident is not)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 
+__all__ = ["glob_match"]
+
 CharClass = tuple[bool, tuple[tuple[str, str], ...]]  # (negated, ranges)
 Item = tuple[str, str | CharClass | None]  # ("*", None) | ("?", None) | ("=", char) | ("[", class)
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from looseends.analysis.patterns import Pattern, pattern_for
 from looseends.model import BlockedOn, Frame, Kind, Origin, Unit
 
+__all__ = ["Group", "group_units"]
+
 
 @dataclass(frozen=True, slots=True)
 class Group:

@@ -8,6 +8,20 @@ from dataclasses import dataclass
 from looseends.analysis.glob import glob_match
 from looseends.model import PAUSED, Kind, Unit
 
+__all__ = [
+    "BUILTIN_IGNORES",
+    "GO_IGNORES",
+    "IgnoreRule",
+    "idle_pool_worker",
+    "ignore_any_function",
+    "ignore_command",
+    "ignore_created_at",
+    "ignore_if",
+    "ignore_kind",
+    "ignore_name",
+    "ignore_top_function",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class IgnoreRule:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from looseends.codes import pattern_code
 from looseends.model import BlockedOn
 
+__all__ = ["PATTERNS", "Pattern", "pattern_for"]
+
 
 @dataclass(frozen=True, slots=True)
 class Pattern:

@@ -33,6 +33,8 @@ from looseends.sources import greenlets, trio_tasks
 from looseends.sources._frames import coroutine_frames, frame_locals, to_frame, walk_back
 from looseends.sources._waits import find_wait, primitive_of
 
+__all__ = ["prove"]
+
 CLOSED_LOOP = "its event loop is closed: it can never run again"
 DESTROYED = "destroyed by the garbage collector while pending: nothing could reach it"
 

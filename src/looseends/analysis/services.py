@@ -20,6 +20,8 @@ from looseends._library import is_stdlib_file
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Unit
 
+__all__ = ["SERVICES", "module_holding"]
+
 MAX_HOPS = 4  # module global -> object -> its __dict__ -> executor (-> a worker thread)
 MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the worst case
 

@@ -17,6 +17,17 @@ from typing import TypeVar
 
 from looseends.model import Snapshot, Unit
 
+__all__ = [
+    "CONFIRM_STEP",
+    "GRACE",
+    "Backoff",
+    "Settled",
+    "confirmed_proofs",
+    "run_async",
+    "run_sync",
+    "settle",
+]
+
 T = TypeVar("T")
 
 # goleak sleeps 1µs << i, capped at 100 ms; we keep its shape with a deadline instead of a count.
@@ -132,62 +143,104 @@ def settle(
     collector, reported with `detail["gone"] = "collected"` even though it is gone now. The verdict always
     comes from a look taken after the (slow) collection and proof attempts, never from one before them.
     """
-    started = _clock()
-    deadline = started + timeout
+    state = _Settling(timeout, extension, backoff, prove, collected_with, _clock, _collect)
     attempt = 0
-    proofs = _Proofs(prove) if prove is not None else None
-    first_attempt = proofs is not None
-    confirm = False  # the next look owes a proof attempt that confirms the last one
-    extended = at_deadline = False
-    collection: _Collection | None = None
     while True:
         snapshot = look(False)
         leaks: tuple[Unit, ...] = ()
         if any(is_candidate(unit) for unit in snapshot.units):
             snapshot = look(True)
             leaks = tuple(unit for unit in snapshot.units if is_candidate(unit) and is_leak(unit))
-        remaining = deadline - _clock()
-        if proofs is not None and leaks and (first_attempt or confirm):
-            first_attempt, confirm = False, False
-            proofs.attempt(leaks)
-            confirm = proofs.unconfirmed
-            if proofs.all_confirmed(leaks):
-                remaining = 0  # proven stuck forever: settling longer cannot change the verdict
-            else:  # proving takes time (a second on a large heap): judge from a look taken after it
-                if confirm:
-                    yield CONFIRM_STEP
-                    attempt += 1
-                continue
-        if leaks and remaining <= 0 and not extended and not _all_proven(proofs, leaks):
-            extended = True
-            wait = max((_time_left(unit) for unit in leaks), default=0.0)
-            if wait > 0:  # a timed wait may end by itself: give it until then, within the extension
-                deadline = min(_clock() + wait + TICK, started + timeout + extension)
-                remaining = deadline - _clock()
-        if leaks and remaining <= 0 and collection is None and not _all_proven(proofs, leaks):
-            collection = _Collection(leaks, collected_with)
-            _collect()
-            deadline = _clock() + GRACE  # woken workers need a moment to leave
-            continue
-        if proofs is not None and leaks and remaining <= 0 and not at_deadline:
-            at_deadline = True
-            if not proofs.all_confirmed(leaks):
-                proofs.attempt(leaks)  # units may have blocked since the first attempts
-                if proofs.unconfirmed:
-                    confirm = True
-                    yield CONFIRM_STEP
-                    attempt += 1
-                    continue
+        step = state.next_step(leaks, attempt)
+        if step is None:
+            return state.verdict(snapshot, leaks, attempt + 1)
+        if step > 0:
+            yield step
+            attempt += 1
+
+
+class _Settling:
+    """What one settle carries from look to look; each step below is one paragraph of `settle`'s docstring.
+
+    `next_step` answers None (judge now), 0 (look again at once) or a delay to sleep before the next look.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        extension: float,
+        backoff: Backoff,
+        prove: Prover | None,
+        collected_with: Callable[[Unit], Callable[[], object] | None],
+        clock: Callable[[], float],
+        collect: Callable[[], object],
+    ) -> None:
+        self._clock, self._collect, self._backoff = clock, collect, backoff
+        self._started = clock()
+        self._deadline = self._started + timeout
+        self._last_deadline = self._started + timeout + extension
+        self._collected_with = collected_with
+        self._proofs = _Proofs(prove) if prove is not None else None
+        self._first_attempt = self._proofs is not None
+        self._confirm = False  # the next look owes a proof attempt that confirms the last one
+        self._extended = self._at_deadline = False
+        self._collection: _Collection | None = None
+
+    def next_step(self, leaks: tuple[Unit, ...], attempt: int) -> float | None:
+        remaining = self._deadline - self._clock()
+        if self._proofs is not None and leaks and (self._first_attempt or self._confirm):
+            return self._prove(self._proofs, leaks)
+        unproven = leaks and not _all_proven(self._proofs, leaks)
+        if unproven and remaining <= 0 and not self._extended:
+            remaining = self._extend(leaks)
+        if unproven and remaining <= 0 and self._collection is None:
+            self._collection = _Collection(leaks, self._collected_with)
+            self._collect()
+            self._deadline = self._clock() + GRACE  # woken workers need a moment to leave
+            return 0.0
+        if self._proofs is not None and leaks and remaining <= 0 and not self._at_deadline:
+            self._at_deadline = True
+            if self._prove_again(self._proofs, leaks):
+                return CONFIRM_STEP
         if not leaks or remaining <= 0:
-            gone = collection.left_to_the_collector(leaks) if collection is not None else ()
-            gone_keys = {unit.key for unit in gone}
-            leaks = tuple(unit for unit in leaks if unit.key not in gone_keys)
-            if proofs is not None:
-                leaks = tuple(replace(unit, proof=proofs.proof(unit)) for unit in leaks)
-            tried = proofs is not None and proofs.attempts > 0
-            return Settled(snapshot, gone + leaks, attempt + 1, tried)
-        yield min(backoff.delay(attempt), remaining)
-        attempt += 1
+            return None
+        return min(self._backoff.delay(attempt), remaining)
+
+    def _prove(self, proofs: _Proofs, leaks: tuple[Unit, ...]) -> float | None:
+        """The first time something looks leaked, and on the look after to confirm."""
+        self._first_attempt = False
+        proofs.attempt(leaks)
+        self._confirm = proofs.unconfirmed
+        if proofs.all_confirmed(leaks):
+            return None  # proven stuck forever: settling longer cannot change the verdict
+        # Proving takes time (a second on a large heap): judge from a look taken after it.
+        return CONFIRM_STEP if self._confirm else 0.0
+
+    def _extend(self, leaks: tuple[Unit, ...]) -> float:
+        """A timed wait may end by itself: give it until then, within the extension."""
+        self._extended = True
+        wait = max((_time_left(unit) for unit in leaks), default=0.0)
+        if wait > 0:
+            self._deadline = min(self._clock() + wait + TICK, self._last_deadline)
+        return self._deadline - self._clock()
+
+    def _prove_again(self, proofs: _Proofs, leaks: tuple[Unit, ...]) -> bool:
+        """At the deadline units may have blocked since the first attempts: try them, to confirm next."""
+        if proofs.all_confirmed(leaks):
+            return False
+        proofs.attempt(leaks)
+        self._confirm = proofs.unconfirmed
+        return self._confirm
+
+    def verdict(self, snapshot: Snapshot, leaks: tuple[Unit, ...], looks: int) -> Settled:
+        collection = self._collection
+        gone = collection.left_to_the_collector(leaks) if collection is not None else ()
+        gone_keys = {unit.key for unit in gone}
+        leaks = tuple(unit for unit in leaks if unit.key not in gone_keys)
+        proofs = self._proofs
+        if proofs is not None:
+            leaks = tuple(replace(unit, proof=proofs.proof(unit)) for unit in leaks)
+        return Settled(snapshot, gone + leaks, looks, proofs is not None and proofs.attempts > 0)
 
 
 TICK = 0.05  # after a timed wait expires, the moment its unit needs to leave

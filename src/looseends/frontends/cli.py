@@ -29,6 +29,8 @@ from looseends.selection import Selection, parse_kinds
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
 from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile
 
+__all__ = ["main", "main_exit", "parser"]
+
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 

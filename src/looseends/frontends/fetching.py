@@ -21,6 +21,8 @@ from typing import IO, Any
 
 from looseends._text import printable
 
+__all__ = ["FetchError", "fetch_url", "read_file", "read_stdin"]
+
 MAX_FETCH = 64 * 1024 * 1024
 FETCH_DEADLINE = 30.0  # seconds for a whole fetch, connection to last byte
 READ_TIMEOUT = 10.0  # seconds any single read may block

@@ -14,6 +14,8 @@ from looseends.analysis.group import Group
 from looseends.model import Frame, first_user_frame
 from looseends.report import Report
 
+__all__ = ["Growth"]
+
 
 def _place(frame: Frame | None) -> str:
     return frame.place if frame is not None else "?"

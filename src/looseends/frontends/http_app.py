@@ -31,6 +31,8 @@ from looseends.model import Snapshot
 from looseends.report import Report
 from looseends.selection import Selection, parse_kinds
 
+__all__ = ["LOOPBACK_NAMES", "MAX_BODY", "Response", "check_token", "respond"]
+
 MAX_BODY = 4 * 1024 * 1024
 MAX_QUERY = 1024  # characters: every legitimate query is far shorter
 SNAPSHOT_WAIT = 2.0  # seconds a request waits for the snapshot in progress before a 503
@@ -161,14 +163,9 @@ def respond(
 
     `allowed_hosts` applies only without a token: a server that anyone may reach on loopback answers
     only requests addressed to it by a loopback name."""
-    if method not in ("GET", "HEAD"):
-        return _text(405, "only GET and HEAD are served here\n", ("Allow", "GET, HEAD"))
-    if len(query_string) > MAX_QUERY:
-        return _text(414, f"query longer than {MAX_QUERY} characters\n")
-    if not authorized(token, headers, query_string):
-        return _text(401, "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n")
-    if token is None and not host_allowed(headers, allowed_hosts):
-        return _text(403, "this endpoint answers only requests addressed to a loopback name\n")
+    refused = _refusal(method, query_string, headers, token, allowed_hosts)
+    if refused is not None:
+        return refused
     route = path.rstrip("/") or "/"
     if route == "/":
         return _text(200, INDEX)
@@ -188,6 +185,25 @@ def respond(
     if query.json:
         return Response(200, _bounded_json(report), "application/json")
     return Response(200, _bounded_text(report.render(full=query.debug == 2, title="looseends dump")))
+
+
+def _refusal(
+    method: str,
+    query_string: str,
+    headers: Mapping[str, str],
+    token: str | None,
+    allowed_hosts: Collection[str] | None,
+) -> Response | None:
+    """Why a request is turned away before any page is looked at, or None to go on."""
+    if method not in ("GET", "HEAD"):
+        return _text(405, "only GET and HEAD are served here\n", ("Allow", "GET, HEAD"))
+    if len(query_string) > MAX_QUERY:
+        return _text(414, f"query longer than {MAX_QUERY} characters\n")
+    if not authorized(token, headers, query_string):
+        return _text(401, "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n")
+    if token is None and not host_allowed(headers, allowed_hosts):
+        return _text(403, "this endpoint answers only requests addressed to a loopback name\n")
+    return None
 
 
 def _shared_snapshot(take: Callable[..., Snapshot], proven: bool) -> Snapshot | None:

@@ -22,6 +22,8 @@ from typing import Any
 from looseends.frontends.http_app import Response, check_token, respond
 from looseends.sources._tracking import track
 
+__all__ = ["asgi_app", "wsgi_app"]
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]

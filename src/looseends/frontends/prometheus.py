@@ -16,6 +16,8 @@ from looseends.selection import Selection
 from looseends.sources import take_snapshot
 from looseends.sources._vanished import destroyed_units
 
+__all__ = ["LooseEndsCollector", "register"]
+
 MAX_TOP_GROUPS = 50
 
 

@@ -32,6 +32,8 @@ from looseends.report import Report
 from looseends.sources import _shutdown, take_snapshot
 from looseends.sources._tracking import tracking
 
+__all__ = ["ChecksPlugin", "mark_active", "merge_worker"]
+
 SESSION_END = "session end"
 
 
@@ -75,7 +77,7 @@ class PluginState:
                 ignore=[*base.ignore, *(rule for layer in layers for rule in layer.get("ignore", ()))],
                 **kwargs,
             )
-        except (OptionError, TypeError) as exc:
+        except OptionError as exc:
             raise pytest.UsageError(f"looseends: {exc}") from None
 
     def begin_test(self, item: pytest.Item) -> None:

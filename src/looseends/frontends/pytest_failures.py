@@ -8,6 +8,8 @@ from typing import Any
 
 from looseends.report import Report
 
+__all__ = ["LeakFailure"]
+
 
 @dataclass(frozen=True)
 class LeakCrash:

@@ -21,6 +21,8 @@ from looseends.model import Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import take_snapshot
 
+__all__ = ["FixtureOwners"]
+
 
 @dataclass
 class FixtureOwnership:

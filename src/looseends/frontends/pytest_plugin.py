@@ -14,6 +14,15 @@ from typing import Any
 
 import pytest
 
+__all__ = [
+    "HELP_TIMEOUT",
+    "activate",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_testnodedown",
+]
+
 # Help texts shared by each flag and its ini twin. (The timeout default is options.DEFAULT_TIMEOUT; a test
 # keeps the two equal without this module importing the core.)
 HELP_ENABLE = "check every test for threads, asyncio tasks and child processes it leaves running"

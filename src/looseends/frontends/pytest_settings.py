@@ -22,6 +22,8 @@ from looseends.analysis.ignore import (
 from looseends.errors import OptionError
 from looseends.options import Options, build_options
 
+__all__ = ["Settings"]
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -22,6 +22,8 @@ from looseends.analysis.settle import run_sync
 from looseends.errors import LooseEndsError
 from looseends.options import build_options
 
+__all__ = ["run_program"]
+
 EXIT_FOUND = 1
 
 

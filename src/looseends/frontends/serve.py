@@ -23,6 +23,8 @@ from looseends.errors import OptionError
 from looseends.frontends.http_app import LOOPBACK_NAMES, Response, check_token, respond
 from looseends.sources._tracking import tracking
 
+__all__ = ["MAX_CONNECTIONS", "LiveServer", "serve"]
+
 THREAD_NAME = "looseends-http"
 MAX_CONNECTIONS = 16
 READ_TIMEOUT = 10.0  # seconds a client may take for any read of its request

@@ -19,6 +19,8 @@ from looseends.errors import OptionError
 from looseends.report import Report
 from looseends.sources import take_snapshot
 
+__all__ = ["install_dump_signal"]
+
 
 def install_dump_signal(
     signum: int = signal.SIGUSR1, *, path: str | os.PathLike[str] | None = None, debug: int = 1

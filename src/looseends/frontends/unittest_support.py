@@ -22,6 +22,8 @@ from looseends.analysis.settle import run_sync
 from looseends.errors import LeakError
 from looseends.options import build_options
 
+__all__ = ["LeakCheckMixin", "checked_elsewhere"]
+
 # Ids of tests the pytest plugin is checking right now: the mixin leaves those to it.
 checked_elsewhere: set[str] = set()
 

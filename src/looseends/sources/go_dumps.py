@@ -43,6 +43,8 @@ from dataclasses import dataclass, field, replace
 from looseends.errors import DumpParseError
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 
+__all__ = ["PROVEN_BY_GO", "Record", "is_go_dump", "parse_go_dump", "record_units"]
+
 _HEADER = re.compile(r"^goroutine (\d+)(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[([^\]]*)\](?: \{(.*)\})?:\s*$")
 _FILE_LINE = re.compile(r"^\t(.*?):(\d+)(?: \+0x[0-9a-f]+)?(?: .*)?$")
 _CREATED = re.compile(r"^created by (\S+?)(?: in goroutine (\d+))?$")
@@ -161,52 +163,51 @@ def _tracebacks(lines: list[str], errors: list[str]) -> Iterator[_Block]:
     in_ancestors = False
     for number, line in enumerate(lines, start=1):
         header = _HEADER.match(line)
-        if header is not None:
+        if header is not None or not line.strip():  # a block starts, or ends
             if block is not None:
                 yield from _finish(block, pending_function, errors)
-            block = _Block(number, int(header.group(1)), header.group(2), header.group(3) or "")
+            block = (
+                _Block(number, int(header.group(1)), header.group(2), header.group(3) or "")
+                if header
+                else None
+            )
             pending_function, in_ancestors = None, False
             continue
-        if block is None:
-            continue  # panic messages, SIGQUIT headers, register dumps
-        if not line.strip():
-            yield from _finish(block, pending_function, errors)
-            block, pending_function = None, None
+        # Outside a block: panic messages, SIGQUIT headers, register dumps. Inside: ancestors
+        # (tracebackancestors: where the creator was, not this goroutine's stack) and elided frames.
+        if block is None or in_ancestors or (line.startswith("...") and "frames elided" in line):
             continue
         if line.startswith("[originating from goroutine"):
-            in_ancestors = True  # tracebackancestors: where the creator was; not this goroutine's stack
-            continue
-        if in_ancestors:
+            in_ancestors = True
             continue
         location = _FILE_LINE.match(line)
-        if location is not None:
-            if pending_function is None:
-                errors.append(
-                    f"line {number}: a file:line with no function before it (goroutine {block.ident})"
-                )
-                block = None
-                continue
-            frame = _frame(pending_function, location.group(1), int(location.group(2)))
-            if pending_function.startswith("created by "):
-                created = _CREATED.match(pending_function)
-                if created is not None:
-                    block.creator = _frame(created.group(1), location.group(1), int(location.group(2)))
-                    block.creator_goroutine = int(created.group(2)) if created.group(2) else None
-            else:
-                block.frames.append(frame)
+        if location is None and pending_function is None:
+            pending_function = line.strip()
+        elif location is not None and pending_function is not None:
+            _add_frame(block, pending_function, location.group(1), int(location.group(2)))
             pending_function = None
-            continue
-        if line.startswith("...") and "frames elided" in line:
-            continue
-        if pending_function is not None:
-            errors.append(
-                f"line {number}: expected a file:line after {pending_function!r} (goroutine {block.ident})"
-            )
+        else:
+            errors.append(_out_of_order(number, pending_function, block.ident))
             block = None
-            continue
-        pending_function = line.strip()
     if block is not None:
         yield from _finish(block, pending_function, errors)
+
+
+def _out_of_order(number: int, pending_function: str | None, ident: int) -> str:
+    if pending_function is None:
+        return f"line {number}: a file:line with no function before it (goroutine {ident})"
+    return f"line {number}: expected a file:line after {pending_function!r} (goroutine {ident})"
+
+
+def _add_frame(block: _Block, function: str, file: str, line: int) -> None:
+    """A function line and its file:line: one more stack frame, or where the goroutine was created."""
+    if not function.startswith("created by "):
+        block.frames.append(_frame(function, file, line))
+        return
+    created = _CREATED.match(function)
+    if created is not None:
+        block.creator = _frame(created.group(1), file, line)
+        block.creator_goroutine = int(created.group(2)) if created.group(2) else None
 
 
 def _finish(block: _Block, pending_function: str | None, errors: list[str]) -> Iterator[_Block]:

@@ -26,6 +26,8 @@ from looseends.model import Frame, Snapshot
 from looseends.sources._protobuf import Value, WireError, fields, integers, signed
 from looseends.sources.go_dumps import Record, record_units
 
+__all__ = ["is_pprof_profile", "parse_pprof_profile"]
+
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_PROFILE_BYTES = 256 * 1024 * 1024  # decompressed: a bomb stops here, not at the end of memory
 # A goroutine profile lists each distinct stack once; a crafted one can hold millions of tiny samples.

@@ -34,6 +34,8 @@ from looseends.sources._origins import Record, task_record, thread_origin, to_or
 from looseends.sources._waits import C_WAITS, classify_or_running
 from looseends.sources.threads import callable_name
 
+__all__ = ["GreenletSource", "current_key", "suspended_frames", "threads_by_os_ident"]
+
 MAX_ORIGINS = 100_000
 SPAWN_STACK = 6  # frames of gevent's own spawning stack kept as a creation site
 

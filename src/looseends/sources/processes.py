@@ -25,6 +25,8 @@ from looseends.sources._spawns import (
 )
 from looseends.sources._tracking import is_tracking
 
+__all__ = ["ProcessSource"]
+
 _STATES = {
     psutil.STATUS_RUNNING: "running",
     psutil.STATUS_SLEEPING: "sleeping",

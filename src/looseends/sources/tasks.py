@@ -18,6 +18,17 @@ from looseends.sources._frames import coroutine_frames, to_frame
 from looseends.sources._origins import task_origin
 from looseends.sources._waits import classify
 
+__all__ = [
+    "CANCELLED_AT_SHUTDOWN",
+    "DESTROYED",
+    "STOPPED_BY_DESIGN",
+    "TaskSource",
+    "handles_its_cancellation",
+    "live_unit",
+    "pending_tasks",
+    "vanished_unit",
+]
+
 Task = asyncio.Task[Any]
 
 

@@ -16,6 +16,8 @@ from looseends.sources._frames import frame_locals, to_frame, walk_back
 from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
 from looseends.sources._waits import POOL_JOB, classify_or_running
 
+__all__ = ["ThreadSource", "callable_name"]
+
 
 class ThreadSource:
     """Reads `sys._current_frames()` and matches each ident to its `threading.Thread`, if any.

@@ -31,6 +31,8 @@ from looseends.sources._frames import code_key, coroutine_frames, to_frame
 from looseends.sources._origins import Record, task_record, to_origin
 from looseends.sources._waits import classify
 
+__all__ = ["TrioTaskSource", "current_task_key", "live_tasks"]
+
 MAX_TASKS = 100_000  # per run: a tree walk stops there, so a runaway program cannot stall a snapshot
 MAX_ORIGINS = 100_000
 
