@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from common import table, us
 
@@ -36,6 +42,68 @@ def _threads() -> float:
         thread.start()
         thread.join()
     return (time.perf_counter() - start) / THREADS
+
+
+# Run under valgrind: `kind` tracked-or-not, `count` times. The slope between two counts is the cost of
+# one operation, start-up and imports cancelled out.
+COUNTED = """
+import asyncio, sys, threading
+from looseends.sources._tracking import tracking
+kind, tracked, count = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+async def noop():
+    pass
+async def tasks():
+    for _ in range(count):
+        await asyncio.create_task(noop())
+def threads():
+    for _ in range(count):
+        thread = threading.Thread(target=int)
+        thread.start()
+        thread.join()
+def body():
+    asyncio.run(tasks()) if kind == "task" else threads()
+if tracked:
+    with tracking():
+        body()
+else:
+    body()
+"""
+SIZES = {"task": (1_000, 5_000), "thread": (200, 1_000)}
+
+
+def _count(script: Path, kind: str, tracked: bool, count: int) -> int:
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    command += [sys.executable, str(script), kind, "1" if tracked else "0", str(count)]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return int(done.stderr.rsplit("I   refs:", 1)[1].split()[0].replace(",", ""))
+
+
+def instructions() -> tuple[str, dict[str, float]] | None:
+    """Instructions per operation, untracked and tracked (valgrind; deterministic where wall time is not).
+    None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "counted.py"
+        script.write_text(COUNTED)
+        per_op = {}
+        for kind, (small, big) in SIZES.items():
+            for tracked in (False, True):
+                low, high = (_count(script, kind, tracked, n) for n in (small, big))
+                per_op[kind, tracked] = (high - low) / (big - small)
+    rows = [
+        [
+            label,
+            f"{per_op[kind, False] / 1e3:.1f} K",
+            f"{per_op[kind, True] / 1e3:.1f} K",
+            f"{per_op[kind, True] / per_op[kind, False]:.2f}x",
+        ]
+        for kind, label in (("task", "create_task + run to completion"), ("thread", "Thread.start + join"))
+    ]
+    header = ["operation, instructions (valgrind)", "untracked", "tracked", "ratio"]
+    facts = {f"{kind}_instruction_ratio": per_op[kind, True] / per_op[kind, False] for kind in SIZES}
+    return table(header, rows), facts
 
 
 def run() -> tuple[str, dict[str, float]]:
@@ -78,4 +146,8 @@ def run() -> tuple[str, dict[str, float]]:
         ["operation", "untracked", "looseends tracking", "ratio", "pyleak tracking (loop debug)", "ratio"],
         rows,
     )
-    return text, {"task_ratio": best["task tracked"] / best["task"]}
+    facts = {
+        "task_ratio": best["task tracked"] / best["task"],
+        "thread_ratio": best["thread tracked"] / best["thread"],
+    }
+    return text, facts

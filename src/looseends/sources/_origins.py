@@ -6,7 +6,9 @@ being replaced). Loops that do not derive from BaseEventLoop, such as uvloop, ge
 the program enabled `sys.set_coroutine_origin_tracking_depth`, whose `cr_origin` is then used.
 
 The hot path (every `create_task`) stores one flat tuple of atoms and code objects: the partner's id,
-the creating thread and task, the time, the check running, then code objects and line numbers. A tuple
+the creating thread and task, the time, the check running, then code objects and instruction offsets
+(`f_lasti`: a frame's line number costs a walk of its code's line table, longest in the big library
+functions a stack passes through; the offset is turned into a line only when a report asks). A tuple
 of such untracked objects soon leaves the collector's sight, so a table of 100,000 pending tasks costs
 collections nothing. `Frame`s are built when a report asks. Code objects hold no locals, so tracking
 never keeps a frame, its variables or the unit itself alive.
@@ -32,11 +34,9 @@ from looseends.model import Frame, Origin
 from looseends.sources import _tracking
 from looseends.sources._frames import module_of_file
 
-# Threads: the user's call and a few of its callers (starting a thread costs far more than this).
-ORIGIN_DEPTH = 6
-# Tasks: walk out of library helpers (asyncio's create_task, TaskGroup, gather; anyio's start_soon) to the
-# first user frame, and keep CALLERS of its callers: a helper of the user's own that creates the task
-# shows who called it. Each frame visited is materialised, which is most of the cost on every create_task.
+# Walk out of library helpers (asyncio's create_task, TaskGroup, gather; anyio's start_soon; an executor
+# starting its worker) to the first user frame, and keep up to CALLERS of its callers while they are user
+# code: a helper of the user's own that creates the task shows who called it.
 TASK_HOPS = 10
 CALLERS = 2
 
@@ -48,25 +48,33 @@ _current_task = asyncio.current_task
 _CTask: Any = asyncio.Task  # the C implementation where there is one: its get_name runs no Python code
 
 # A record: (partner id, creating thread's name or ident, creating task's name, created at, during,
-# code, line, code, line, ...), innermost location first. After its first read: (partner id, Origin).
+# code, offset, code, offset, ...), innermost location first. After its first read: (partner id, Origin).
 Record = tuple[Any, ...]
-Locations = tuple[Any, ...]  # code, line, code, line, ...
+Locations = tuple[Any, ...]  # code, offset, code, offset, ... (each a frame's f_lasti)
 HEAD = 5  # fields before the locations
 
 
-def _locations(skip: int, depth: int) -> Locations:
+# Threads, jobs and children: the user's call and a few of its callers, library or not (starting a thread
+# costs far more than reading six frames; a pool's worker shows which pool method started it).
+ORIGIN_DEPTH = 6
+
+
+def _locations(
+    skip: int, depth: int, *, _getframe: Callable[[int], types.FrameType] = _getframe
+) -> Locations:
     frame: types.FrameType | None = _getframe(skip + 1)
     found: list[object] = []
     for _ in range(depth):
         if frame is None:
             break
-        found += (frame.f_code, frame.f_lineno)
+        found += (frame.f_code, frame.f_lasti)
         frame = frame.f_back
     return tuple(found)
 
 
 def capture(partner: object, skip: int) -> Record:
-    """For threads and children: up to ORIGIN_DEPTH frames above the `skip`-th caller, and the creator."""
+    """For threads, jobs and children: up to ORIGIN_DEPTH frames above the `skip`-th caller, and the
+    creator."""
     loop = _get_running_loop()
     task = _current_task(loop) if loop is not None else None
     return (
@@ -80,6 +88,7 @@ def capture(partner: object, skip: int) -> Record:
 
 
 _library_modules: dict[str, bool] = {}
+_getframemodulename: Callable[[int], str | None] = getattr(sys, "_getframemodulename", lambda depth: None)
 
 
 def _is_library_module(name: str) -> bool:
@@ -91,7 +100,9 @@ def _is_library_module(name: str) -> bool:
     return known
 
 
-def _task_site_by_frames(skip: int) -> Locations:
+def _site_by_frames(
+    skip: int, *, _getframe: Callable[[int], types.FrameType] = _getframe, _library: Any = is_library_file
+) -> Locations:
     """Walk out of library frames to the first user frame (each frame visited is materialised)."""
     frame: types.FrameType | None = _getframe(skip + 1)
     found: list[object] = []
@@ -99,38 +110,49 @@ def _task_site_by_frames(skip: int) -> Locations:
         if frame is None:
             break
         code = frame.f_code
-        found += (code, frame.f_lineno)
-        if not is_library_file(code.co_filename):
-            return (*found, *_callers(frame))
+        found += (code, frame.f_lasti)
+        if not _library(code.co_filename):
+            return (*found, *_user_callers(frame.f_back))
         frame = frame.f_back
     return tuple(found)
 
 
-def _callers(frame: types.FrameType) -> Locations:
+def _user_callers(caller: types.FrameType | None, *, _library: Any = is_library_file) -> Locations:
+    """Up to CALLERS callers, while they are user code (reports show only those)."""
     found: list[object] = []
-    caller = frame.f_back
     for _ in range(CALLERS):
-        if caller is None:
+        if caller is None or _library(caller.f_code.co_filename):
             break
-        found += (caller.f_code, caller.f_lineno)
+        found += (caller.f_code, caller.f_lasti)
         caller = caller.f_back
     return tuple(found)
 
 
-def _task_site_by_module(skip: int) -> Locations:
-    """3.12+: find the first user frame by module name, which reads no frame object, then read only it."""
+def _site_by_module(
+    skip: int,
+    *,
+    _module: Callable[[int], str | None] = _getframemodulename,
+    _known: Callable[[str], bool | None] = _library_modules.get,
+) -> Locations:
+    """3.12+: find the first user frame by module name, which reads no frame object, then read only it
+    (and its callers, only if they are user code: reports show no others)."""
     for depth in range(skip + 1, skip + 1 + TASK_HOPS):
-        module = _getframemodulename(depth)
+        module = _module(depth)
         if module is None:  # the stack is shallower than that
             break
-        if not _is_library_module(module):
+        library = _known(module)
+        if library is None:
+            library = _is_library_module(module)
+        if not library:
             frame = _getframe(depth)
-            return (frame.f_code, frame.f_lineno, *_callers(frame))
-    return _task_site_by_frames(skip + 1)
+            caller = _module(depth + 1)
+            if caller is None or _known(caller) or _is_library_module(caller):
+                return (frame.f_code, frame.f_lasti)
+            return (frame.f_code, frame.f_lasti, *_user_callers(frame.f_back))
+    return _site_by_frames(skip + 1)
 
 
-_getframemodulename: Callable[[int], str | None] = getattr(sys, "_getframemodulename", lambda depth: None)
-_task_site = _task_site_by_module if hasattr(sys, "_getframemodulename") else _task_site_by_frames
+_creation_site = _site_by_module if hasattr(sys, "_getframemodulename") else _site_by_frames
 
 
 def task_record(partner: object, creator: str | None, skip: int) -> Record:
@@ -142,7 +164,7 @@ def task_record(partner: object, creator: str | None, skip: int) -> Record:
         creator,
         _monotonic(),
         _tracking.current_label(),
-        *_task_site(skip + 1),
+        *_creation_site(skip + 1),
     )
 
 
@@ -150,14 +172,20 @@ def to_origin(record: Record) -> Origin:
     thread, task_name, created_at, during = record[1:HEAD]
     locations = record[HEAD:]
     frames = tuple(
-        Frame(
-            code.co_filename, line or code.co_firstlineno, code.co_qualname, module_of_file(code.co_filename)
-        )
-        for code, line in zip(locations[::2], locations[1::2], strict=True)
+        Frame(code.co_filename, line_at(code, offset), code.co_qualname, module_of_file(code.co_filename))
+        for code, offset in zip(locations[::2], locations[1::2], strict=True)
     )
     thread_words = f"thread {thread if isinstance(thread, str) else _thread_name(thread)}"
     creator = f"task {task_name} in {thread_words}" if task_name is not None else thread_words
     return Origin(frames, creator, created_at, during)
+
+
+def line_at(code: types.CodeType, offset: int) -> int:
+    """The line of the instruction at `offset` (a frame's f_lasti), as the frame's f_lineno was then."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
 
 
 def _thread_name(ident: int) -> str:
@@ -332,7 +360,7 @@ def _tracked_create_task(original: Callable[..., Any], *, stock: bool) -> Callab
         coro: Any,
         *,
         _create: Callable[..., asyncio.Task[Any]] = original,
-        _site: Callable[[int], Locations] = _task_site,
+        _site: Callable[[int], Locations] = _creation_site,
         _current: Callable[[Any], Any] = _current_task,
         _c_task: Any = _CTask,
         _name: Callable[[object], str] = _cpython.task_name,
