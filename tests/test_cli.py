@@ -245,3 +245,21 @@ def test_watch_a_live_go_service_flags_its_growing_leak(tmp_path: Path) -> None:
     finally:
         service.kill()
         service.wait(10)
+
+
+def test_go_dumps_get_goleaks_default_ignores_unless_switched_off() -> None:
+    """A real runtime.Stack dump taken inside a Go test: testing's runner and os/signal's loop are what
+    goleak ignores by default; the test's forgotten sender is not."""
+    dump = str(GO_DATA / "stack_in_test.txt")
+    out = io.StringIO()
+    assert cli.main(["dump", dump, "--debug", "2"], out=out) == 0
+    text = out.getvalue()
+    assert "stack.TestDump.func1" in text
+    assert "unit: goroutine 1 (" not in text  # testing's runner, blocked in testing.(*T).Run
+    assert "os/signal" not in text
+    out = io.StringIO()
+    assert cli.main(["dump", dump, "--debug", "2", "--no-go-ignores"], out=out) == 0
+    assert "unit: goroutine 1 (" in out.getvalue()
+    assert "os/signal.signal_recv" in out.getvalue()
+    out = io.StringIO()
+    assert cli.main(["diff", dump, dump, "--no-go-ignores"], out=out) == 0

@@ -15,7 +15,14 @@ from looseends.model import Kind
 from looseends.sources.go_dumps import PROVEN_BY_GO, is_go_dump, parse_go_dump
 
 DATA = Path(__file__).parent / "data" / "go"
-TRACEBACKS = ["stack_all.txt", "pprof_debug2.txt", "goroutineleak_debug2.txt", "panic.txt", "goleak.txt"]
+TRACEBACKS = ["stack_all.txt", "pprof_debug2.txt", "goroutineleak_debug2.txt", "panic.txt"]
+GOLEAK = [  # made by the real goleak (tests/data/go/goleak, see the README there)
+    "goleak_find.txt",
+    "goleak_go_test.log",
+    "goleak_go_test_v.log",
+    "goleak_verify_test_main.log",
+    "goleak_go_test_packages.log",
+]
 
 
 def read(name: str) -> str:
@@ -51,8 +58,7 @@ def test_traceback_formats_give_the_same_per_goroutine_facts(name: str) -> None:
     assert groups["main.waitGroupForever.func1"][0].blocked_on.code == "go.waitgroup.wait"
     assert groups["main.sleeper.func1"][0].blocked_on.code == "go.sleep"
     ticker = groups["main.selectNoCancel.func1.1"][0]
-    if name != "goleak.txt":  # goleak prints stacks without labels
-        assert ticker.blocked_on.detail["labels"] == "worker: ticker"
+    assert ticker.blocked_on.detail["labels"] == "worker: ticker"
     leaked = [u for u in snapshot.units if u.proof is not None]
     if name == "goroutineleak_debug2.txt":
         assert {u.proof for u in leaked} == {PROVEN_BY_GO}
@@ -148,14 +154,14 @@ def test_goleaks_default_ignores() -> None:
 
 
 def test_is_go_dump() -> None:
-    assert all(is_go_dump(read(name)) for name in [*TRACEBACKS, "pprof_debug1.txt", "sigquit.txt"])
+    assert all(is_go_dump(read(name)) for name in [*TRACEBACKS, *GOLEAK, "pprof_debug1.txt", "sigquit.txt"])
     assert not is_go_dump('{"schema": "looseends.report"}')
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
-    name=st.sampled_from([*TRACEBACKS, "pprof_debug1.txt", "sigquit.txt"]),
+    name=st.sampled_from([*TRACEBACKS, *GOLEAK, "pprof_debug1.txt", "sigquit.txt"]),
 )
 def test_mutated_dumps_never_raise_anything_but_the_parse_error(data: st.DataObject, name: str) -> None:
     text = read(name)
@@ -176,3 +182,74 @@ def test_arbitrary_bytes(raw: bytes) -> None:
         parse_go_dump(raw.decode(errors="replace"))
     except looseends.DumpParseError:
         pass
+
+
+def facts(name: str) -> list[tuple[str, str, str | None, str | None, str]]:
+    """(state, top function, creator site, during, labels) per goroutine, in dump order."""
+    snapshot = parse_go_dump(read(name))
+    assert snapshot.errors == ()
+    return [
+        (
+            unit.blocked_on.detail["state"],
+            next(f for f in unit.stack if not f.is_library).function.rsplit("/", 1)[-1],
+            unit.origin.site.location if unit.origin is not None and unit.origin.site is not None else None,
+            unit.origin.during if unit.origin is not None else None,
+            str(unit.blocked_on.detail.get("labels", "")),
+        )
+        for unit in snapshot.units
+    ]
+
+
+def test_goleak_find_raw() -> None:
+    sender = ("chan send", "main.main.func1", "example.com/goleakdata/find/main.go:13", None, "")
+    receiver = ("chan receive", "main.main.func2", "example.com/goleakdata/find/main.go:16", None, "")
+    assert facts("goleak_find.txt") == [sender, sender, receiver]
+
+
+@pytest.mark.parametrize("name", ["goleak_go_test.log", "goleak_go_test_v.log"])
+def test_goleak_in_a_go_test_log_names_the_test_that_reported_each_goroutine_first(name: str) -> None:
+    """Later tests see the first test's senders still running: they stay the first test's."""
+    verify = "(example.com/goleakdata/verify)"
+    sender = (
+        "chan send",
+        "verify.TestForgottenSender.func1",
+        "example.com/goleakdata/verify/leak_test.go:18",
+        f"TestForgottenSender {verify}",
+        "",
+    )
+    receiver = (
+        "chan receive",
+        "verify.TestLabelledReceiver.func1.1",
+        "example.com/goleakdata/verify/leak_test.go:27",
+        f"TestLabelledReceiver {verify}",
+        "tenant: t1",
+    )
+    assert facts(name) == [sender, sender, sender, receiver]
+    units = parse_go_dump(read(name)).units
+    assert len({u.ident for u in units}) == 4
+    assert all(u.origin is not None and u.origin.creator is not None for u in units)
+
+
+def test_goleak_verify_test_main_after_pass() -> None:
+    during = "goleak.VerifyTestMain (example.com/goleakdata/testmain)"
+    assert [(state, top, during_) for state, top, _, during_, _ in facts("goleak_verify_test_main.log")] == [
+        ("chan receive", "testmain.TestLeavesTwo.func1", during),
+        ("sync.Mutex.Lock", "testmain.TestLeavesTwo.func2", during),
+    ]
+    assert {u.blocked_on.code for u in parse_go_dump(read("goleak_verify_test_main.log")).units} == {
+        "go.chan.receive",
+        "go.mutex.lock",
+    }
+
+
+def test_goleak_several_packages_keep_goroutines_of_each_run_apart() -> None:
+    """Goroutine ids restart in each package's test process: the same id in two runs is two goroutines."""
+    units = parse_go_dump(read("goleak_go_test_packages.log")).units
+    assert len(units) == 6
+    assert len({u.key for u in units}) == 6
+    by_package = {u.origin.during.rsplit(" ", 1)[-1] for u in units if u.origin and u.origin.during}
+    assert by_package == {"(example.com/goleakdata/verify)", "(example.com/goleakdata/testmain)"}
+    twice = read("goleak_verify_test_main.log") * 2  # the same package run twice: the same ids again
+    assert len(parse_go_dump(twice).units) == 2 * len(
+        parse_go_dump(read("goleak_verify_test_main.log")).units
+    )

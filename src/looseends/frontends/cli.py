@@ -11,14 +11,16 @@ looseends run -m module ARGS
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from looseends._text import printable
+from looseends.analysis.ignore import GO_IGNORES
 from looseends.errors import DumpParseError, LooseEndsError
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Growth
@@ -29,7 +31,7 @@ from looseends.selection import Selection, parse_kinds
 from looseends.sources.go_dumps import is_go_dump, parse_go_dump
 from looseends.sources.go_profile import is_pprof_profile, parse_pprof_profile
 
-__all__ = ["main", "main_exit", "parser"]
+__all__ = ["main", "main_exit", "parser", "read_report"]
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -67,9 +69,13 @@ def _read(source: str, token: str | None, query: dict[str, str]) -> bytes:
     return read_stdin() if source == "-" else read_file(source)
 
 
-def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None = None) -> dict[str, Any]:
-    """A dump as report JSON data, from a live endpoint (looseends or a Go service's net/http/pprof),
-    a file (looseends JSON or any Go goroutine dump), or `-` for standard input."""
+def read_report(
+    source: str, *, token: str | None = None, query: dict[str, str] | None = None, go_ignores: bool = True
+) -> Report:
+    """The one reader every command uses: a live endpoint (looseends or a Go service's net/http/pprof), a
+    file (looseends JSON or any Go goroutine dump, goleak logs included), or `-` for standard input.
+    goleak's default ignores (testing's runner, runtime.goexit, os/signal...) apply to Go dumps unless
+    `go_ignores` is False."""
     shown = printable(source, 200)
     try:
         raw = _read(source, token, query or {})
@@ -83,7 +89,10 @@ def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None
             wanted = _selection(query or {})  # the endpoint's own filters, applied here
         except (DumpParseError, ValueError) as exc:
             raise CliError(f"{shown}: {printable(str(exc), 500)}") from None
-        return wanted.select(snapshot).to_dict()
+        if go_ignores:
+            kept = tuple(u for u in snapshot.units if not any(rule(u) for rule in GO_IGNORES))
+            snapshot = dataclasses.replace(snapshot, units=kept)
+        return wanted.select(snapshot)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -93,7 +102,10 @@ def fetch(source: str, *, token: str | None = None, query: dict[str, str] | None
         ) from None
     if not isinstance(data, dict):
         raise CliError(f"{shown}: not a looseends report")
-    return data
+    try:
+        return report_from_dict(data, max_groups=10_000)
+    except ValueError as exc:
+        raise CliError(f"{shown}: {exc}") from None
 
 
 def _selection(query: dict[str, str]) -> Selection:
@@ -101,30 +113,19 @@ def _selection(query: dict[str, str]) -> Selection:
     return Selection(kinds, query.get("blocked_on") or None, query.get("proven") == "1")
 
 
-def to_report(data: dict[str, Any], source: str) -> Report:
-    try:
-        return report_from_dict(data, max_groups=10_000)
-    except ValueError as exc:
-        raise CliError(f"{printable(source, 200)}: {exc}") from None
-
-
 def _dump(args: argparse.Namespace, out: TextIO) -> int:
     query = {k: v for k, v in (("kind", args.kind), ("blocked_on", args.blocked_on)) if v}
     if args.proven:
         query["proven"] = "1"
-    data = fetch(args.source, token=args.token, query=query)
+    report = read_report(args.source, token=args.token, query=query, go_ignores=not args.no_go_ignores)
     if args.json:
-        out.write(json.dumps(data, indent=2) + "\n")
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
-        out.write(to_report(data, args.source).render(full=args.debug == 2, title="looseends dump") + "\n")
+        out.write(report.render(full=args.debug == 2, title="looseends dump") + "\n")
     return EXIT_CLEAN
 
 
 # Watching -----------------------------------------------------------------------------------------
-
-
-def _read_report(source: str, token: str | None) -> Report:
-    return to_report(fetch(source, token=token), source)
 
 
 def _truncation_note(growth: Growth, out: TextIO) -> None:
@@ -139,7 +140,7 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
     growth = Growth(args.min_growth, args.min_blocked)
     live = out.isatty()
     for n in range(1, args.samples + 1):
-        growth.add(_read_report(args.url, args.token))
+        growth.add(read_report(args.url, token=args.token, go_ignores=not args.no_go_ignores))
         total = sum(growth.samples[-1].values())
         line = (
             f"sample {n}/{args.samples}: {total} units in {len(growth.samples[-1])} groups, "
@@ -165,8 +166,8 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
 
 def _diff(args: argparse.Namespace, out: TextIO) -> int:
     before, after = Growth(1, 1), Growth(1, 1)
-    before.add(_read_report(args.before, args.token))
-    after.add(_read_report(args.after, args.token))
+    for growth, source in ((before, args.before), (after, args.after)):
+        growth.add(read_report(source, token=args.token, go_ignores=not args.no_go_ignores))
     _truncation_note(before, out)
     _truncation_note(after, out)
     grown = after.grown(before)
@@ -181,6 +182,9 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # Entry ----------------------------------------------------------------------------------------------
+
+
+GO_IGNORES_HELP = "Go dumps: keep what goleak ignores by default (testing's runner, runtime.goexit, ...)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -201,6 +205,7 @@ def parser() -> argparse.ArgumentParser:
     dump.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob (queue.*)")
     dump.add_argument("--proven", action="store_true", help="only units proven stuck forever")
     dump.add_argument("--token", help="the endpoint's token, if it has one")
+    dump.add_argument("--no-go-ignores", action="store_true", help=GO_IGNORES_HELP)
 
     watch = commands.add_parser("watch", help="sample a live endpoint and flag groups that keep growing")
     watch.add_argument("url", help="http://host:port/debug/looseends/ or a Go service's /debug/pprof/")
@@ -211,11 +216,13 @@ def parser() -> argparse.ArgumentParser:
         "--min-blocked", type=_count, default=50, help="flag a group this large in every sample (50)"
     )
     watch.add_argument("--token", help="the endpoint's token, if it has one")
+    watch.add_argument("--no-go-ignores", action="store_true", help=GO_IGNORES_HELP)
 
     diff = commands.add_parser("diff", help="show the groups that grew between two dumps (Python or Go)")
     diff.add_argument("before", help="the earlier dump: URL, file or -")
     diff.add_argument("after", help="the later dump: URL, file or -")
     diff.add_argument("--token", help="the endpoint's token, if it has one")
+    diff.add_argument("--no-go-ignores", action="store_true", help=GO_IGNORES_HELP)
 
     run = commands.add_parser("run", help="run a Python program and report what it left running")
     run.add_argument("-m", dest="module", help="run a module, like python -m")

@@ -47,9 +47,8 @@ _stack: ExitStack | None = None
 def register(installer: Installer, *, again_on_entry: bool = False) -> None:
     """Called once per recording module, at import: `installer(stack)` installs its patches.
 
-    With `again_on_entry`, it also runs whenever tracking is entered while already on, to patch what
-    appeared since (uvloop imported after tracking began): it must patch only what is not patched yet
-    (`is_patched`)."""
+    With `again_on_entry`, it also runs when a LATE_MODULES module appeared since it last ran (uvloop
+    imported after tracking began): it must patch only what is not patched yet (`is_patched`)."""
     _installers.append(installer)
     if again_on_entry:
         _late_installers.append(installer)
@@ -127,9 +126,11 @@ class tracking:
                     stack.close()
                     raise
                 _stack = stack
+                _late_seen.clear()
+                _late_arrivals()  # what is loaded now was just patched
                 _watch_imports(stack)
                 noted()  # creations went unseen while tracking was off: cached looks are stale
-            elif _stack is not None:
+            elif _stack is not None and _late_arrivals():
                 for install in _late_installers:
                     install(_stack)
             state.users += 1
@@ -152,6 +153,19 @@ class tracking:
 
 # Modules whose arrival calls for the late installers (a loop class or a run to wrap), while tracking is on.
 LATE_MODULES = frozenset({"uvloop", "trio", "gevent"})
+
+
+_late_seen: set[str] = set()
+
+
+def _late_arrivals() -> bool:
+    """A LATE_MODULES module loaded since the late installers last ran (the import hook misses modules
+    loaded by other means); nested entries skip the installers otherwise, a set check per test."""
+    present = LATE_MODULES & sys.modules.keys()
+    if present <= _late_seen:
+        return False
+    _late_seen.update(present)
+    return True
 
 
 def _after_late_import() -> None:

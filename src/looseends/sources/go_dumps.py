@@ -25,9 +25,8 @@ Accepted formats (each handled in its own branch below):
        # labels: {"worker":"ticker"}
        #	0x680dc4	main.doJobs.func1+0x44	/src/main.go:24
 
-3. goleak's failure output, `found unexpected goroutines:` then `[Goroutine 6 in state chan send, with
-   main.doJobs.func1 on top of the stack:` followed by the goroutine's full traceback, space-separated,
-   closed by `]`.
+3. goleak's failure text, raw or inside `go test` logs (see `_goleak`): each goroutine is attributed to
+   the test that reported it first, and keyed by the package run it came from.
 
 A block that does not parse is reported with its line number in `Snapshot.errors` while the rest still
 parses; text with no goroutine at all raises DumpParseError. Arbitrary bytes raise nothing else.
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field, replace
 
 from looseends.errors import DumpParseError
 from looseends.model import BlockedOn, Frame, Kind, Origin, Snapshot, Unit
+from looseends.sources._goleak import MARKER, Section, goleak_sections
 
 __all__ = ["PROVEN_BY_GO", "Record", "is_go_dump", "parse_go_dump", "record_units"]
 
@@ -51,9 +51,7 @@ _CREATED = re.compile(r"^created by (\S+?)(?: in goroutine (\d+))?$")
 _PROFILE = re.compile(r"^(goroutine|goroutineleak) profile: total (\d+)$")
 _RECORD = re.compile(r"^(\d+) @(?: 0x[0-9a-f]+)+$")
 _RECORD_FRAME = re.compile(r"^#\t0x[0-9a-f]+\t(\S+?)\+0x[0-9a-f]+\t+(.*?):(\d+)$")  # Go pads with tabs
-_GOLEAK = re.compile(r"^\[?\s?Goroutine \d+ in state .*, with .* on top of the stack:$")
 _MINUTES = re.compile(r"^(\d+) minutes$")
-MAX_HEADER = 4096  # characters: a goleak header names one goroutine, its state and one function
 
 # Wait states, as Go prints them, to (code, words): the same vocabulary as Python units.
 _STATES = {
@@ -122,8 +120,10 @@ def parse_go_dump(text: str) -> Snapshot:
     if profile is not None:
         leaked = profile.group(1) == "goroutineleak"
         units = list(record_units(_aggregated(lines, errors), leaked, "pprof debug=1", errors))
+    elif MARKER in text and (sections := goleak_sections(lines)):
+        units = _goleak_units(sections, errors)
     else:
-        units = [_unit(block) for block in _tracebacks(_strip_goleak(lines), errors)]
+        units = [_unit(block) for block in _tracebacks(lines, errors)]
     if not units and not errors:
         raise DumpParseError(
             "no goroutine found: expected a Go goroutine dump (runtime.Stack, pprof, panic, goleak)"
@@ -136,25 +136,29 @@ def parse_go_dump(text: str) -> Snapshot:
 def is_go_dump(text: str) -> bool:
     head = text.lstrip()[:4096]
     return bool(
-        re.search(r"^goroutine \d+ ", head, re.M)
-        or _PROFILE.match(head.split("\n", 1)[0])
-        or head.startswith("found unexpected goroutines:")
+        re.search(r"^goroutine \d+ ", head, re.M) or _PROFILE.match(head.split("\n", 1)[0]) or MARKER in text
     )
 
 
-def _strip_goleak(lines: list[str]) -> list[str]:
-    """goleak wraps each full traceback in a `Goroutine N in state S, ...:` line; the traceback suffices."""
-    if not lines or lines[0].strip() != "found unexpected goroutines:":
-        return lines
-    out = []
-    for line in lines[1:]:
-        if len(line) <= MAX_HEADER and _GOLEAK.match(line):  # the pattern would backtrack on a huge line
-            out.append("")  # a block boundary
-        elif line == "]":
-            continue
-        else:
-            out.append(line)
-    return out
+def _goleak_units(sections: list[Section], errors: list[str]) -> list[Unit]:
+    """A goroutine once, as the first test that reported it saw it (later tests of the same run see it
+    again while it is still running); ids repeat only across package runs."""
+    units: dict[tuple[str, int, int], Unit] = {}
+    for section in sections:
+        found: list[str] = []
+        for block in _tracebacks(section.lines, found):
+            key = ("goroutine", section.run, block.ident)
+            if key not in units:
+                units[key] = _attributed(_unit(block), key, section.during)
+        errors += (f"goleak report at line {section.first_line}: {error}" for error in found)
+    return list(units.values())
+
+
+def _attributed(unit: Unit, key: tuple[str, int, int], during: str | None) -> Unit:
+    origin = unit.origin
+    if during is not None:
+        origin = replace(origin, during=during) if origin is not None else Origin((), None, during=during)
+    return replace(unit, key=key, origin=origin)
 
 
 def _tracebacks(lines: list[str], errors: list[str]) -> Iterator[_Block]:

@@ -12,7 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strings"
+	// goleak's own output is made by ../goleak, built against the real goleak.
 	"sync"
 	"time"
 )
@@ -118,25 +118,6 @@ func main() {
 			p.WriteTo(f, 0)
 			f.Close()
 		}
-	case "goleak":
-		// goleak is not reachable from this machine's registries; this prints what goleak.Find's error
-		// prints: fmt.Errorf("found unexpected goroutines:\n%s", stacks), each stack formatted as
-		// "Goroutine %v in state %v, with %v on top of the stack:\n%s" over its full trace.
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		fmt.Print("found unexpected goroutines:\n[")
-		for i, block := range strings.Split(strings.TrimSpace(string(buf[:n])), "\n\n")[1:] {
-			lines := strings.SplitN(block, "\n", 3)
-			header := lines[0] // goroutine N [state]:
-			id := strings.Fields(header)[1]
-			state := header[strings.Index(header, "[")+1 : strings.Index(header, "]")]
-			top := lines[1][:strings.LastIndex(lines[1], "(")]
-			if i > 0 {
-				fmt.Print(" ")
-			}
-			fmt.Printf("Goroutine %v in state %v, with %v on top of the stack:\n%s\n", id, state, top, block)
-		}
-		fmt.Println("]")
 	case "panic":
 		panic("leaky: giving up")
 	case "serve":
