@@ -101,7 +101,7 @@ LEAKED = "(leaked)"
 PROVEN_BY_GO = "Go's goroutineleak profile: the garbage collector found what it waits on unreachable"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Block:
     line: int
     ident: int
@@ -110,6 +110,12 @@ class _Block:
     frames: list[Frame] = field(default_factory=list)
     creator: Frame | None = None
     creator_goroutine: int | None = None
+
+    def add(self, frame: Frame | None, creator_goroutine: int | None, is_creator: bool) -> None:
+        if is_creator:
+            self.creator, self.creator_goroutine = frame, creator_goroutine
+        elif frame is not None:
+            self.frames.append(frame)
 
 
 def parse_go_dump(text: str) -> Snapshot:
@@ -123,7 +129,8 @@ def parse_go_dump(text: str) -> Snapshot:
     elif MARKER in text and (sections := goleak_sections(lines)):
         units = _goleak_units(sections, errors)
     else:
-        units = [_unit(block) for block in _tracebacks(lines, errors)]
+        make = _Units().unit
+        units = [make(block) for block in _tracebacks(lines, errors)]
     if not units and not errors:
         raise DumpParseError(
             "no goroutine found: expected a Go goroutine dump (runtime.Stack, pprof, panic, goleak)"
@@ -144,12 +151,13 @@ def _goleak_units(sections: list[Section], errors: list[str]) -> list[Unit]:
     """A goroutine once, as the first test that reported it saw it (later tests of the same run see it
     again while it is still running); ids repeat only across package runs."""
     units: dict[tuple[str, int, int], Unit] = {}
+    make = _Units().unit
     for section in sections:
         found: list[str] = []
         for block in _tracebacks(section.lines, found):
             key = ("goroutine", section.run, block.ident)
             if key not in units:
-                units[key] = _attributed(_unit(block), key, section.during)
+                units[key] = _attributed(make(block), key, section.during)
         errors += (f"goleak report at line {section.first_line}: {error}" for error in found)
     return list(units.values())
 
@@ -161,35 +169,36 @@ def _attributed(unit: Unit, key: tuple[str, int, int], during: str | None) -> Un
     return replace(unit, key=key, origin=origin)
 
 
+# A file:line after its function line: a stack frame, or (creator frame, creating goroutine) for a
+# `created by` pair. The same pairs recur across thousands of goroutines: each is parsed once per dump.
+_Placed = tuple[Frame | None, int | None, bool]
+
+
 def _tracebacks(lines: list[str], errors: list[str]) -> Iterator[_Block]:
     block: _Block | None = None
     pending_function: str | None = None
     in_ancestors = False
+    places: dict[tuple[str, str], _Placed | None] = {}
     for number, line in enumerate(lines, start=1):
-        header = _HEADER.match(line)
-        if header is not None or not line.strip():  # a block starts, or ends
+        if line.startswith("\t"):  # a file:line, the most common line: checked first
+            if block is not None and not in_ancestors:
+                block = _located(block, pending_function, line, number, places, errors)
+                pending_function = None
+            continue
+        header = _HEADER.match(line) if line.startswith("goroutine ") else None
+        if header is not None or not line or line.isspace():  # a block starts, or ends
             if block is not None:
                 yield from _finish(block, pending_function, errors)
-            block = (
-                _Block(number, int(header.group(1)), header.group(2), header.group(3) or "")
-                if header
-                else None
-            )
+            block = _new_block(number, header) if header is not None else None
             pending_function, in_ancestors = None, False
-            continue
         # Outside a block: panic messages, SIGQUIT headers, register dumps. Inside: ancestors
         # (tracebackancestors: where the creator was, not this goroutine's stack) and elided frames.
-        if block is None or in_ancestors or (line.startswith("...") and "frames elided" in line):
+        elif block is None or in_ancestors or (line.startswith("...") and "frames elided" in line):
             continue
-        if line.startswith("[originating from goroutine"):
+        elif line.startswith("[originating from goroutine"):
             in_ancestors = True
-            continue
-        location = _FILE_LINE.match(line)
-        if location is None and pending_function is None:
+        elif pending_function is None:
             pending_function = line.strip()
-        elif location is not None and pending_function is not None:
-            _add_frame(block, pending_function, location.group(1), int(location.group(2)))
-            pending_function = None
         else:
             errors.append(_out_of_order(number, pending_function, block.ident))
             block = None
@@ -197,21 +206,47 @@ def _tracebacks(lines: list[str], errors: list[str]) -> Iterator[_Block]:
         yield from _finish(block, pending_function, errors)
 
 
+def _located(
+    block: _Block,
+    function: str | None,
+    line: str,
+    number: int,
+    places: dict[tuple[str, str], _Placed | None],
+    errors: list[str],
+) -> _Block | None:
+    """The block with one more frame (or its creator), or None when the pair does not read."""
+    key = (function or "", line)
+    placed = places[key] if key in places else places.setdefault(key, _place(*key))
+    if placed is None or function is None:
+        errors.append(_out_of_order(number, function, block.ident))
+        return None
+    block.add(*placed)
+    return block
+
+
+def _new_block(number: int, header: re.Match[str]) -> _Block:
+    return _Block(number, int(header.group(1)), header.group(2), header.group(3) or "")
+
+
+def _place(function: str, line: str) -> _Placed | None:
+    """A function line and its file:line, read (None when the second is not a file:line)."""
+    location = _FILE_LINE.match(line)
+    if location is None or not function:
+        return None
+    file, lineno = location.group(1), int(location.group(2))
+    if not function.startswith("created by "):
+        return _frame(function, file, lineno), None, False
+    created = _CREATED.match(function)
+    if created is None:  # an unreadable creator is left out, the goroutine kept
+        return None, None, False
+    goroutine = int(created.group(2)) if created.group(2) else None
+    return _frame(created.group(1), file, lineno), goroutine, True
+
+
 def _out_of_order(number: int, pending_function: str | None, ident: int) -> str:
     if pending_function is None:
         return f"line {number}: a file:line with no function before it (goroutine {ident})"
     return f"line {number}: expected a file:line after {pending_function!r} (goroutine {ident})"
-
-
-def _add_frame(block: _Block, function: str, file: str, line: int) -> None:
-    """A function line and its file:line: one more stack frame, or where the goroutine was created."""
-    if not function.startswith("created by "):
-        block.frames.append(_frame(function, file, line))
-        return
-    created = _CREATED.match(function)
-    if created is not None:
-        block.creator = _frame(created.group(1), file, line)
-        block.creator_goroutine = int(created.group(2)) if created.group(2) else None
 
 
 def _finish(block: _Block, pending_function: str | None, errors: list[str]) -> Iterator[_Block]:
@@ -260,28 +295,47 @@ def _state(raw: str) -> tuple[str, dict[str, int | float | str], bool]:
     return state, detail, leaked
 
 
-def _unit(block: _Block) -> Unit:
-    state, detail, leaked = _state(block.state)
-    if block.labels:
-        detail["labels"] = block.labels
-    code, words = _STATES.get(state, ("go." + state.replace(" ", "-"), state))
-    minutes = detail.get("minutes")
-    description = f"{words} for {minutes} minutes" if minutes else words
-    origin = None
-    if block.creator is not None:
-        creator = f"goroutine {block.creator_goroutine}" if block.creator_goroutine is not None else None
-        origin = Origin((block.creator,), creator)
-    return Unit(
-        kind=Kind.GOROUTINE,
-        key=("goroutine", block.ident),
-        name=f"goroutine {block.ident}",
-        ident=block.ident,
-        stack=tuple(block.frames),
-        blocked_on=BlockedOn(code, description, detail),
-        origin=origin,
-        target=block.frames[-1].function if block.frames else None,
-        proof=PROVEN_BY_GO if leaked else None,
-    )
+class _Units:
+    """Goroutines to units. A dump of 100,000 goroutines has a few dozen states, creators and stacks: each
+    is built once and shared by every unit that has it."""
+
+    def __init__(self) -> None:
+        self._waits: dict[tuple[str, str], tuple[BlockedOn, bool]] = {}
+        self._origins: dict[tuple[Frame, int | None], Origin] = {}
+        self._stacks: dict[tuple[Frame, ...], tuple[Frame, ...]] = {}
+
+    def unit(self, block: _Block) -> Unit:
+        wait = self._waits.get((block.state, block.labels)) or self._wait(block.state, block.labels)
+        stack = tuple(block.frames)
+        stack = self._stacks.setdefault(stack, stack)
+        return Unit(
+            kind=Kind.GOROUTINE,
+            key=("goroutine", block.ident),
+            name=f"goroutine {block.ident}",
+            ident=block.ident,
+            stack=stack,
+            blocked_on=wait[0],
+            origin=self._origin(block.creator, block.creator_goroutine) if block.creator else None,
+            target=stack[-1].function if stack else None,
+            proof=PROVEN_BY_GO if wait[1] else None,
+        )
+
+    def _wait(self, raw: str, labels: str) -> tuple[BlockedOn, bool]:
+        state, detail, leaked = _state(raw)
+        if labels:
+            detail["labels"] = labels
+        code, words = _STATES.get(state, ("go." + state.replace(" ", "-"), state))
+        minutes = detail.get("minutes")
+        description = f"{words} for {minutes} minutes" if minutes else words
+        wait = self._waits[raw, labels] = (BlockedOn(code, description, detail), leaked)
+        return wait
+
+    def _origin(self, creator: Frame, goroutine: int | None) -> Origin:
+        origin = self._origins.get((creator, goroutine))
+        if origin is None:
+            words = f"goroutine {goroutine}" if goroutine is not None else None
+            origin = self._origins[creator, goroutine] = Origin((creator,), words)
+        return origin
 
 
 @dataclass(frozen=True, slots=True)
