@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
 import sys
 import threading
+from importlib import resources
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import looseends
-from looseends.frontends import prometheus
+from looseends.frontends import cli, prometheus
 from looseends.model import BlockedOn, Frame, Kind, Snapshot, Unit
 
 from leakfixtures import Cleanup, wait_blocked
@@ -73,3 +78,32 @@ def test_bad_options_and_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client.core", None)  # as if the extra were not installed
     with pytest.raises(looseends.LooseEndsError, match=r"looseends\[prometheus\]"):
         prometheus.LooseEndsCollector()
+
+
+RULES_TEST = Path(__file__).parent / "data" / "prometheus" / "rules_test.yml"
+
+
+def test_the_shipped_alert_fires_for_a_growing_group_only() -> None:
+    """promtool runs the rules on series that must fire (a leak) and must not (a pool that grows and
+    shrinks, a group too small, a fall inside the window)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is missing: apt-get install prometheus (.ci/run does)")
+    done = subprocess.run(
+        [promtool, "test", "rules", RULES_TEST.name],
+        cwd=RULES_TEST.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_the_cli_prints_the_rules_it_ships() -> None:
+    out = io.StringIO()
+    assert cli.main(["prometheus-rules"], out=out) == 0
+    shipped = resources.files("looseends.frontends").joinpath("prometheus_rules.yml").read_text()
+    assert out.getvalue() == shipped
+    assert "alert: LooseEndsGroupKeepsGrowing" in shipped

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import TextIO
 
 from looseends._text import printable
@@ -181,6 +182,12 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FOUND
 
 
+def _prometheus_rules(args: argparse.Namespace, out: TextIO) -> int:
+    """The alerting rules shipped with the package, for a Prometheus `rule_files:` entry."""
+    out.write(resources.files("looseends.frontends").joinpath("prometheus_rules.yml").read_text())
+    return EXIT_CLEAN
+
+
 # Entry ----------------------------------------------------------------------------------------------
 
 
@@ -224,6 +231,10 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("--token", help="the endpoint's token, if it has one")
     diff.add_argument("--no-go-ignores", action="store_true", help=GO_IGNORES_HELP)
 
+    commands.add_parser(
+        "prometheus-rules", help="print the Prometheus alerting rules looseends ships (docs/prometheus.md)"
+    )
+
     run = commands.add_parser("run", help="run a Python program and report what it left running")
     run.add_argument("-m", dest="module", help="run a module, like python -m")
     run.add_argument("--timeout", type=float, default=None, help="seconds to settle before judging (0.5)")
@@ -265,7 +276,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     args = _parse(list(sys.argv[1:] if argv is None else argv))
     stream = out or sys.stdout
-    handlers = {"dump": _dump, "watch": _watch, "diff": _diff, "run": run_program}
+    handlers = {
+        "dump": _dump,
+        "watch": _watch,
+        "diff": _diff,
+        "prometheus-rules": _prometheus_rules,
+        "run": run_program,
+    }
     try:
         return handlers[args.command](args, stream)
     except (CliError, LooseEndsError) as exc:
