@@ -263,3 +263,54 @@ def test_go_dumps_get_goleaks_default_ignores_unless_switched_off() -> None:
     assert "os/signal.signal_recv" in out.getvalue()
     out = io.StringIO()
     assert cli.main(["diff", dump, dump, "--no-go-ignores"], out=out) == 0
+
+
+def _start_service(script: Path, mode: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def test_watch_a_fleet_names_the_leaking_instance_and_goes_on_when_one_goes_down(tmp_path: Path) -> None:
+    """Three live services: one leaking, one clean, one killed after the first sample."""
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    started = [_start_service(script, mode) for mode in ("grow", "steady", "steady")]
+    (_, leaking), (_, clean), (doomed, gone) = started
+    try:
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "looseends",
+                "watch",
+                leaking,
+                clean,
+                gone,
+                "--interval",
+                "0.3",
+                "--samples",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        assert first.startswith("sample 1/4: 3 of 3 instances answered"), first
+        doomed.kill()
+        doomed.wait(10)
+        rest, errors = watch.communicate(timeout=120)
+    finally:
+        for process, _ in started:
+            process.kill()
+            process.wait(10)
+    assert watch.returncode == 1, rest + errors
+    assert "sample 4/4: 2 of 3 instances answered" in rest
+    assert f"  down: {gone}" in rest
+    assert "1 suspect location(s) across 3 instances" in rest
+    assert "thread event.wait at" in rest
+    assert "on 1 of 3 instance(s), total growth +" in rest
+    assert f"  {leaking}: grew from" in rest
+    assert f"  {clean}:" not in rest

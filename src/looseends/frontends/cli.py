@@ -24,7 +24,7 @@ from looseends._text import printable
 from looseends.analysis.ignore import GO_IGNORES
 from looseends.errors import DumpParseError, LooseEndsError
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
-from looseends.frontends.growth import Growth
+from looseends.frontends.growth import Fleet, Growth
 from looseends.frontends.run import run_program
 from looseends.report import Report
 from looseends.report_json import report_from_dict
@@ -138,10 +138,12 @@ def _truncation_note(growth: Growth, out: TextIO) -> None:
 
 
 def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], None] = time.sleep) -> int:
+    if len(args.urls) > 1:
+        return _watch_fleet(args, out, _sleep)
     growth = Growth(args.min_growth, args.min_blocked)
     live = out.isatty()
     for n in range(1, args.samples + 1):
-        growth.add(read_report(args.url, token=args.token, go_ignores=not args.no_go_ignores))
+        growth.add(read_report(args.urls[0], token=args.token, go_ignores=not args.no_go_ignores))
         total = sum(growth.samples[-1].values())
         line = (
             f"sample {n}/{args.samples}: {total} units in {len(growth.samples[-1])} groups, "
@@ -162,6 +164,44 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
     for key, why in suspects.items():
         out.write(f"\n{key}: {why}\n  counts: {' -> '.join(map(str, growth.series(key)))}\n")
         out.write("\n".join(growth.paragraph(key)) + "\n")
+    return EXIT_FOUND
+
+
+def _watch_fleet(args: argparse.Namespace, out: TextIO, sleep: Callable[[float], None]) -> int:
+    """Every instance each sample; one that is down is said so and the others go on."""
+    fleet = Fleet(args.min_growth, args.min_blocked)
+    for n in range(1, args.samples + 1):
+        for url in args.urls:
+            try:
+                fleet.add(url, read_report(url, token=args.token, go_ignores=not args.no_go_ignores))
+            except CliError as exc:
+                fleet.missed(url, str(exc))
+        up = len(args.urls) - len(fleet.down)
+        out.write(f"sample {n}/{args.samples}: {up} of {len(args.urls)} instances answered\n")
+        out.writelines(f"  down: {why}\n" for why in fleet.down.values())
+        out.flush()
+        if n < args.samples:
+            sleep(args.interval)
+    if not fleet.instances:
+        raise CliError("no instance answered")
+    return _fleet_verdict(fleet, len(args.urls), out)
+
+
+def _fleet_verdict(fleet: Fleet, instances: int, out: TextIO) -> int:
+    suspects = fleet.suspects()
+    if not suspects:
+        out.write(f"looseends watch: no location grew on any of {instances} instances\n")
+        return EXIT_CLEAN
+    out.write(f"looseends watch: {len(suspects)} suspect location(s) across {instances} instances\n")
+    for key, found in suspects.items():
+        out.write(
+            f"\n{key}: on {len(found)} of {instances} instance(s), "
+            f"total growth {fleet.total_growth(key):+d}\n"
+        )
+        for url, why in found.items():
+            counts = " -> ".join(map(str, fleet.instances[url].series(key)))
+            out.write(f"  {url}: {why} ({counts})\n")
+        out.write("\n".join(fleet.paragraph(key)) + "\n")
     return EXIT_FOUND
 
 
@@ -214,8 +254,15 @@ def parser() -> argparse.ArgumentParser:
     dump.add_argument("--token", help="the endpoint's token, if it has one")
     dump.add_argument("--no-go-ignores", action="store_true", help=GO_IGNORES_HELP)
 
-    watch = commands.add_parser("watch", help="sample a live endpoint and flag groups that keep growing")
-    watch.add_argument("url", help="http://host:port/debug/looseends/ or a Go service's /debug/pprof/")
+    watch = commands.add_parser(
+        "watch", help="sample live endpoints and flag groups that keep growing (several: a fleet)"
+    )
+    watch.add_argument(
+        "urls",
+        nargs="+",
+        metavar="url",
+        help="http://host:port/debug/looseends/ or a Go service's /debug/pprof/; several for a fleet",
+    )
     watch.add_argument("--interval", type=_positive_float, default=5.0, help="seconds between samples (5)")
     watch.add_argument("--samples", type=_count, default=10, help="how many samples (10)")
     watch.add_argument("--min-growth", type=_count, default=1, help="flag a group that grew by this much (1)")

@@ -14,7 +14,7 @@ from looseends.analysis.group import Group
 from looseends.model import Frame, first_user_frame
 from looseends.report import Report
 
-__all__ = ["Growth"]
+__all__ = ["Fleet", "Growth"]
 
 
 def _place(frame: Frame | None) -> str:
@@ -82,3 +82,43 @@ class Growth:
         """The latest group at that place, rendered as in a report, indented."""
         text = Report((self.latest[key],), now=0.0).render()
         return ["  " + line for line in text.splitlines()[2:]]
+
+
+@dataclass
+class Fleet:
+    """`Growth` per instance, for `watch URL URL ...`: a place is judged on each instance, then summed
+    across them as LeakProf does, so one location leaking on many instances is one finding."""
+
+    min_growth: int
+    min_blocked: int
+    instances: dict[str, Growth] = field(default_factory=dict)
+    down: dict[str, str] = field(default_factory=dict)  # instance -> why its last sample failed
+
+    def add(self, instance: str, report: Report) -> None:
+        growth = self.instances.setdefault(instance, Growth(self.min_growth, self.min_blocked))
+        growth.add(report)
+        self.down.pop(instance, None)
+
+    def missed(self, instance: str, why: str) -> None:
+        self.down[instance] = why
+
+    def suspects(self) -> dict[str, dict[str, str]]:
+        """Place -> {instance: why}, the places that are suspect on at least one instance, the places on
+        most instances (then the largest total growth) first."""
+        found: dict[str, dict[str, str]] = {}
+        for instance, growth in self.instances.items():
+            for key, why in growth.suspects().items():
+                found.setdefault(key, {})[instance] = why
+        return dict(sorted(found.items(), key=lambda item: (-len(item[1]), -self.total_growth(item[0]))))
+
+    def total_growth(self, key: str) -> int:
+        """The place's growth summed over the instances that show it (first to last sample of each)."""
+        total = 0
+        for growth in self.instances.values():
+            counts = growth.series(key)
+            total += counts[-1] - counts[0] if counts else 0
+        return total
+
+    def paragraph(self, key: str) -> list[str]:
+        growth = next(g for g in self.instances.values() if key in g.latest)
+        return growth.paragraph(key)
