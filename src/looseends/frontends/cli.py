@@ -1,9 +1,11 @@
-"""The `looseends` command (also `python -m looseends`): dump, watch, diff, run.
+"""The `looseends` command (also `python -m looseends`): dump, watch, diff, prometheus-rules, run.
 
-looseends dump URL|FILE       fetch a live process's dump (or read a saved report or Go dump) and render it
-looseends watch URL           sample repeatedly; flag groups that keep growing or keep many units
-                              blocked at the same place (Uber's LeakProf method); exit 1 on suspects
+looseends dump URL|FILE       fetch a live process's dump (or read a saved report, Go dump or goleak log)
+looseends watch URL [URL...]  sample repeatedly; flag groups that keep growing or keep many units
+                              blocked at the same place (Uber's LeakProf method), summed across
+                              instances when given several; exit 1 on suspects
 looseends diff BEFORE AFTER   the groups that grew between two dumps; exit 1 if any
+looseends prometheus-rules    the alerting rules looseends ships, for Prometheus
 looseends run script.py ARGS  run a program; when it ends, report what it left running; exit 1 if any
 looseends run -m module ARGS
 """
