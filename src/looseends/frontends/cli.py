@@ -20,14 +20,16 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import TextIO
+from typing import Any, TextIO
 
 from looseends._text import printable
 from looseends.analysis.ignore import GO_IGNORES
 from looseends.errors import DumpParseError, LooseEndsError
+from looseends.frontends.attach import attach
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Fleet, Growth
 from looseends.frontends.run import run_program
+from looseends.model import Snapshot
 from looseends.report import Report
 from looseends.report_json import report_from_dict
 from looseends.selection import Selection, parse_kinds
@@ -224,6 +226,17 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FOUND
 
 
+def _attach(args: argparse.Namespace, out: TextIO) -> int:
+    report = attach(args.pid, timeout=args.timeout, proven=args.proven)
+    wanted = Selection(parse_kinds(args.kind) if args.kind else None, args.blocked_on or None)
+    report = wanted.select(Snapshot(report.units, report.now, report.errors))
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.write(report.render(full=args.debug == 2, title=f"looseends dump of process {args.pid}") + "\n")
+    return EXIT_CLEAN
+
+
 def _prometheus_rules(args: argparse.Namespace, out: TextIO) -> int:
     """The alerting rules shipped with the package, for a Prometheus `rule_files:` entry."""
     out.write(resources.files("looseends.frontends").joinpath("prometheus_rules.yml").read_text())
@@ -280,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("--token", help="the endpoint's token, if it has one")
     diff.add_argument("--no-go-ignores", action="store_true", help=GO_IGNORES_HELP)
 
+    _add_attach(commands)
+
     commands.add_parser(
         "prometheus-rules", help="print the Prometheus alerting rules looseends ships (docs/prometheus.md)"
     )
@@ -289,6 +304,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, help="seconds to settle before judging (0.5)")
     run.add_argument("program", nargs=argparse.REMAINDER, help="script.py and its arguments")
     return top
+
+
+def _add_attach(commands: Any) -> None:
+    attached = commands.add_parser(
+        "attach",
+        help="a grouped dump of a running Python 3.14+ process by PID, no code change (docs/attach.md)",
+    )
+    attached.add_argument("pid", type=int, help="the process id")
+    attached.add_argument("--json", action="store_true", help="print the JSON instead of text")
+    attached.add_argument("--debug", type=int, choices=(1, 2), default=1, help="1: grouped; 2: every unit")
+    attached.add_argument("--kind", help="only these kinds (comma-separated)")
+    attached.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob")
+    attached.add_argument("--proven", action="store_true", help="only units proven stuck forever")
+    attached.add_argument(
+        "--timeout", type=_positive_float, default=10.0, help="seconds to wait for the target (10)"
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -330,6 +361,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         "watch": _watch,
         "diff": _diff,
         "prometheus-rules": _prometheus_rules,
+        "attach": _attach,
         "run": run_program,
     }
     try:
