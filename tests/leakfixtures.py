@@ -11,7 +11,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import looseends
@@ -102,3 +102,22 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(DEADLINE)
         self.loop.close()
+
+
+@contextlib.contextmanager
+def uvicorn_serving(app: Any, loop: str) -> Iterator[str]:
+    """A real uvicorn server for `app` on a loopback port, in a thread, on `loop` ("asyncio", "uvloop"):
+    its base URL while the block runs; stopped and joined after."""
+    import uvicorn  # only the live-server tests need it
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off", loop=loop)
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, name="uvicorn-server", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: running.started, what="uvicorn to start")
+        port = running.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        running.should_exit = True
+        thread.join(DEADLINE)

@@ -8,13 +8,11 @@ import asyncio
 import gc
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -24,7 +22,7 @@ import looseends
 from looseends.frontends.growth import Growth
 from looseends.report_json import report_from_dict
 
-from leakfixtures import DEADLINE, wait_until
+from leakfixtures import DEADLINE, uvicorn_serving, wait_until
 
 # These tests leak tasks into a live server on purpose, to read its dump.
 pytestmark = pytest.mark.looseends_allow(reason="leaks tasks into a live server on purpose, to read its dump")
@@ -73,20 +71,13 @@ def app() -> Starlette:
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def server(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
-    config = uvicorn.Config(
-        app(), host="127.0.0.1", port=0, log_level="error", lifespan="off", loop=request.param
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, name="uvicorn-server", daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: running.started, what="uvicorn to start")
-        port = running.servers[0].sockets[0].getsockname()[1]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=DEADLINE) as client:
+        with (
+            uvicorn_serving(app(), request.param) as url,
+            httpx.Client(base_url=url, timeout=DEADLINE) as client,
+        ):
             yield client
     finally:
-        running.should_exit = True
-        thread.join(DEADLINE)
         for task in list(kept):
             task.get_loop().call_soon_threadsafe(task.cancel) if not task.get_loop().is_closed() else None
         kept.clear()

@@ -8,13 +8,11 @@ may still run reaches what they wait on.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -22,7 +20,7 @@ from starlette.routing import Route
 
 import looseends
 
-from leakfixtures import DEADLINE, wait_until
+from leakfixtures import DEADLINE, uvicorn_serving, wait_until
 
 
 def sync_page(request: Request) -> PlainTextResponse:
@@ -37,19 +35,8 @@ async def executor_page(request: Request) -> PlainTextResponse:
 @pytest.fixture(params=["asyncio", "uvloop"])
 def server(request: pytest.FixtureRequest) -> Iterator[str]:
     app = Starlette(routes=[Route("/sync", sync_page), Route("/executor", executor_page)])
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="error", lifespan="off", loop=request.param
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, name="uvicorn-server", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: running.started, what="uvicorn to start")
-        port = running.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        running.should_exit = True
-        thread.join(DEADLINE)
+    with uvicorn_serving(app, request.param) as url:
+        yield url
 
 
 def test_idle_workers_of_a_real_app_are_never_proven(server: str) -> None:

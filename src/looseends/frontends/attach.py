@@ -15,7 +15,6 @@ need a debugger to get in, which is not built yet: they are refused with that re
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -84,10 +83,10 @@ def attach(pid: int, *, timeout: float = 10.0, proven: bool = False) -> Report:
     with tempfile.TemporaryDirectory(prefix="looseends-attach-") as where:  # mode 0700: ours only
         out = os.path.join(where, "report.json")
         script = Path(where, "bootstrap.py")
-        values = {"__PATHS__": _import_paths(), "__OUT__": out, "__PROVEN__": proven}
-        script.write_text(
-            functools.reduce(lambda text, kv: text.replace(kv[0], repr(kv[1])), values.items(), BOOTSTRAP)
-        )
+        text = BOOTSTRAP
+        for name, value in (("__PATHS__", _import_paths()), ("__OUT__", out), ("__PROVEN__", proven)):
+            text = text.replace(name, repr(value))
+        script.write_text(text)
         try:
             remote_exec(pid, str(script))
         except (OSError, RuntimeError, ValueError) as exc:
