@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Hashable
-from contextlib import ExitStack
 from dataclasses import replace
 
 from looseends import _canary
 from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
-from looseends.model import Unit
+from looseends.model import Snapshot, Unit
 from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
@@ -32,24 +31,34 @@ class Watch:
         self.options = options
         self.label = label
         self.started = 0.0
-        self._baseline: IgnoreRule | None = None
+        self._before: Snapshot | None = None  # identities at start; made into a rule only when needed
         self._fingerprint: Hashable = None
-        self._tracking = ExitStack()
+        self._leases: tuple[tracking | watching, ...] = ()
 
     def start(self) -> None:
         _canary.sing_once()  # before the baseline: its thread and task are gone by then
-        self._tracking.enter_context(tracking(self.label))
-        self._tracking.enter_context(watching())
-        self._fingerprint, baseline = identities()
-        self._baseline = ignore_current(baseline)
+        # Entered by hand rather than through an ExitStack: every checked test pays for this span.
+        tracked, watched = tracking(self.label), watching()
+        tracked.__enter__()
+        watched.__enter__()
+        self._leases = (tracked, watched)
+        try:
+            self._fingerprint, self._before = identities()
+        except BaseException:
+            self.stop()
+            raise
         self.started = time.monotonic()
+
+    def unchanged(self) -> bool:
+        """Nothing tracked started and no thread or task came or went since start: clean, without a look."""
+        return fingerprint() == self._fingerprint
 
     def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
-        assert self._baseline is not None, "Watch.verdict() before start()"
-        if fingerprint() == self._fingerprint:  # nothing started meanwhile: clean, without a look
+        assert self._before is not None, "Watch.verdict() before start()"
+        if self.unchanged():
             return Report.from_units(())
-        known = self._baseline
+        known = ignore_current(self._before)
         baseline = known
         if also_ignore is not None:
             extra = also_ignore
@@ -64,4 +73,7 @@ class Watch:
         return replace(to_report(replace(settled, leaks=leaks), self.options), by_design=tuple(by_design))
 
     def stop(self) -> None:
-        self._tracking.close()
+        """End the span's tracking; safe to call twice."""
+        leases, self._leases = self._leases, ()
+        for lease in reversed(leases):
+            lease.__exit__(None, None, None)

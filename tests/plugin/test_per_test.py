@@ -212,3 +212,45 @@ def test_leaks(n):
     )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*units: worker-2 (x3) (daemon)"])
+
+
+def test_only_a_leaking_test_gets_a_report_hook_and_it_goes_away(pytester: pytest.Pytester) -> None:
+    """The per-test cost: a clean test meets no makereport hook of ours; a leaking one meets one, for its
+    teardown report only, and it is gone once that report is made (names are looked at from a conftest)."""
+    pytester.makeconftest(
+        """
+import pytest
+
+SEEN = []
+
+def ours(config):
+    impls = config.pluginmanager.hook.pytest_runtest_makereport.get_hookimpls()
+    return sorted(impl.plugin_name for impl in impls if impl.plugin_name.startswith("looseends"))
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    SEEN.append(f"{item.name} {call.when}: {ours(item.config)}")
+
+def pytest_sessionfinish(session):
+    SEEN.append(f"at the end: {ours(session.config)}")
+    print("\\n" + "\\n".join(SEEN))
+"""
+    )
+    result = run(
+        pytester,
+        "def test_clean():\n    pass\n\ndef test_leaks():\n    start_waiter('w')\n",
+        "--looseends",
+        "-s",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_clean setup: []",
+            "test_clean call: []",
+            "test_clean teardown: []",
+            "test_leaks setup: []",
+            "test_leaks call: []",
+            "test_leaks teardown: ['looseends-verdict-test_suite.py::test_leaks']",
+            "at the end: []",
+        ]
+    )

@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 from collections.abc import Generator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +22,10 @@ from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
 from looseends.analysis.settle import run_sync
 from looseends.errors import OptionError
 from looseends.frontends import unittest_support
-from looseends.frontends.pytest_failures import LeakFailure
+from looseends.frontends.pytest_failures import LeakFailure, TeardownVerdict
 from looseends.frontends.pytest_fixtures import FixtureOwners
 from looseends.frontends.pytest_settings import Settings
+from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import Kind, Unit
 from looseends.options import Options, build_options
 from looseends.report import Report
@@ -43,27 +43,27 @@ class PluginState:
 
     settings: Settings
     fixtures: FixtureOwners
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: Ledger
     active: bool = False  # the flag, or a marker on some collected test
     exitstatus: int = 0
     _session: Watch | None = None
     _tests: dict[str, Watch] = field(default_factory=dict)
-    _labels: dict[str, ExitStack] = field(default_factory=dict)
+    _labels: dict[str, tracking] = field(default_factory=dict)
     _report_error: str = ""
     # Ignore rules of tests whose marker or class added some: what they ignored is not the session's
     # leak either.
     _test_ignores: dict[str, tuple[IgnoreRule, ...]] = field(default_factory=dict)
+    _unittest_ids: dict[str, str] = field(default_factory=dict)  # of checked LeakCheckMixin tests
 
     # Tests ----------------------------------------------------------------------------------------
 
-    def item_options(self, item: pytest.Item) -> Options | None:
+    def item_options(self, item: pytest.Item, mixin: type[LeakCheckMixin] | None) -> Options | None:
         """This test's options, or None when it is not checked. A marker's options win over a
         LeakCheckMixin class's `looseends_options`, which win over the command line and ini."""
         marker = item.get_closest_marker("looseends")
-        mixin = _mixin_options(item)
         if marker is None and (mixin is None or not self.settings.enabled):
             return self.settings.options if self.settings.enabled and mixin is None else None
-        layers = [mixin or {}, dict(marker.kwargs) if marker is not None else {}]
+        layers = [dict(mixin.looseends_options) if mixin else {}, dict(marker.kwargs) if marker else {}]
         kwargs = {**layers[0], **layers[1]}
         if not kwargs.pop("enabled", True):
             return None
@@ -81,24 +81,29 @@ class PluginState:
             raise pytest.UsageError(f"looseends: {exc}") from None
 
     def begin_test(self, item: pytest.Item) -> None:
-        options = self.item_options(item)
+        mixin = _mixin_class(item)
+        options = self.item_options(item, mixin)
         if options is None:
             if self._session is not None:  # unchecked, but what it starts still says during which test
-                labelled = self._labels[item.nodeid] = ExitStack()
-                labelled.enter_context(tracking(item.nodeid))
+                labelled = self._labels[item.nodeid] = tracking(item.nodeid)
+                labelled.__enter__()
             return
         watch = Watch(options, item.nodeid)
         watch.start()
         self._tests[item.nodeid] = watch
         if options.ignore != self.settings.options.ignore:
             self._test_ignores[item.nodeid] = options.ignore
-        if _mixin_options(item) is not None:  # the plugin checks it: the mixin stands aside
-            unittest_support.checked_elsewhere.add(_unittest_id(item))
+        if mixin is not None:  # the plugin checks it: the mixin stands aside
+            unittest_id = f"{mixin.__module__}.{mixin.__qualname__}.{item.name}"  # what TestCase.id() says
+            self._unittest_ids[item.nodeid] = unittest_id
+            unittest_support.checked_elsewhere.add(unittest_id)
 
-    def end_test(self, item: pytest.Item, report: pytest.TestReport) -> None:
+    def end_test(self, item: pytest.Item) -> None:
+        """After the test's teardown ran, before its report is made: what the test (and any wider fixture
+        torn down meanwhile) left running. Anything to say goes to that report through a `TeardownVerdict`."""
         labelled = self._labels.pop(item.nodeid, None)
         if labelled is not None:
-            labelled.close()
+            labelled.__exit__(None, None, None)
         failures = [
             LeakFailure.of(
                 finding.report,
@@ -107,24 +112,22 @@ class PluginState:
             )
             for finding in self.fixtures.end_test()
         ]
+        sections: list[str] = []
         watch = self._tests.pop(item.nodeid, None)
-        unittest_support.checked_elsewhere.discard(_unittest_id(item))
         if watch is not None:
+            unittest_support.checked_elsewhere.discard(self._unittest_ids.pop(item.nodeid, ""))
             try:
-                leaks = run_sync(watch.verdict(also_ignore=self.fixtures.owned))
+                if not watch.unchanged():  # the common case ends here: nothing came or went
+                    leaks = run_sync(watch.verdict(also_ignore=self.fixtures.owned))
+                    failures[:0] = self._test_leaks(item, leaks, sections)
             finally:
                 watch.stop()
-            failures[:0] = self._test_leaks(item, report, leaks)
-        if not failures:
-            return
-        if report.failed:  # teardown already failed: its own error stays the headline
-            report.sections.extend(("looseends", str(failure)) for failure in failures)
-            return
-        report.outcome = "failed"
-        report.longrepr = LeakFailure.joined(failures)  # type: ignore[assignment]
+        if failures or sections:
+            TeardownVerdict(item.nodeid, failures, sections).register(item.config)
 
-    def _test_leaks(self, item: pytest.Item, report: pytest.TestReport, leaks: Report) -> list[LeakFailure]:
-        """The test's own leaks as teardown failures (none when allowed, warn-only or clean)."""
+    def _test_leaks(self, item: pytest.Item, leaks: Report, sections: list[str]) -> list[LeakFailure]:
+        """The test's own leaks as teardown failures (none when clean; a report section when allowed or
+        warn-only)."""
         if not leaks:
             return []
         allow = item.get_closest_marker("looseends_allow")
@@ -132,7 +135,7 @@ class PluginState:
         failing = reason is None and not self.settings.warn_only
         self.ledger.add(Finding(item.nodeid, leaks, reason, self.settings.warn_only, shown=failing))
         if not failing:
-            report.sections.append(("looseends", leaks.render()))
+            sections.append(leaks.render())
             return []
         return [LeakFailure.of(leaks, "leaked")]
 
@@ -207,18 +210,12 @@ class PluginState:
             os._exit(self.exitstatus or pytest.ExitCode.TESTS_FAILED)
 
 
-def _mixin_options(item: pytest.Item) -> dict[str, Any] | None:
-    """A LeakCheckMixin test's `looseends_options` (a copy), or None for any other test."""
-    cls = getattr(item, "cls", None)
-    if isinstance(cls, type) and issubclass(cls, unittest_support.LeakCheckMixin):
-        return dict(cls.looseends_options)
-    return None
-
-
-def _unittest_id(item: pytest.Item) -> str:
-    """What `TestCase.id()` says for this item: module.Class.method."""
-    cls = getattr(item, "cls", None)
-    return f"{cls.__module__}.{cls.__qualname__}.{item.name}" if isinstance(cls, type) else item.nodeid
+def _mixin_class(item: pytest.Item) -> type[LeakCheckMixin] | None:
+    """A LeakCheckMixin test's class, or None for any other test. Read from the parent node (a test
+    method's parent is its class): `item.cls` walks the whole chain, on every test."""
+    parent = item.parent
+    cls = parent.obj if isinstance(parent, pytest.Class) else None
+    return cls if isinstance(cls, type) and issubclass(cls, LeakCheckMixin) else None
 
 
 def _allow_reason(marker: pytest.Mark, item: pytest.Item) -> str:
@@ -254,50 +251,46 @@ STATE = pytest.StashKey[PluginState]()
 class ChecksPlugin:
     """The hooks that do the checking, registered only once the checks are on (pytest_plugin.activate)."""
 
+    state: PluginState  # set by pytest_configure, which pytest calls at once on registration
+
     def pytest_configure(self, config: pytest.Config) -> None:
         settings = Settings.from_config(config)
-        state = PluginState(settings, FixtureOwners(settings.options, settings.warn_only))
+        ledger = Ledger()
+        state = PluginState(settings, FixtureOwners(settings.options, settings.warn_only, ledger), ledger)
         state.active = settings.enabled
         if settings.force_exit:  # it will not wait for stuck threads at exit: nor at a loop's close
             _shutdown.leave_stuck_jobs[0] = True
             config.add_cleanup(lambda: _shutdown.leave_stuck_jobs.__setitem__(0, False))
-        config.stash[STATE] = state
+        config.stash[STATE] = self.state = state
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         session.config.stash[STATE].begin_session()
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        item.config.stash[STATE].begin_test(item)
-        return (yield)
+    # Every test passes through these hooks, so they are as few and as plain as the checks allow: one to
+    # begin, one to end, and a fixture hook that returns at once for function-scoped fixtures. A test that
+    # leaked gets a one-off makereport hook (TeardownVerdict); passing tests never call one.
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.state.begin_test(item)
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_fixture_setup(
-        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-    ) -> Generator[None, Any, Any]:
-        fixtures = request.config.stash[STATE].fixtures
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            self.state.end_test(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Generator[None, Any, Any]:
+        if fixturedef.scope == "function":  # a function fixture's units are its test's
+            return (yield)
+        fixtures = self.state.fixtures
         started = fixtures.begin_setup(fixturedef)
         try:
             return (yield)
         finally:
             fixtures.end_setup(fixturedef, started)
-
-    def pytest_fixture_post_finalizer(
-        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-    ) -> None:
-        state = request.config.stash[STATE]
-        finding = state.fixtures.finalized(fixturedef)
-        if finding is not None:
-            state.ledger.add(finding)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, Any, Any]:
-        report = yield
-        if call.when == "teardown":
-            item.config.stash[STATE].end_test(item, report)
-        return report
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -8,12 +8,13 @@ fixture's name (so pytest's counts and exit status agree with the report).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
 
 from looseends._find import settle_steps, to_report
-from looseends._ledger import Finding
+from looseends._ledger import Finding, Ledger
 from looseends._watch import Watch
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.settle import run_sync
@@ -38,26 +39,27 @@ class FixtureOwnership:
 
 @dataclass
 class FixtureOwners:
-    """Every live wider fixture's units, and the findings of those torn down during the current test."""
+    """Every live wider fixture's units, and the findings of those torn down during the current test
+    (in the session's ledger, and failing that test's teardown)."""
 
     options: Options
     warn_only: bool
+    ledger: Ledger
     _live: dict[int, FixtureOwnership] = field(default_factory=dict)
     # Torn down during the current test's teardown: their units are still not the test's.
     _retired: dict[int, FixtureOwnership] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
-    def begin_setup(self, fixturedef: pytest.FixtureDef[Any]) -> tuple[Watch, Snapshot] | None:
-        if fixturedef.scope == "function":  # a function fixture's units are its test's
-            return None
+    def begin_setup(self, fixturedef: pytest.FixtureDef[Any]) -> tuple[Watch, Snapshot]:
+        """A wider-scoped fixture is about to be set up. Its teardown is heard through a finalizer added
+        now, before the fixture's own: it runs after the fixture's teardown code."""
         label = f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope)"
         watch = Watch(self.options, label)  # only for its tracking label
         watch.start()
+        fixturedef.addfinalizer(partial(self.finalized, fixturedef))
         return watch, take_snapshot(detail=False)
 
-    def end_setup(self, fixturedef: pytest.FixtureDef[Any], started: tuple[Watch, Snapshot] | None) -> None:
-        if started is None:
-            return
+    def end_setup(self, fixturedef: pytest.FixtureDef[Any], started: tuple[Watch, Snapshot]) -> None:
         watch, before = started
         watch.stop()
         known = ignore_current(before)
@@ -68,17 +70,17 @@ class FixtureOwners:
     def owned(self, unit: Unit) -> bool:
         return any(o.owns(unit) for o in (*self._live.values(), *self._retired.values()))
 
-    def finalized(self, fixturedef: pytest.FixtureDef[Any]) -> Finding | None:
+    def finalized(self, fixturedef: pytest.FixtureDef[Any]) -> None:
         """The fixture was torn down: settle its units, and say what it left running."""
         ownership = self._live.pop(id(fixturedef), None)
         if ownership is None:
-            return None
+            return
         self._retired[id(fixturedef)] = ownership
         settled = run_sync(settle_steps(self.options, only=ownership.owns))
         report = to_report(settled, self.options)
         finding = Finding(ownership.label, report, None, self.warn_only, shown=not self.warn_only)
         self.findings.append(finding)
-        return finding
+        self.ledger.add(finding)
 
     def end_test(self) -> list[Finding]:
         """The findings that fail this test's teardown; the retired fixtures are forgotten."""
