@@ -26,7 +26,7 @@ THREAD_NAME = "looseends-canary"
 TASK_NAME = "looseends-canary-task"
 
 _problems: list[str] = []  # what the canary found missing, once
-_sung = threading.Event()
+_sung = False  # once True, never False again: read without the lock
 _lock = threading.Lock()
 
 
@@ -37,14 +37,15 @@ def problems() -> tuple[str, ...]:
 
 def sing_once() -> None:
     """Run the canary the first time any check starts in this process (later calls return at once)."""
-    if _sung.is_set():
+    global _sung
+    if _sung:
         return
     with _lock:
-        if _sung.is_set():
+        if _sung:
             return
         found = canary()
         _problems[:] = found
-        _sung.set()
+        _sung = True
     if found:
         message = (
             f"looseends: this interpreter (Python {sys.version.split()[0]}) is not fully supported: "

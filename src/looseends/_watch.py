@@ -15,7 +15,7 @@ from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
 from looseends.sources._tracking import tracking
-from looseends.sources._vanished import mark_reported, take_vanished, watching
+from looseends.sources._vanished import mark_reported, take_vanished, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
 
 
@@ -33,15 +33,13 @@ class Watch:
         self.started = 0.0
         self._before: Snapshot | None = None  # identities at start; made into a rule only when needed
         self._fingerprint: Hashable = None
-        self._leases: tuple[tracking | watching, ...] = ()
+        self._lease: tracking | None = None
 
     def start(self) -> None:
         _canary.sing_once()  # before the baseline: its thread and task are gone by then
         # Entered by hand rather than through an ExitStack: every checked test pays for this span.
-        tracked, watched = tracking(self.label), watching()
-        tracked.__enter__()
-        watched.__enter__()
-        self._leases = (tracked, watched)
+        lease = self._lease = tracking(self.label, check=True)
+        lease.__enter__()
         try:
             self._fingerprint, self._before = identities()
         except BaseException:
@@ -52,6 +50,18 @@ class Watch:
     def unchanged(self) -> bool:
         """Nothing tracked started and no thread or task came or went since start: clean, without a look."""
         return fingerprint() == self._fingerprint
+
+    def nothing_new(self) -> bool:
+        """Clean at a glance: the fingerprint has not moved, or it has but one identity look finds only
+        units alive at start and no task vanished meanwhile (a test that joined the thread or awaited
+        the task it started). Anything else gets the full verdict, which would find these clean too."""
+        if self.unchanged():
+            return True
+        assert self._before is not None, "Watch.nothing_new() before start()"
+        if vanished_since(self.started):
+            return False
+        known = ignore_current(self._before)
+        return all(map(known, identities()[1].units))
 
     def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
@@ -74,6 +84,6 @@ class Watch:
 
     def stop(self) -> None:
         """End the span's tracking; safe to call twice."""
-        leases, self._leases = self._leases, ()
-        for lease in reversed(leases):
+        lease, self._lease = self._lease, None
+        if lease is not None:
             lease.__exit__(None, None, None)

@@ -45,6 +45,7 @@ class PluginState:
     fixtures: FixtureOwners
     ledger: Ledger
     active: bool = False  # the flag, or a marker on some collected test
+    markers: bool = False  # some collected test carries the looseends marker: only then is each looked up
     exitstatus: int = 0
     _session: Watch | None = None
     _tests: dict[str, Watch] = field(default_factory=dict)
@@ -60,7 +61,7 @@ class PluginState:
     def item_options(self, item: pytest.Item, mixin: type[LeakCheckMixin] | None) -> Options | None:
         """This test's options, or None when it is not checked. A marker's options win over a
         LeakCheckMixin class's `looseends_options`, which win over the command line and ini."""
-        marker = item.get_closest_marker("looseends")
+        marker = item.get_closest_marker("looseends") if self.markers else None
         if marker is None and (mixin is None or not self.settings.enabled):
             return self.settings.options if self.settings.enabled and mixin is None else None
         layers = [dict(mixin.looseends_options) if mixin else {}, dict(marker.kwargs) if marker else {}]
@@ -81,30 +82,50 @@ class PluginState:
             raise pytest.UsageError(f"looseends: {exc}") from None
 
     def begin_test(self, item: pytest.Item) -> None:
+        nodeid = item.nodeid
         mixin = _mixin_class(item)
         options = self.item_options(item, mixin)
         if options is None:
             if self._session is not None:  # unchecked, but what it starts still says during which test
-                labelled = self._labels[item.nodeid] = tracking(item.nodeid)
+                labelled = self._labels[nodeid] = tracking(nodeid)
                 labelled.__enter__()
             return
-        watch = Watch(options, item.nodeid)
+        watch = Watch(options, nodeid)
         watch.start()
-        self._tests[item.nodeid] = watch
+        self._tests[nodeid] = watch
         if options.ignore != self.settings.options.ignore:
-            self._test_ignores[item.nodeid] = options.ignore
+            self._test_ignores[nodeid] = options.ignore
         if mixin is not None:  # the plugin checks it: the mixin stands aside
             unittest_id = f"{mixin.__module__}.{mixin.__qualname__}.{item.name}"  # what TestCase.id() says
-            self._unittest_ids[item.nodeid] = unittest_id
+            self._unittest_ids[nodeid] = unittest_id
             unittest_support.checked_elsewhere.add(unittest_id)
 
     def end_test(self, item: pytest.Item) -> None:
         """After the test's teardown ran, before its report is made: what the test (and any wider fixture
-        torn down meanwhile) left running. Anything to say goes to that report through a `TeardownVerdict`."""
-        labelled = self._labels.pop(item.nodeid, None)
+        torn down meanwhile) left running. Anything to say goes to that report through a `TeardownVerdict`.
+        Every test passes here: what is not needed is not done (BENCHMARKS.md, figure 1)."""
+        nodeid = item.nodeid
+        labelled = self._labels.pop(nodeid, None)
         if labelled is not None:
             labelled.__exit__(None, None, None)
-        failures = [
+        failures = self._fixture_failures() if self.fixtures.findings else []
+        sections: list[str] = []
+        watch = self._tests.pop(nodeid, None)
+        if watch is not None:
+            if self._unittest_ids:
+                unittest_support.checked_elsewhere.discard(self._unittest_ids.pop(nodeid, ""))
+            try:
+                if not watch.nothing_new():
+                    leaks = run_sync(watch.verdict(also_ignore=self.fixtures.owned))
+                    failures[:0] = self._test_leaks(item, leaks, sections)
+            finally:
+                watch.stop()
+        if failures or sections:
+            TeardownVerdict(nodeid, failures, sections).register(item.config)
+
+    def _fixture_failures(self) -> list[LeakFailure]:
+        """Leaks of wider fixtures torn down during this test's teardown, failing it under their names."""
+        return [
             LeakFailure.of(
                 finding.report,
                 f"{finding.owner} (torn down after this test) leaked",
@@ -112,18 +133,6 @@ class PluginState:
             )
             for finding in self.fixtures.end_test()
         ]
-        sections: list[str] = []
-        watch = self._tests.pop(item.nodeid, None)
-        if watch is not None:
-            unittest_support.checked_elsewhere.discard(self._unittest_ids.pop(item.nodeid, ""))
-            try:
-                if not watch.unchanged():  # the common case ends here: nothing came or went
-                    leaks = run_sync(watch.verdict(also_ignore=self.fixtures.owned))
-                    failures[:0] = self._test_leaks(item, leaks, sections)
-            finally:
-                watch.stop()
-        if failures or sections:
-            TeardownVerdict(item.nodeid, failures, sections).register(item.config)
 
     def _test_leaks(self, item: pytest.Item, leaks: Report, sections: list[str]) -> list[LeakFailure]:
         """The test's own leaks as teardown failures (none when clean; a report section when allowed or
@@ -311,5 +320,7 @@ def merge_worker(config: pytest.Config, data: Any) -> None:
 
 
 def mark_active(config: pytest.Config) -> None:
-    """A collected test carries the looseends marker: wider fixtures are owned, the hang check runs."""
-    config.stash[STATE].active = True
+    """A collected test carries the looseends marker: wider fixtures are owned, the hang check runs, and
+    each test's marker is looked up."""
+    state = config.stash[STATE]
+    state.active = state.markers = True

@@ -105,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         activate(config)
 
 
+@pytest.hookimpl(trylast=True)  # after every other plugin and conftest has added its markers
 def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
     if any(item.get_closest_marker("looseends") for item in items):
         activate(config)

@@ -17,8 +17,15 @@ from typing import Protocol
 
 from looseends import _cpython
 from looseends.model import Snapshot, Unit
-from looseends.sources import _origins, _shutdown, _spawns, _vanished, greenlets  # noqa: F401 - each registers its tracking
-from looseends.sources._tracking import creation_mark, is_tracking
+from looseends.sources import (  # noqa: F401 - each registers its tracking
+    _origins,
+    _shutdown,
+    _spawns,
+    _tracking,
+    _vanished,
+    greenlets,
+)
+from looseends.sources._tracking import is_tracking
 from looseends.sources.greenlets import GreenletSource
 from looseends.sources.processes import ProcessSource
 from looseends.sources.tasks import TaskSource
@@ -32,13 +39,9 @@ class Source(Protocol):
     def read(self, *, detail: bool = True) -> Sequence[Unit]: ...
 
 
-DEFAULT_SOURCES: tuple[Source, ...] = (
-    ThreadSource(_active=greenlets.threads_by_os_ident),  # gevent's patched threading: the OS ident too
-    TaskSource(),
-    TrioTaskSource(),
-    GreenletSource(),
-    ProcessSource(),
-)
+THREADS = ThreadSource(_active=greenlets.threads_by_os_ident)  # gevent's patched threading: the OS ident too
+TASKS = TaskSource()
+DEFAULT_SOURCES: tuple[Source, ...] = (THREADS, TASKS, TrioTaskSource(), GreenletSource(), ProcessSource())
 
 
 def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:
@@ -63,25 +66,44 @@ def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool =
     return Snapshot(tuple(units), time.monotonic(), tuple(errors))
 
 
-def fingerprint() -> Hashable:
-    """What changes when anything may have started: tracked creations, live thread idents, registered task
-    counts. Equal fingerprints around a span, with tracking on throughout, mean nothing new is running,
-    so a check needs no look at all. Far cheaper than even an identity-only snapshot."""
-    return creation_mark(), frozenset(sys._current_frames()), _cpython.task_count()
+# The sources each part of the fingerprint vouches for, in its order: while tracking is on and a part
+# stands still, nothing those sources would show can have started or ended. A thread's start moves its
+# part only, so the look after a test that started and joined a thread re-reads the threads alone.
+_PART_SOURCES: tuple[tuple[Source, ...], ...] = ((THREADS,), (TASKS,), DEFAULT_SOURCES[2:])
 
 
-_last_identities: list[tuple[Hashable, Snapshot]] = []  # at most one: (fingerprint, identity snapshot)
+def fingerprint() -> tuple[Hashable, ...]:
+    """What changes when anything may have started: tracked creations (by kind), live thread idents,
+    registered task counts. Equal fingerprints around a span, with tracking on throughout, mean nothing new
+    is running, so a check needs no look at all. Far cheaper than even an identity-only snapshot."""
+    marks = _tracking.state
+    return (
+        (marks.threads, frozenset(sys._current_frames())),
+        (marks.tasks, _cpython.task_count()),
+        marks.others,
+    )
+
+
+# At most one: (fingerprint, identity snapshot, that snapshot's units and errors by part)
+_last_identities: list[tuple[tuple[Hashable, ...], Snapshot, tuple[Snapshot, ...]]] = []
 
 
 def identities() -> tuple[Hashable, Snapshot]:
-    """The fingerprint and an identity-only snapshot. While tracking is on and the fingerprint has not
-    moved since the last call, the last snapshot still holds (nothing started or ended: turning tracking
-    on moves the fingerprint), so a run of tests that start nothing pays for one look, not one each."""
+    """The fingerprint and an identity-only snapshot. While tracking is on, the sources of every part of
+    the fingerprint that has not moved since the last call are not read again (nothing started or ended:
+    turning tracking on moves every part), so a run of tests that start nothing pays for one look, not
+    one each, and a test that starts a thread pays for a look at threads."""
     mark = fingerprint()
-    if is_tracking() and _last_identities and _last_identities[0][0] == mark:
-        return mark, _last_identities[0][1]
-    taken = take_snapshot(detail=False)
-    _last_identities[:] = [(mark, taken)]
+    last = _last_identities[0] if _last_identities and is_tracking() else None
+    if last is not None and last[0] == mark:
+        return mark, last[1]
+    parts = tuple(
+        last[2][index] if last is not None and last[0][index] == now else take_snapshot(sources, detail=False)
+        for index, (sources, now) in enumerate(zip(_PART_SOURCES, mark, strict=True))
+    )
+    units = tuple(unit for part in parts for unit in part.units)
+    taken = Snapshot(units, time.monotonic(), tuple(error for part in parts for error in part.errors))
+    _last_identities[:] = [(mark, taken, parts)]
     return mark, taken
 
 

@@ -298,7 +298,7 @@ def _install(stack: ExitStack) -> None:
         if _state.users:  # a wrapper left behind by someone else's later patch records nothing
             _put(self, capture(type(self), 1))
         original_start(self)
-        _state.latest = _next()
+        _state.threads = _next()
 
     original_raw = _thread.start_new_thread
 
@@ -316,7 +316,7 @@ def _install(stack: ExitStack) -> None:
                 _raw_origins.pop(ident, None)
 
         ident = original_raw(run, args, kwargs or {})
-        _tracking.noted()
+        _tracking.noted("threads")
         return ident
 
     original_submit = concurrent.futures.ThreadPoolExecutor.submit
@@ -383,7 +383,7 @@ def _tracked_create_task(original: Callable[..., Any], *, stock: bool) -> Callab
                 _without_own_frames(task)
         elif creator is not None:  # created from inside one of this loop's tasks: on its thread
             _cpython.note_loop_thread(self, _ident())
-        _state.latest = _next()
+        _state.tasks = _next()
         _entries[id(task)] = (
             id(coro),
             _ident(),

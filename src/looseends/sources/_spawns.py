@@ -56,7 +56,7 @@ def spawn_count() -> int:
 def _record(pid: object, command: object, spawner: str, skip: int) -> None:
     global _spawns
     _spawns += 1
-    _tracking.noted()
+    _tracking.noted("others")
     if not isinstance(pid, int) or pid <= 0:
         return
     if len(_process_origins) > MAX_RECORDS:

@@ -21,7 +21,7 @@ import threading
 import types
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Literal
 
 Installer = Callable[[ExitStack], None]
 
@@ -29,12 +29,18 @@ Installer = Callable[[ExitStack], None]
 class _State:
     """What wrappers read on every call, as attributes of one object they bind once."""
 
-    __slots__ = ("labels", "latest", "users")
+    __slots__ = ("checks", "labels", "others", "tasks", "threads", "users")
 
     def __init__(self) -> None:
         self.users = 0
+        self.checks = 0  # users that are checks: while any runs, vanished tasks are kept for it to take
         self.labels: tuple[str, ...] = ()  # the checks running now, innermost last; replaced, never mutated
-        self.latest = 0  # the number of the latest creation seen: moves whenever anything tracked starts
+        # Creation marks, by what was created: the number (from one shared sequence) of the latest tracked
+        # thread, task, and anything else (child process, trio task, greenlet). Kept apart so that a look
+        # after a test that started a thread re-reads threads only (sources.identities).
+        self.threads = 0
+        self.tasks = 0
+        self.others = 0
 
 
 state = _State()
@@ -85,19 +91,19 @@ def is_tracking() -> bool:
     return state.users > 0
 
 
-def noted() -> None:
-    """A creation finished registering (thread started, task created, child spawned): move the mark.
+def noted(kind: Literal["threads", "tasks", "others"]) -> None:
+    """A creation of this kind finished registering (thread started, task created, child spawned): move
+    its mark.
 
     Called after the unit is registered, so a creation whose mark predates a baseline is in that
     baseline. Each number is stored once, so a late store can never bring back an earlier mark.
-    (Hot wrappers inline this as `state.latest = next(sequence)`.)"""
-    state.latest = next(sequence)
+    (Hot wrappers inline this as `state.threads = next(sequence)`.)"""
+    setattr(state, kind, next(sequence))
 
 
-def creation_mark() -> int:
-    """Moves whenever tracking sees a thread, task or child process start (or tracking restarts): while
-    it stands still, nothing new can have started through the tracked paths."""
-    return state.latest
+def _all_moved() -> None:
+    """Creations went unseen while tracking was off: every cached look is stale."""
+    state.threads = state.tasks = state.others = next(sequence)
 
 
 def current_label() -> str | None:
@@ -106,13 +112,16 @@ def current_label() -> str | None:
 
 
 class tracking:
-    """Track creations while the block runs; `label` is recorded as `Origin.during`.
+    """Track creations while the block runs; `label` is recorded as `Origin.during`; `check`: this is a
+    check, which takes the tasks that vanish meanwhile (`_vanished`).
 
     A class rather than a generator: a lease held until the process ends must not run anything when the
-    interpreter tears its modules down."""
+    interpreter tears its modules down. Every checked test enters one, so the usual case (tracking already
+    on, nothing new imported, the label innermost) is a few stores under the lock."""
 
-    def __init__(self, label: str | None = None) -> None:
+    def __init__(self, label: str | None = None, *, check: bool = False) -> None:
         self._label = label
+        self._check = check
 
     def __enter__(self) -> None:
         global _stack
@@ -127,13 +136,16 @@ class tracking:
                     raise
                 _stack = stack
                 _late_seen.clear()
+                _modules_seen[0] = -1
                 _late_arrivals()  # what is loaded now was just patched
                 _watch_imports(stack)
-                noted()  # creations went unseen while tracking was off: cached looks are stale
+                _all_moved()
             elif _stack is not None and _late_arrivals():
                 for install in _late_installers:
                     install(_stack)
             state.users += 1
+            if self._check:
+                state.checks += 1
             if self._label is not None:
                 state.labels = (*state.labels, self._label)
 
@@ -142,9 +154,15 @@ class tracking:
         label = self._label
         with _lock:
             labels = state.labels
-            if label is not None and label in labels:
+            if label is None:
+                pass
+            elif labels and labels[-1] == label:
+                state.labels = labels[:-1]
+            elif label in labels:  # blocks ended out of order (threads): remove the innermost of that name
                 index = len(labels) - 1 - labels[::-1].index(label)
                 state.labels = labels[:index] + labels[index + 1 :]
+            if self._check:
+                state.checks -= 1
             state.users -= 1
             if state.users == 0 and _stack is not None:
                 stack, _stack = _stack, None
@@ -156,11 +174,17 @@ LATE_MODULES = frozenset({"uvloop", "trio", "gevent"})
 
 
 _late_seen: set[str] = set()
+_modules_seen = [0]  # len(sys.modules) at the last look
 
 
 def _late_arrivals() -> bool:
     """A LATE_MODULES module loaded since the late installers last ran (the import hook misses modules
-    loaded by other means); nested entries skip the installers otherwise, a set check per test."""
+    loaded by other means); nested entries skip the installers otherwise. When nothing was imported since
+    the last look (the module count stands still), that is one len() per test."""
+    count = len(sys.modules)
+    if count == _modules_seen[0]:
+        return False
+    _modules_seen[0] = count
     present = LATE_MODULES & sys.modules.keys()
     if present <= _late_seen:
         return False

@@ -42,7 +42,6 @@ MAX_VANISHED = 10_000
 ShutdownProver = Callable[[Callable[[], Sequence[Unit]]], Mapping[Hashable, str]]
 
 _vanished: dict[int, Unit] = {}  # one by one, for the checks running now
-_watchers = [0]  # checks running now: without one, only the live summary below is kept
 # The live summary of tasks destroyed while pending, by creation site and wait: a fire-and-forget leak in a
 # service shows as a count that keeps growing (dumps, watch, Prometheus). Bounded by MAX_PLACES.
 MAX_PLACES = 256
@@ -66,14 +65,22 @@ def take_vanished(start: float, wanted: Callable[[Unit], bool]) -> list[Unit]:
         unit = _vanished.get(number)
         if (
             unit is not None
-            and unit.origin is not None
-            and unit.origin.created_at is not None
-            and unit.origin.created_at >= start
+            and _created_since(unit, start)
             and wanted(unit)
             and _vanished.pop(number, None) is not None
         ):
             taken.append(unit)
     return taken
+
+
+def vanished_since(start: float) -> bool:
+    """Whether any task created at or after `start` vanished: what a check that sees nothing else new
+    still has to report."""
+    return any(_created_since(unit, start) for unit in list(_vanished.values()))
+
+
+def _created_since(unit: Unit, start: float) -> bool:
+    return unit.origin is not None and unit.origin.created_at is not None and unit.origin.created_at >= start
 
 
 def mark_reported(units: Sequence[Unit]) -> None:
@@ -83,16 +90,6 @@ def mark_reported(units: Sequence[Unit]) -> None:
         task = unit.ref() if unit.ref is not None else None
         if isinstance(task, asyncio.Task):
             _recorded[id(task)] = id(_cpython.task_call(task, "get_coro", None))
-
-
-class watching:
-    """While a check runs, vanished tasks are kept one by one for it to take."""
-
-    def __enter__(self) -> None:
-        _watchers[0] += 1
-
-    def __exit__(self, *exc: object) -> None:
-        _watchers[0] -= 1
 
 
 def destroyed_units() -> list[Unit]:
@@ -130,7 +127,7 @@ def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | N
     coro = _cpython.task_call(task, "get_coro", None)
     destroyed = how == DESTROYED
     seen = (_recorded.pop(id(task), None) if destroyed else _recorded.get(id(task))) == id(coro)
-    watched = _watchers[0] > 0
+    watched = _tracking.state.checks > 0  # without a check running, only the live summary is kept
     if (seen and not destroyed) or not (destroyed or watched):
         return
     found = vanished_unit(task, how, proof, unit)
@@ -147,7 +144,7 @@ def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | N
 
 
 def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
-    if _watchers[0] == 0:  # nobody will take them: no proofs, no records
+    if _tracking.state.checks == 0:  # nobody will take them: no proofs, no records
         return
     tasks = pending_tasks(loop)
     if not tasks:

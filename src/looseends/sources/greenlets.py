@@ -239,7 +239,7 @@ def _spawned(obj: object) -> None:
             gevent = sys.modules.get("gevent")
             if gevent is not None and type(obj) is gevent.Greenlet:  # gevent's own class: its own getter
                 _targets[id(obj)] = (id(type(obj)), callable_name(getattr(obj, "_run", None)) or "?")
-            _tracking.noted()
+            _tracking.noted("others")
     except Exception:  # never break the program's spawn
         pass
 

@@ -221,7 +221,7 @@ def _record_spawn(task: object) -> None:
         _origins.clear()
     creator = _name(current) if current is not None else None
     _origins[id(task)] = task_record(read_attr(task, "coro"), creator, skip=2)  # from trio's own frames
-    _tracking.noted()
+    _tracking.noted("others")
 
 
 _SPAWNS: Any = None  # the one instrument, made once trio is loaded
