@@ -6,6 +6,7 @@ import _thread
 import concurrent.futures
 import queue
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 
 import looseends
 from looseends.model import Kind
+from looseends.sources.threads import ThreadSource
 
 from leakfixtures import Cleanup, drain, wait_blocked, wait_until
 
@@ -247,3 +249,30 @@ def test_creator_names_the_starting_thread(cleanup: Cleanup) -> None:
     group = leaked(start).groups[0]
     assert group.origin is not None
     assert group.origin.creator == "thread parent"
+
+
+def test_identity_reads_reuse_units_only_for_the_same_thread_object_and_name() -> None:
+    """Checks after a test that joined its thread read identities again; units of unchanged threads are
+    the same objects (cheap to compare), but a renamed thread or a new Thread under a reused ident is not."""
+    me = threading.current_thread()
+    ident = threading.get_ident()
+    active: dict[int, threading.Thread] = {ident: me}
+    source = ThreadSource(_current_frames=lambda: {ident: sys._getframe()}, _active=lambda: active)
+    first = source.read(detail=False)
+    again = source.read(detail=False)
+    assert [unit.ident for unit in first] == [ident]
+    assert again[0] is first[0]
+
+    stand_in = threading.Thread(name=me.name)  # another Thread object that the same ident now belongs to
+    active[ident] = stand_in
+    reused = source.read(detail=False)[0]
+    assert reused is not first[0]
+    assert reused.ref is not None
+    assert reused.ref() is stand_in
+    assert not first[0].same_object(reused)
+
+    stand_in.name = "renamed"
+    renamed = source.read(detail=False)[0]
+    assert renamed is not reused
+    assert renamed.name == "renamed"
+    assert renamed.same_object(reused)

@@ -88,12 +88,13 @@ def fingerprint() -> tuple[Hashable, ...]:
 _last_identities: list[tuple[tuple[Hashable, ...], Snapshot, tuple[Snapshot, ...]]] = []
 
 
-def identities() -> tuple[Hashable, Snapshot]:
+def identities(mark: tuple[Hashable, ...] | None = None) -> tuple[Hashable, Snapshot]:
     """The fingerprint and an identity-only snapshot. While tracking is on, the sources of every part of
     the fingerprint that has not moved since the last call are not read again (nothing started or ended:
     turning tracking on moves every part), so a run of tests that start nothing pays for one look, not
-    one each, and a test that starts a thread pays for a look at threads."""
-    mark = fingerprint()
+    one each, and a test that starts a thread pays for a look at threads. `mark`: the fingerprint, when
+    the caller has just taken it."""
+    mark = fingerprint() if mark is None else mark
     last = _last_identities[0] if _last_identities and is_tracking() else None
     if last is not None and last[0] == mark:
         return mark, last[1]

@@ -76,7 +76,7 @@ def take_vanished(start: float, wanted: Callable[[Unit], bool]) -> list[Unit]:
 def vanished_since(start: float) -> bool:
     """Whether any task created at or after `start` vanished: what a check that sees nothing else new
     still has to report."""
-    return any(_created_since(unit, start) for unit in list(_vanished.values()))
+    return bool(_vanished) and any(_created_since(unit, start) for unit in list(_vanished.values()))
 
 
 def _created_since(unit: Unit, start: float) -> bool:

@@ -37,20 +37,47 @@ class ThreadSource:
     ) -> None:
         self._current_frames = _current_frames
         self._active = _active
+        self._last: dict[int, Unit] = {}  # the last identity read's units of Thread objects, by ident
 
     def read(self, *, detail: bool = True) -> list[Unit]:
         frames = dict(self._current_frames())
         active = dict(self._active())
         try:
+            if not detail:
+                return self._identities(frames, active)
             return [_thread_unit(ident, frame, active.get(ident), detail) for ident, frame in frames.items()]
         finally:
             frames.clear()  # drop the frames now rather than whenever this scope is collected
+
+    def _identities(
+        self, frames: Mapping[int, types.FrameType], active: Mapping[int, threading.Thread]
+    ) -> list[Unit]:
+        """Identity units, reusing the last read's unit of each thread that is still the same Thread object
+        under the same name: building a unit costs more than the rest of the read, and a check after a
+        test that joined its thread reads them all again. (The cache is replaced whole, never changed, so
+        concurrent reads are safe.)"""
+        last = self._last
+        units = []
+        for ident, frame in frames.items():
+            thread = active.get(ident)
+            unit = last.get(ident)
+            if (
+                unit is None
+                or thread is None
+                or unit.ref is None
+                or unit.ref() is not thread
+                or unit.name != _thread_name(thread, ident)
+            ):
+                unit = _thread_unit(ident, frame, thread, False)
+            units.append(unit)
+        self._last = {unit.ident: unit for unit in units if unit.ident is not None and unit.ref is not None}
+        return units
 
 
 def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | None, detail: bool) -> Unit:
     if thread is None:  # started with _thread.start_new_thread: no Thread object, never joined at exit
         return _raw_thread_unit(ident, frame, detail)
-    name = _cpython.thread_name(thread) or f"<thread {ident}>"
+    name = _thread_name(thread, ident)
     if not detail:
         return Unit(kind=Kind.THREAD, key=("thread", ident), name=name, ident=ident, ref=weakref.ref(thread))
     live = list(walk_back(frame))
@@ -84,6 +111,10 @@ def _current_job(frames: list[types.FrameType]) -> object:
             future = _cpython.read_attr(work_item, "future") if work_item is not None else None
             return None if future is _cpython.MISSING else future
     return None
+
+
+def _thread_name(thread: threading.Thread, ident: int) -> str:
+    return _cpython.thread_name(thread) or f"<thread {ident}>"
 
 
 def _raw_thread_unit(ident: int, frame: types.FrameType, detail: bool) -> Unit:
