@@ -305,17 +305,21 @@ def test_checks_that_start_nothing_share_one_baseline_look(monkeypatch: pytest.M
     import looseends.sources as sources
     from looseends.sources._tracking import tracking
 
-    looks: list[bool] = []
-    real = sources.take_snapshot
-    monkeypatch.setattr(sources, "take_snapshot", lambda *a, **kw: looks.append(True) or real(*a, **kw))
+    looks: list[list[str]] = []
+    real = sources._read
+    monkeypatch.setattr(sources, "_read", lambda s, d: looks.append([x.name for x in s]) or real(s, d))
     with tracking("a session, as the pytest plugin keeps one"):
+        for _ in range(3):
+            with looseends.check(timeout=QUICK):
+                pass
+        looks.clear()  # the first check may have had to look: the baseline was cold
         moved = threading.Thread(target=sum, args=([1],))  # a start: the last baseline no longer holds
         moved.start()
         moved.join()
         for _ in range(3):
             with looseends.check(timeout=QUICK):
                 pass
-    assert len(looks) == 1
+    assert looks == [["threads"]]  # one look, and only at what moved
 
 
 def test_baseline_is_looked_at_again_after_anything_may_have_started(cleanup: Cleanup) -> None:

@@ -62,3 +62,27 @@ def test_a_task_made_by_a_users_helper_shows_the_helper_and_its_user_callers_onl
         "test_a_task_made_by_a_users_helper_shows_the_helper_and_its_user_callers_only.<locals>.main:"
     )
     assert len(frames) == 2  # asyncio's own callers of main (the loop's handle) are not recorded
+
+
+def test_asyncios_own_shutdown_tasks_are_not_recorded_but_every_other_task_is() -> None:
+    """A runner closing a loop creates two tasks of asyncio's own (async generators, default executor),
+    always run to completion: recording where they came from would cost every async test and say
+    nothing. A task of the program's, even on a coroutine method of a loop subclass, is recorded."""
+
+    class Loop(asyncio.SelectorEventLoop):
+        async def shutdown_soon(self) -> None:
+            await asyncio.sleep(0)
+
+    loop = Loop()
+    try:
+        with tracking("housekeeping"):
+            closing = (loop.shutdown_asyncgens(), loop.shutdown_default_executor())
+            own = [loop.create_task(coro) for coro in closing]
+            program = loop.create_task(loop.shutdown_soon())
+            loop.run_until_complete(asyncio.gather(*own, program))
+        assert [task_origin(task) for task in own] == [None, None]
+        origin = task_origin(program)
+        assert origin is not None
+        assert origin.during == "housekeeping"
+    finally:
+        loop.close()

@@ -16,7 +16,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from looseends._safe import safe_copy, safe_list
@@ -377,34 +377,40 @@ def task_count() -> int:
     return count
 
 
+def _lister(registry: Collection[Task]) -> Callable[[], list[Task]]:
+    """A registry's live tasks, listed in C: a WeakSet's own iterator is a Python generator under a
+    guard, per task; its set of weak references (never rebound) is copied and each reference called."""
+    refs = read_attr(registry, "data") if isinstance(registry, weakref.WeakSet) else None
+    if isinstance(refs, set):
+        return lambda: list(filter(None, map(weakref.ref.__call__, safe_list(refs))))
+    return lambda: safe_list(registry)
+
+
+_REGISTRY_LISTS: Final = tuple(_lister(registry) for registry in task_registries())
+
+
 def live_task_ids() -> set[int]:
-    """Ids of every live task, read without a Python-level loop over a WeakSet where possible."""
+    """Ids of every live task."""
     ids: set[int] = set()
-    for registry in task_registries():
-        refs = read_attr(registry, "data")  # a WeakSet's set of weak references
-        if isinstance(refs, set):
-            ids.update(map(id, filter(None, map(weakref.ref.__call__, list(refs)))))
-        else:
-            ids.update(map(id, safe_list(registry)))
+    for listed in _REGISTRY_LISTS:
+        ids.update(map(id, listed()))
     if TASKS_PER_THREAD:
         for loop in known_loops():
             ids.update(map(id, _loop_tasks(loop)))
     return ids
 
 
-def all_tasks() -> Iterator[Task]:
-    """Every task looseends can see: the registries, and on 3.14+ the pending tasks of every known loop."""
-    seen: set[int] = set()
-    for registry in task_registries():
-        for task in safe_list(registry):
-            seen.add(id(task))
-            yield task
+def all_tasks() -> list[Task]:
+    """Every task looseends can see, once each: the registries, and on 3.14+ the pending tasks of every
+    known loop."""
+    found: dict[int, Task] = {}
+    for listed in _REGISTRY_LISTS:
+        found.update(zip(map(id, tasks := listed()), tasks, strict=True))
     if TASKS_PER_THREAD:
         for loop in known_loops():
-            for task in _loop_tasks(loop):
-                if id(task) not in seen:
-                    seen.add(id(task))
-                    yield task
+            tasks = _loop_tasks(loop)
+            found.update(zip(map(id, tasks), tasks, strict=True))
+    return list(found.values())
 
 
 def _loop_tasks(loop: object) -> list[Task]:
@@ -474,5 +480,14 @@ def _frame_self(frame: types.FrameType) -> object:
     except Exception:
         return None
 
+
+# asyncio's own housekeeping coroutines, which its runners (asyncio.run, asyncio.Runner) await to completion
+# as they close a loop: their tasks are never leaks, and where they were created says nothing.
+HOUSEKEEPING: Final = frozenset(
+    {
+        asyncio.BaseEventLoop.shutdown_asyncgens.__code__,
+        asyncio.BaseEventLoop.shutdown_default_executor.__code__,
+    }
+)
 
 CANCEL_ALL_TASKS: Final = (asyncio.runners, "_cancel_all_tasks")  # what asyncio.run calls at shutdown

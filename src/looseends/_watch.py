@@ -64,11 +64,10 @@ class Watch:
         before, now = self._before.units, identities(mark)[1].units
         # Sources reuse the identity units of what is unchanged: the same objects, compared by id (the
         # baseline keeps them alive). Only what is not among them needs the identity rule.
-        same = {id(unit) for unit in before}
-        new = [unit for unit in now if id(unit) not in same]
-        if not new:
+        same = set(map(id, before))
+        if same.issuperset(map(id, now)):
             return True
-        return all(map(ignore_current(self._before), new))
+        return all(map(ignore_current(self._before), (unit for unit in now if id(unit) not in same)))
 
     def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""

@@ -45,11 +45,17 @@ DEFAULT_SOURCES: tuple[Source, ...] = (THREADS, TASKS, TrioTaskSource(), Greenle
 
 
 def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:
-    """Read every source once; `detail=False` reads identities only.
+    """Read every source once; `detail=False` reads identities only."""
+    units, errors = _read(sources, detail)
+    return Snapshot(units, time.monotonic(), errors)
 
-    The collector is paused while units are built: a snapshot of 100,000 tasks allocates a few objects
-    per task, and the collections that triggers (each traversing every task) cost a quarter of it.
-    """
+
+Read = tuple[tuple[Unit, ...], tuple[str, ...]]  # units, and what could not be read
+
+
+def _read(sources: Sequence[Source], detail: bool) -> Read:
+    """The collector is paused while units are built: a snapshot of 100,000 tasks allocates a few objects
+    per task, and the collections that triggers (each traversing every task) cost a quarter of it."""
     units: list[Unit] = []
     errors: list[str] = []
     collecting = gc.isenabled()
@@ -63,7 +69,7 @@ def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool =
     finally:
         if collecting:
             gc.enable()
-    return Snapshot(tuple(units), time.monotonic(), tuple(errors))
+    return tuple(units), tuple(errors)
 
 
 # The sources each part of the fingerprint vouches for, in its order: while tracking is on and a part
@@ -85,7 +91,7 @@ def fingerprint() -> tuple[Hashable, ...]:
 
 
 # At most one: (fingerprint, identity snapshot, that snapshot's units and errors by part)
-_last_identities: list[tuple[tuple[Hashable, ...], Snapshot, tuple[Snapshot, ...]]] = []
+_last_identities: list[tuple[tuple[Hashable, ...], Snapshot, tuple[Read, ...]]] = []
 
 
 def identities(mark: tuple[Hashable, ...] | None = None) -> tuple[Hashable, Snapshot]:
@@ -98,13 +104,17 @@ def identities(mark: tuple[Hashable, ...] | None = None) -> tuple[Hashable, Snap
     last = _last_identities[0] if _last_identities and is_tracking() else None
     if last is not None and last[0] == mark:
         return mark, last[1]
-    parts = tuple(
-        last[2][index] if last is not None and last[0][index] == now else take_snapshot(sources, detail=False)
-        for index, (sources, now) in enumerate(zip(_PART_SOURCES, mark, strict=True))
-    )
-    units = tuple(unit for part in parts for unit in part.units)
-    taken = Snapshot(units, time.monotonic(), tuple(error for part in parts for error in part.errors))
-    _last_identities[:] = [(mark, taken, parts)]
+    parts: list[Read] = []
+    units: list[Unit] = []
+    errors: list[str] = []
+    for index, sources in enumerate(_PART_SOURCES):
+        same = last is not None and last[0][index] == mark[index]
+        part = last[2][index] if last is not None and same else _read(sources, False)
+        parts.append(part)
+        units += part[0]
+        errors += part[1]
+    taken = Snapshot(tuple(units), time.monotonic(), tuple(errors))
+    _last_identities[:] = [(mark, taken, tuple(parts))]
     return mark, taken
 
 

@@ -48,10 +48,10 @@ _current_task = asyncio.current_task
 _CTask: Any = asyncio.Task  # the C implementation where there is one: its get_name runs no Python code
 
 # A record: (partner id, creating thread's name or ident, creating task's name, created at, during,
-# code, offset, code, offset, ...), innermost location first. After its first read: (partner id, Origin).
+# locations), the locations (code, offset, code, offset, ...) innermost first, as the walk returned them.
+# After its first read: (partner id, Origin).
 Record = tuple[Any, ...]
 Locations = tuple[Any, ...]  # code, offset, code, offset, ... (each a frame's f_lasti)
-HEAD = 5  # fields before the locations
 
 
 # Threads, jobs and children: the user's call and a few of its callers, library or not (starting a thread
@@ -59,9 +59,7 @@ HEAD = 5  # fields before the locations
 ORIGIN_DEPTH = 6
 
 
-def _locations(
-    skip: int, depth: int, *, _getframe: Callable[[int], types.FrameType] = _getframe
-) -> Locations:
+def _locations(skip: int, depth: int) -> Locations:
     frame: types.FrameType | None = _getframe(skip + 1)
     found: list[object] = []
     for _ in range(depth):
@@ -83,7 +81,7 @@ def capture(partner: object, skip: int) -> Record:
         _cpython.task_name(task) if task is not None else None,
         _monotonic(),
         _tracking.current_label(),
-        *_locations(skip + 1, ORIGIN_DEPTH),
+        _locations(skip + 1, ORIGIN_DEPTH),
     )
 
 
@@ -100,9 +98,7 @@ def _is_library_module(name: str) -> bool:
     return known
 
 
-def _site_by_frames(
-    skip: int, *, _getframe: Callable[[int], types.FrameType] = _getframe, _library: Any = is_library_file
-) -> Locations:
+def _site_by_frames(skip: int) -> Locations:
     """Walk out of library frames to the first user frame (each frame visited is materialised)."""
     frame: types.FrameType | None = _getframe(skip + 1)
     found: list[object] = []
@@ -111,42 +107,38 @@ def _site_by_frames(
             break
         code = frame.f_code
         found += (code, frame.f_lasti)
-        if not _library(code.co_filename):
+        if not is_library_file(code.co_filename):
             return (*found, *_user_callers(frame.f_back))
         frame = frame.f_back
     return tuple(found)
 
 
-def _user_callers(caller: types.FrameType | None, *, _library: Any = is_library_file) -> Locations:
+def _user_callers(caller: types.FrameType | None) -> Locations:
     """Up to CALLERS callers, while they are user code (reports show only those)."""
     found: list[object] = []
     for _ in range(CALLERS):
-        if caller is None or _library(caller.f_code.co_filename):
+        if caller is None or is_library_file(caller.f_code.co_filename):
             break
         found += (caller.f_code, caller.f_lasti)
         caller = caller.f_back
     return tuple(found)
 
 
-def _site_by_module(
-    skip: int,
-    *,
-    _module: Callable[[int], str | None] = _getframemodulename,
-    _known: Callable[[str], bool | None] = _library_modules.get,
-) -> Locations:
+def _site_by_module(skip: int) -> Locations:
     """3.12+: find the first user frame by module name, which reads no frame object, then read only it
     (and its callers, only if they are user code: reports show no others)."""
+    known = _library_modules.get
     for depth in range(skip + 1, skip + 1 + TASK_HOPS):
-        module = _module(depth)
+        module = _getframemodulename(depth)
         if module is None:  # the stack is shallower than that
             break
-        library = _known(module)
+        library = known(module)
         if library is None:
             library = _is_library_module(module)
         if not library:
             frame = _getframe(depth)
-            caller = _module(depth + 1)
-            if caller is None or _known(caller) or _is_library_module(caller):
+            caller = _getframemodulename(depth + 1)
+            if caller is None or known(caller) or _is_library_module(caller):
                 return (frame.f_code, frame.f_lasti)
             return (frame.f_code, frame.f_lasti, *_user_callers(frame.f_back))
     return _site_by_frames(skip + 1)
@@ -164,13 +156,12 @@ def task_record(partner: object, creator: str | None, skip: int) -> Record:
         creator,
         _monotonic(),
         _tracking.current_label(),
-        *_creation_site(skip + 1),
+        _creation_site(skip + 1),
     )
 
 
 def to_origin(record: Record) -> Origin:
-    thread, task_name, created_at, during = record[1:HEAD]
-    locations = record[HEAD:]
+    thread, task_name, created_at, during, locations = record[1:]
     frames = tuple(
         Frame(code.co_filename, line_at(code, offset), code.co_qualname, module_of_file(code.co_filename))
         for code, offset in zip(locations[::2], locations[1::2], strict=True)
@@ -288,17 +279,13 @@ def job_origin(future: object) -> Origin | None:
 def _install(stack: ExitStack) -> None:
     original_start = threading.Thread.start
 
-    def start(
-        self: threading.Thread,
-        *,
-        _put: Callable[[object, Record], None] = _thread_origins.put,
-        _state: Any = _tracking.state,
-        _next: Callable[[], int] = _tracking.sequence.__next__,
-    ) -> None:
-        if _state.users:  # a wrapper left behind by someone else's later patch records nothing
-            _put(self, capture(type(self), 1))
+    put, state, next_number = _thread_origins.put, _tracking.state, _tracking.sequence.__next__
+
+    def start(self: threading.Thread) -> None:  # its names are free variables: see _tracked_create_task
+        if state.users:  # a wrapper left behind by someone else's later patch records nothing
+            put(self, capture(type(self), 1))
         original_start(self)
-        _state.threads = _next()
+        state.threads = next_number()
 
     original_raw = _thread.start_new_thread
 
@@ -353,47 +340,38 @@ def _install_loops(stack: ExitStack) -> None:
 
 def _tracked_create_task(original: Callable[..., Any], *, stock: bool) -> Callable[..., Any]:
     """A loop class's create_task that records where each task was created, then creates it as before.
-    Loops of other classes (uvloop) also say which thread runs them, which they keep nowhere we can read."""
+    Loops of other classes (uvloop) also say which thread runs them, which they keep nowhere we can read.
 
-    def create_task(  # every task creation passes here: each name it needs is bound once, below
-        self: Any,
-        coro: Any,
-        *,
-        _create: Callable[..., asyncio.Task[Any]] = original,
-        _site: Callable[[int], Locations] = _creation_site,
-        _current: Callable[[Any], Any] = _current_task,
-        _c_task: Any = _CTask,
-        _name: Callable[[object], str] = _cpython.task_name,
-        _ident: Callable[[], int] = _get_ident,
-        _clock: Callable[[], float] = _monotonic,
-        _state: Any = _tracking.state,
-        _next: Callable[[], int] = _tracking.sequence.__next__,
-        _entries: dict[int, Record] = _task_origins.entries,
-        _prune_at: list[int] = _task_origins.prune_at,
-        _prune: Callable[[], None] = _task_origins.prune,
-        _stock: bool = stock,
-        **kwargs: Any,
-    ) -> asyncio.Task[Any]:
-        site = _site(1)
-        creator = _current(self)
-        labels = _state.labels
-        task = _create(self, coro, **kwargs)
-        if _stock:
+    Every task creation passes here, so each name it needs is a local of this closure (a free variable
+    costs one load; a keyword-only default costs a dict lookup on every call)."""
+    site_of, current, c_task, name_of = _creation_site, _current_task, _CTask, _cpython.task_name
+    ident, clock, state, next_number = _get_ident, _monotonic, _tracking.state, _tracking.sequence.__next__
+    entries, prune_at, prune = _task_origins.entries, _task_origins.prune_at, _task_origins.prune
+    coroutine, housekeeping = types.CoroutineType, _cpython.HOUSEKEEPING
+
+    def create_task(self: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if type(coro) is coroutine and coro.cr_code in housekeeping:  # a loop closing (two per test)
+            return original(self, coro, **kwargs)  # type: ignore[no-any-return]
+        site = site_of(1)
+        creator = current(self)
+        labels = state.labels
+        task: asyncio.Task[Any] = original(self, coro, **kwargs)
+        if stock:
             if self._debug:  # asyncio's "created at" traceback must not point in here
                 _without_own_frames(task)
         elif creator is not None:  # created from inside one of this loop's tasks: on its thread
-            _cpython.note_loop_thread(self, _ident())
-        _state.tasks = _next()
-        _entries[id(task)] = (
+            _cpython.note_loop_thread(self, ident())
+        state.tasks = next_number()
+        entries[id(task)] = (
             id(coro),
-            _ident(),
-            None if creator is None else creator.get_name() if type(creator) is _c_task else _name(creator),
-            _clock(),
+            ident(),
+            None if creator is None else creator.get_name() if type(creator) is c_task else name_of(creator),
+            clock(),
             labels[-1] if labels else None,
-            *site,
+            site,
         )
-        if len(_entries) >= _prune_at[0]:
-            _prune()
+        if len(entries) >= prune_at[0]:
+            prune()
         return task
 
     return create_task

@@ -50,8 +50,8 @@ class TaskSource:
         self._tasks = _tasks
 
     def read(self, *, detail: bool = True) -> list[Unit]:
-        tasks = {id(t): t for t in (self._tasks or _cpython.all_tasks)()}
-        pending = [task for task in tasks.values() if not _cpython.task_done(task)]
+        tasks = (self._tasks or _cpython.all_tasks)()
+        pending = [task for task in tasks if not _cpython.task_done(task)]
         if not detail:
             return [
                 Unit(
