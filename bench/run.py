@@ -27,9 +27,14 @@ NOTES = {
         "differ by up to 15 %, more than the effect measured, so the target is judged on instructions: "
         "valgrind counts what each run executes (deterministic to a fraction of a percent), and the "
         "per-test figure is the slope between a 200- and a 600-test suite, so start-up and imports "
-        "(shown apart) cancel out. A test that starts nothing costs a fingerprint (tracked creations, "
-        "thread idents, task registry sizes) before and after; one that starts threads or tasks pays "
-        "an identity look and the settle. Rerun: `make bench` (or `python bench/run.py`)."
+        "(shown apart) cancel out; one kind of test at a time, between a 100- and a 300-test file. A "
+        "checked test costs two plain hooks (setup, teardown) and a fingerprint (creation marks by kind, "
+        "thread idents, task registry sizes) before and after; a test that started something and stopped "
+        "it pays one identity look at the kinds whose marks moved, reusing the units of what did not "
+        "change; only a test that leaves something running pays the settle and a report, and a makereport "
+        "hook registered for that one report. With the collector on, importing looseends changes how "
+        "often pytest's own full collections run, in the plain run's favour or against it: the mix is "
+        "shown both ways. Rerun: `make bench` (or `python bench/run.py`)."
     ),
     "scale": (
         "Time is the median of repeated dumps (snapshot, group, render); memory is tracemalloc's peak for "
@@ -101,12 +106,13 @@ OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 # What we know about each target when it is missed: the cause, as measured, and the plan.
 GAPS = {
     "overhead": (
-        "Cause: a test that starts threads or tasks pays one identity look of every thread, task and "
-        "child, the settle generator, and creation tracking for each task it creates (a frame walk on "
-        "3.11); pluggy's wrappers around setup, fixtures and reports add ~60 K instructions to every "
-        "test even when nothing is checked. Plan: judge new units by their tracked creation records "
-        "instead of a full identity look when only tracked starts happened, and fold the three report "
-        "wrappers into one teardown hook."
+        "Cause, by kind of test (rows above): a test that starts nothing now pays two plain hooks and two "
+        "fingerprints (+49 K, 1.017x); one that starts and joins a thread pays the tracked start (~18 K) "
+        "and a look at the threads alone; an async test pays for tracking its tasks (the test's own and "
+        "the one it creates, ~20-30 K each in Python on 3.11: a wrapper, the walk out of pytest-asyncio's "
+        "frames to the first user frame, one record), a look at the tasks, and the shutdown hooks. Left: "
+        "the create_task wrapper is pure Python (figure 3), and the rest is Python call overhead of a few "
+        "dozen calls per test; 3 % on the mix would need the task record made lazily or in C."
     ),
     "scale": (
         "Cause: each task is described in Python: its await chain classified against the wait table, its "
@@ -143,14 +149,14 @@ def main() -> None:
         counted_text, counted_facts = counted
         text += "\n\n" + counted_text
         judged = counted_facts["instruction_ratio"]
-        target = f"--looseends within 5 % of plain pytest ({judged:.3f}x per test, instructions)"
+        target = f"--looseends within 3 % of plain pytest on the mix ({judged:.3f}x per test, instructions)"
     else:
-        judged, target = ratio, f"--looseends within 5 % of plain pytest ({ratio:.3f}x, wall time)"
+        judged, target = ratio, f"--looseends within 3 % of plain pytest ({ratio:.3f}x, wall time)"
     sections.append(
         "## 1. Per-test overhead\n\n"
         + text
         + "\n\n"
-        + verdict_line(judged <= 1.05, target, "overhead")
+        + verdict_line(judged <= 1.03, target, "overhead")
         + "\n\n"
         + NOTES["overhead"]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import concurrent.futures
 import os
 import re
 import shutil
@@ -95,37 +96,68 @@ def count_instructions(root: Path, *args: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
+# Per-test instructions are measured on the mix and on one kind of test at a time; the mix once more with
+# the collector off on both sides, since merely importing looseends (more long-lived objects) changes how
+# often pytest's own full collections run, which moves the plain run's cost as well.
+KINDS = {
+    "the mix above": None,
+    "the mix, collector off on both sides": None,
+    "a test that starts nothing": {"sync": PER_FILE, "threads": 0, "tasks": 0},
+    "a test that starts a thread and joins it": {"sync": 0, "threads": PER_FILE, "tasks": 0},
+    "an async test (pytest-asyncio), creating one task": {"sync": 0, "threads": 0, "tasks": PER_FILE},
+}
+GC_OFF = "import gc\n\ngc.disable()\n"
+
+
+def _kind_suite(root: Path, kind: str, files: int) -> None:
+    counts = KINDS[kind]
+    if counts is None:
+        _make_suite(root, files)
+        if "collector off" in kind:
+            (root / "conftest.py").write_text(GC_OFF)
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text(INI)
+    for index in range(files):
+        (root / f"test_generated_{index}.py").write_text(TEST_FILE.format(**counts))
+
+
 def instructions_per_test() -> tuple[str, dict[str, float]] | None:
-    """Per-test instructions, plain and --looseends: the slope between a 200- and a 600-test suite, so
-    the one-off costs (interpreter, imports, collection setup) cancel out. None without valgrind."""
+    """Per-test instructions, plain and --looseends: the slope between a 200- and a 600-test suite (100 and
+    300 for one kind), so the one-off costs (interpreter, imports, collection setup) cancel out. None
+    without valgrind. Two runs at a time: valgrind runs one thread."""
     if shutil.which("valgrind") is None:
         return None
     compileall.compile_dir(Path(looseends.__file__).parent, quiet=1)
-    sizes = (2, 6)  # files of PER_FILE tests
-    counts: dict[str, list[int]] = {"plain pytest": [], "--looseends": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for files in sizes:
-            root = Path(tmp) / f"suite{files}"
-            _make_suite(root, files)
-            counts["plain pytest"].append(
-                count_instructions(root, "-p", "no:looseends", "-p", "no:threadleak")
-            )
-            counts["--looseends"].append(count_instructions(root, "--looseends", "-p", "no:threadleak"))
-    tests = (sizes[1] - sizes[0]) * PER_FILE
-    per_test = {name: (big - small) / tests for name, (small, big) in counts.items()}
-    fixed = {name: small - per_test[name] * sizes[0] * PER_FILE for name, (small, _) in counts.items()}
-    plain = per_test["plain pytest"]
-    rows = [
-        [
-            name,
-            f"{per_test[name] / 1e6:.3f} M",
-            f"{per_test[name] / plain:.3f}x",
-            f"{fixed[name] / 1e9:.2f} G",
-        ]
-        for name in counts
-    ]
-    header = ["same mix, instructions (valgrind)", "per test", "÷ plain", "one-off (start, imports)"]
-    return table(header, rows), {"instruction_ratio": per_test["--looseends"] / plain}
+    modes = {
+        "plain pytest": ("-p", "no:looseends", "-p", "no:threadleak"),
+        "--looseends": ("--looseends", "-p", "no:threadleak"),
+    }
+    jobs = {}
+    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for number, kind in enumerate(KINDS):
+            sizes = (2, 6) if KINDS[kind] is None else (1, 3)
+            for files in sizes:
+                root = Path(tmp) / f"{number}-{files}"
+                _kind_suite(root, kind, files)
+                for mode, args in modes.items():
+                    jobs[kind, mode, files] = pool.submit(count_instructions, root, *args)
+        counts = {key: job.result() for key, job in jobs.items()}
+    rows, ratios = [], {}
+    for kind in KINDS:
+        small, big = (2, 6) if KINDS[kind] is None else (1, 3)
+        tests = (big - small) * PER_FILE
+        per = {mode: (counts[kind, mode, big] - counts[kind, mode, small]) / tests for mode in modes}
+        ratios[kind] = per["--looseends"] / per["plain pytest"]
+        extra = per["--looseends"] - per["plain pytest"]
+        rows.append(
+            [kind, f"{per['plain pytest'] / 1e6:.3f} M", f"{extra / 1e3:+.0f} K", f"{ratios[kind]:.3f}x"]
+        )
+    header = ["per test, instructions (valgrind)", "plain pytest", "--looseends adds", "÷ plain"]
+    return table(header, rows), {
+        "instruction_ratio": ratios["the mix above"],
+        "by_kind": max(ratios.values()),
+    }
 
 
 def run() -> tuple[str, dict[str, float]]:
