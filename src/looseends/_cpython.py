@@ -370,7 +370,7 @@ def task_count() -> int:
     if TASKS_PER_THREAD:
         running = asyncio.events._get_running_loop()
         loops = safe_list(_loops)
-        if running is not None and running not in loops:
+        if running is not None and all(loop is not running for loop in loops):  # never a loop's __eq__
             loops.append(running)
         for loop in loops:
             count += len(_loop_tasks(loop))
