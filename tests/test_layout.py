@@ -1,4 +1,5 @@
-"""The README's Layout is the real tree: every module under src/looseends with its docstring's first line.
+"""The README's Layout is the real tree: every module (and C source) under src/looseends with its docstring's
+first line.
 
 When a module is added, moved or renamed, this fails and prints the block to paste into the README
 (`python tests/test_layout.py` prints it too).
@@ -16,8 +17,12 @@ WIDTH = 110
 
 
 def summary(path: Path) -> str:
-    """The docstring's first sentence, cut to fit the line."""
-    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    """The docstring's first sentence (a C file's opening comment's), cut to fit the line."""
+    if path.suffix == ".c":
+        comment = path.read_text().split("*/", 1)[0].removeprefix("/*")
+        docstring = "\n".join(line.strip().removeprefix("*").strip() for line in comment.splitlines())
+    else:
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
     first = " ".join(docstring.split("\n\n")[0].split())
     return re.split(r"(?<=\.)\s", first, maxsplit=1)[0].rstrip(".")
 
@@ -30,7 +35,7 @@ def layout() -> str:
             if path.is_dir() and path.name != "__pycache__":
                 entry(f"{path.name}/", path / "__init__.py", depth)
                 walk(path, depth + 1)
-            elif path.suffix == ".py" and path.name != "__init__.py":
+            elif path.suffix in (".py", ".c") and path.name != "__init__.py":
                 entry(path.name, path, depth)
 
     def entry(name: str, module: Path, depth: int) -> None:

@@ -71,6 +71,11 @@ def _plan(kind: type, name: str) -> object:
     return _GENERIC
 
 
+def reads_statically(kind: type, name: str) -> bool:
+    """Whether `read_attr` can read `name` on instances of `kind` (no Python descriptor in the way)."""
+    return _plan(kind, name) is not _NEVER
+
+
 def gil_enabled() -> bool:
     """False on a free-threaded build running without the GIL: nothing then pauses other threads."""
     check: Callable[[], bool] | None = getattr(sys, "_is_gil_enabled", None)
@@ -489,5 +494,10 @@ HOUSEKEEPING: Final = frozenset(
         asyncio.BaseEventLoop.shutdown_default_executor.__code__,
     }
 )
+
+# Before 3.12, asyncio.current_task is Python code reading this dict (loop -> its running task); the C
+# accelerator reads it directly. From 3.12 current_task is C, and the dict may not say (3.14 keeps the
+# running task per thread).
+CURRENT_TASKS: Final[dict[Any, Any] | None] = asyncio.tasks._current_tasks if VERSION < (3, 12) else None  # type: ignore[attr-defined]
 
 CANCEL_ALL_TASKS: Final = (asyncio.runners, "_cancel_all_tasks")  # what asyncio.run calls at shutdown

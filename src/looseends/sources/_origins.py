@@ -48,8 +48,8 @@ _current_task = asyncio.current_task
 _CTask: Any = asyncio.Task  # the C implementation where there is one: its get_name runs no Python code
 
 # A record: (partner id, creating thread's name or ident, creating task's name, created at, during,
-# locations), the locations (code, offset, code, offset, ...) innermost first, as the walk returned them.
-# After its first read: (partner id, Origin).
+# *locations), the locations (code, offset, code, offset, ...) innermost first, as the walk returned them:
+# one flat tuple per creation. After its first read: (partner id, Origin).
 Record = tuple[Any, ...]
 Locations = tuple[Any, ...]  # code, offset, code, offset, ... (each a frame's f_lasti)
 
@@ -81,7 +81,7 @@ def capture(partner: object, skip: int) -> Record:
         _cpython.task_name(task) if task is not None else None,
         _monotonic(),
         _tracking.current_label(),
-        _locations(skip + 1, ORIGIN_DEPTH),
+        *_locations(skip + 1, ORIGIN_DEPTH),
     )
 
 
@@ -99,16 +99,17 @@ def _is_library_module(name: str) -> bool:
 
 
 def _site_by_frames(skip: int) -> Locations:
-    """Walk out of library frames to the first user frame (each frame visited is materialised)."""
+    """Walk out of library frames to the first user frame (each frame visited is materialised): it and
+    its user callers; without one within TASK_HOPS, the library frames walked."""
     frame: types.FrameType | None = _getframe(skip + 1)
     found: list[object] = []
     for _ in range(TASK_HOPS):
         if frame is None:
             break
         code = frame.f_code
-        found += (code, frame.f_lasti)
         if not is_library_file(code.co_filename):
-            return (*found, *_user_callers(frame.f_back))
+            return (code, frame.f_lasti, *_user_callers(frame.f_back))
+        found += (code, frame.f_lasti)
         frame = frame.f_back
     return tuple(found)
 
@@ -156,12 +157,13 @@ def task_record(partner: object, creator: str | None, skip: int) -> Record:
         creator,
         _monotonic(),
         _tracking.current_label(),
-        _creation_site(skip + 1),
+        *_creation_site(skip + 1),
     )
 
 
 def to_origin(record: Record) -> Origin:
-    thread, task_name, created_at, during, locations = record[1:]
+    thread, task_name, created_at, during = record[1:5]
+    locations = record[5:]
     frames = tuple(
         Frame(code.co_filename, line_at(code, offset), code.co_qualname, module_of_file(code.co_filename))
         for code, offset in zip(locations[::2], locations[1::2], strict=True)
@@ -278,14 +280,7 @@ def job_origin(future: object) -> Origin | None:
 
 def _install(stack: ExitStack) -> None:
     original_start = threading.Thread.start
-
-    put, state, next_number = _thread_origins.put, _tracking.state, _tracking.sequence.__next__
-
-    def start(self: threading.Thread) -> None:  # its names are free variables: see _tracked_create_task
-        if state.users:  # a wrapper left behind by someone else's later patch records nothing
-            put(self, capture(type(self), 1))
-        original_start(self)
-        state.threads = next_number()
+    start = wrap_start(original_start)
 
     original_raw = _thread.start_new_thread
 
@@ -334,53 +329,133 @@ def _install_loops(stack: ExitStack) -> None:
     for loop_class in _cpython.loop_classes():
         if not _tracking.is_patched(loop_class, "create_task"):
             stock = loop_class is asyncio.BaseEventLoop
-            wrapper = _tracked_create_task(loop_class.create_task, stock=stock)
+            wrapper = wrap_create_task(loop_class.create_task, stock=stock)
             _tracking.patch(stack, loop_class, "create_task", wrapper)
 
 
-def _tracked_create_task(original: Callable[..., Any], *, stock: bool) -> Callable[..., Any]:
-    """A loop class's create_task that records where each task was created, then creates it as before.
-    Loops of other classes (uvloop) also say which thread runs them, which they keep nowhere we can read.
+def _tracked_start(original_start: Callable[[threading.Thread], None]) -> Callable[[threading.Thread], None]:
+    """Thread.start recording where each thread is started (the Python twin of `_speedups.tracked_start`).
+    Every name it needs is a closure variable (a free variable costs one load, a default a dict lookup)."""
+    state, sequence, advance = _tracking.state, _tracking.sequence, next
 
-    Every task creation passes here, so each name it needs is a local of this closure (a free variable
-    costs one load; a keyword-only default costs a dict lookup on every call)."""
-    site_of, current, c_task, name_of = _creation_site, _current_task, _CTask, _cpython.task_name
-    ident, clock, state, next_number = _get_ident, _monotonic, _tracking.state, _tracking.sequence.__next__
-    entries, prune_at, prune = _task_origins.entries, _task_origins.prune_at, _task_origins.prune
-    coroutine, housekeeping = types.CoroutineType, _cpython.HOUSEKEEPING
+    def start(self: threading.Thread) -> None:
+        tracked = state.users > 0  # a wrapper left behind by someone else's later patch records nothing
+        if tracked:
+            _note_thread(self)
+        original_start(self)
+        if tracked:
+            state.threads = advance(sequence)
+
+    start.__wrapped__ = original_start  # type: ignore[attr-defined]
+    return start
+
+
+def _tracked_create_task(original: Callable[..., Any], *, stock: bool) -> Callable[..., Any]:
+    """A loop class's create_task that creates the task as before, then records where it was created (the
+    stack is the caller's again, even after an eager task's first step); the Python twin of
+    `_speedups.tracked_create_task`."""
+    state = _tracking.state
 
     def create_task(self: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        if type(coro) is coroutine and coro.cr_code in housekeeping:  # a loop closing (two per test)
-            return original(self, coro, **kwargs)  # type: ignore[no-any-return]
-        site = site_of(1)
-        creator = current(self)
-        labels = state.labels
-        task: asyncio.Task[Any] = original(self, coro, **kwargs)
-        if stock:
-            if self._debug:  # asyncio's "created at" traceback must not point in here
-                _without_own_frames(task)
-        elif creator is not None:  # created from inside one of this loop's tasks: on its thread
-            _cpython.note_loop_thread(self, ident())
-        state.tasks = next_number()
-        entries[id(task)] = (
-            id(coro),
-            ident(),
-            None if creator is None else creator.get_name() if type(creator) is c_task else name_of(creator),
-            clock(),
-            labels[-1] if labels else None,
-            site,
-        )
-        if len(entries) >= prune_at[0]:
-            prune()
+        task: asyncio.Task[Any] = original(self, coro, **kwargs) if kwargs else original(self, coro)
+        if state.users:
+            creator = _note_task(self, coro, task)
+            if stock:
+                if self._debug:
+                    _without_own_frames(task)
+            elif creator is not None:
+                _loop_thread(self)
         return task
 
+    create_task.__wrapped__ = original  # type: ignore[attr-defined]
     return create_task
 
 
+def _loop_thread(loop: Any) -> None:
+    """A task of this loop (not asyncio's: uvloop) created another: the loop runs on this thread, which
+    such loops keep nowhere we can read."""
+    _cpython.note_loop_thread(loop, _get_ident())
+
+
 def _without_own_frames(task: object) -> None:
+    """In debug mode, asyncio's "created at" traceback of a task must not point in here."""
     traceback = _cpython.read_attr(task, "_source_traceback")
     if isinstance(traceback, list):
         traceback[:] = [entry for entry in traceback if not is_own_file(getattr(entry, "filename", ""))]
+
+
+def _note_task(loop: Any, coro: Any, task: asyncio.Task[Any]) -> Any:
+    """Record where `task` was just created by `loop.create_task` (called from its wrapper); return the
+    creating task. Never raises: the host's call goes on."""
+    try:
+        if type(coro) is types.CoroutineType and coro.cr_code in _cpython.HOUSEKEEPING:
+            return None  # a loop closing: two per test, always awaited by the runner
+        creator = _current_task(loop)
+        site = _creation_site(2)
+        _tracking.state.tasks = next(_tracking.sequence)
+        record = (
+            id(coro),
+            _get_ident(),
+            None if creator is None else _cpython.task_name(creator),
+            _monotonic(),
+            _tracking.current_label(),
+            *site,
+        )
+        _task_origins.put(task, record)
+        return creator
+    except Exception:
+        return None
+
+
+def _note_thread(thread: threading.Thread) -> None:
+    """Record where `thread` is being started (called from Thread.start's wrapper)."""
+    try:
+        _thread_origins.put(thread, capture(type(thread), 2))
+    except Exception:
+        pass
+
+
+def _configure_speedups(module: Any, **changes: Any) -> None:
+    """Hand the C functions everything they read (`changes`: for tests)."""
+    what = {
+        "state": _tracking.state,
+        "sequence": _tracking.sequence,
+        "running_loop": _get_running_loop,
+        "current_task": _current_task,
+        "current_tasks": _cpython.CURRENT_TASKS,
+        "c_task": _CTask,
+        "task_name": _cpython.task_name,
+        "housekeeping": tuple(_cpython.HOUSEKEEPING),
+        "judge": is_library_file,
+        "active": threading._active,  # type: ignore[attr-defined]
+        "thread_module": _thread,
+        "name_judge": lambda kind: _cpython.reads_statically(kind, "_name"),
+        "task_table": _task_origins,
+        "thread_table": _thread_origins,
+        "task_hops": TASK_HOPS,
+        "user_callers": CALLERS,
+        "thread_depth": ORIGIN_DEPTH,
+    }
+    module.configure(**{**what, **changes})
+
+
+Start = Callable[[threading.Thread], None]
+wrap_start: Callable[[Start], Start] = _tracked_start
+wrap_create_task: Callable[..., Callable[..., Any]] = _tracked_create_task
+try:
+    import looseends.sources._speedups as _speedups
+except ImportError:  # not built (no C compiler or headers at install): the same wrappers, in Python
+    pass
+else:
+    _configure_speedups(_speedups)
+
+    def wrap_start(original: Start) -> Start:
+        return _speedups.tracked_start(original)
+
+    def wrap_create_task(original: Callable[..., Any], *, stock: bool) -> Callable[..., Any]:
+        if stock:
+            return _speedups.tracked_create_task(original, debug_hook=_without_own_frames)
+        return _speedups.tracked_create_task(original, thread_hook=_loop_thread)
 
 
 _tracking.register(_install)

@@ -1,0 +1,736 @@
+/* Tracked Thread.start and create_task, in C: the records of `_origins.py`, without the Python-level cost
+ * of a wrapper frame, the frame walk and the tuple building that every tracked creation pays.
+ *
+ * Optional: `_origins.py` has the same wrappers in Python and uses them when this module is not built.
+ * `configure()` hands over everything the records read, once. Recording never raises: a record that
+ * cannot be made is not made, and the host's call goes on; the host's own errors pass through untouched.
+ *
+ * Frames are read through the public frame API (PyThreadState_GetFrame, PyFrame_GetBack/GetCode/
+ * GetLasti, 3.11+); a record keeps code objects and instruction offsets, never a frame.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <structmember.h>
+#include <time.h>
+
+#ifdef Py_GIL_DISABLED  /* the build fails, as an optional extension may: the Python wrappers are used */
+#error "looseends' accelerator relies on the GIL (a free-threaded build would re-enable it on import)"
+#endif
+
+#ifndef Py_T_OBJECT_EX  /* before 3.12 */
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
+
+/* Set by configure(); strong references held for the life of the process. */
+static PyObject *state;          /* _tracking.state: labels, and the tasks mark */
+static PyObject *sequence;       /* _tracking.sequence: an itertools.count, read with its C iternext */
+static PyObject *running_loop;   /* asyncio.events._get_running_loop */
+static PyObject *current_task;   /* asyncio.current_task */
+static PyObject *current_tasks;  /* 3.11: the dict it reads (loop -> task), read here directly; or None */
+static PyObject *c_task;         /* asyncio.Task: its get_name runs no Python code */
+static PyObject *task_name;      /* _cpython.task_name: a static read, for any other task class */
+static PyObject *housekeeping;   /* tuple of the code objects of asyncio's own shutdown tasks */
+static PyObject *verdicts;       /* dict: co_filename -> True for library code (a cache of judge) */
+static PyObject *judge;          /* _library.is_library_file */
+static PyObject *active;         /* threading._active: ident -> Thread */
+static PyObject *thread_module;  /* _thread: its get_ident as it is now (gevent patches it) */
+static PyObject *stock_get_ident;  /* _thread.get_ident when configured: then read without a call */
+static PyObject *readable_name;  /* dict: Thread class -> whether `_name` reads without running code */
+static PyObject *last_kind, *last_readable;  /* borrowed: the latest entry read from readable_name */
+static PyObject *name_judge;     /* callable(class) -> bool, asked once per Thread class */
+static PyObject *task_entries, *task_prune_at, *task_prune;
+static PyObject *thread_entries, *thread_prune_at, *thread_prune;
+static int task_hops, user_callers, thread_depth;
+
+static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name, *str_cr_code;
+
+/* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as a float of
+ * seconds), without a call through Python: creation times are compared with time.monotonic() later. */
+static PyObject *
+monotonic(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    long long nanoseconds = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+    return PyFloat_FromDouble((double)nanoseconds / 1e9);
+}
+
+/* A new reference to the frame `skip` callers above the innermost Python frame (the wrapper calling
+ * us), or NULL without an error set. */
+static PyFrameObject *
+caller_frame(int skip)
+{
+    PyFrameObject *frame = PyThreadState_GetFrame(PyThreadState_Get());
+    while (frame != NULL && skip-- > 0) {
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    return frame;
+}
+
+/* 1 for library code, 0 for user code, -1 on error. */
+static int
+is_library(PyCodeObject *code)
+{
+    PyObject *filename = code->co_filename;
+    PyObject *known = PyDict_GetItemWithError(verdicts, filename);  /* borrowed */
+    if (known != NULL) {
+        return known == Py_True;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *verdict = PyObject_CallOneArg(judge, filename);
+    if (verdict == NULL) {
+        return -1;
+    }
+    int library = PyObject_IsTrue(verdict);
+    if (library >= 0 && PyDict_SetItem(verdicts, filename, library ? Py_True : Py_False) < 0) {
+        library = -1;
+    }
+    Py_DECREF(verdict);
+    return library;
+}
+
+/* Code objects and offsets gathered on the C stack, then moved into the record: no list, no tuple of
+ * their own. */
+#define MAX_LOCATIONS 64  /* configure() refuses depths that could need more */
+typedef struct {
+    Py_ssize_t count;
+    PyObject *items[MAX_LOCATIONS];
+} Locations;
+
+/* Add the frame's code and offset (as `f_lasti` reads it); steals nothing. */
+static int
+add_location(Locations *found, PyFrameObject *frame, PyCodeObject *code)
+{
+    PyObject *offset = PyLong_FromLong(PyFrame_GetLasti(frame));
+    if (offset == NULL) {
+        return -1;
+    }
+    found->items[found->count++] = Py_NewRef(code);
+    found->items[found->count++] = offset;
+    return 0;
+}
+
+static void
+forget(Locations *found)
+{
+    while (found->count > 0) {
+        Py_DECREF(found->items[--found->count]);
+    }
+}
+
+/* Up to `depth` frames from `frame` (consumed), library or not. */
+static int
+add_frames(Locations *found, PyFrameObject *frame, int depth)
+{
+    int failed = 0;
+    while (frame != NULL && depth-- > 0 && !failed) {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        failed = add_location(found, frame, code);
+        Py_DECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    Py_XDECREF(frame);
+    return failed;
+}
+
+/* Walk out of library frames from `frame` (consumed) to the first user frame: that frame and up to
+ * `user_callers` of its callers while they are user code. Without a user frame within `task_hops`,
+ * the library frames walked. As `_origins._site_by_frames`. */
+static int
+add_site(Locations *found, PyFrameObject *frame)
+{
+    int failed = 0;
+    for (int hop = 0; frame != NULL && hop < task_hops && !failed; hop++) {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        int library = is_library(code);
+        if (library == 0) {
+            forget(found);
+            failed = add_location(found, frame, code) < 0;
+            Py_DECREF(code);
+            PyFrameObject *caller = PyFrame_GetBack(frame);
+            Py_DECREF(frame);
+            for (int i = 0; caller != NULL && i < user_callers && !failed; i++) {
+                PyCodeObject *caller_code = PyFrame_GetCode(caller);
+                int caller_library = is_library(caller_code);
+                if (caller_library != 0) {
+                    failed = caller_library < 0;
+                    Py_DECREF(caller_code);
+                    break;
+                }
+                failed = add_location(found, caller, caller_code) < 0;
+                Py_DECREF(caller_code);
+                PyFrameObject *back = PyFrame_GetBack(caller);
+                Py_DECREF(caller);
+                caller = back;
+            }
+            Py_XDECREF(caller);
+            return failed ? -1 : 0;
+        }
+        failed = library < 0 || add_location(found, frame, code) < 0;
+        Py_DECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    Py_XDECREF(frame);
+    return failed ? -1 : 0;
+}
+
+/* The name of a task, as `_cpython.task_name` gives it. */
+static PyObject *
+name_of_task(PyObject *task)
+{
+    if (Py_IS_TYPE(task, (PyTypeObject *)c_task)) {
+        return PyObject_CallMethodNoArgs(task, str_get_name);
+    }
+    return PyObject_CallOneArg(task_name, task);
+}
+
+/* The calling thread's ident as threading knows it (new reference): gevent's monkey-patching makes it
+ * the greenlet's. */
+static PyObject *
+current_ident(void)
+{
+    PyObject *get_ident = PyObject_GetAttr(thread_module, str_get_ident);
+    if (get_ident == NULL) {
+        return NULL;
+    }
+    PyObject *ident = get_ident == stock_get_ident ? PyLong_FromUnsignedLong(PyThread_get_thread_ident())
+                                                   : PyObject_CallNoArgs(get_ident);
+    Py_DECREF(get_ident);
+    return ident;
+}
+
+/* The task running in `loop` now, or None (new reference); NULL on error. */
+static PyObject *
+creator_of(PyObject *loop)
+{
+    if (current_tasks == Py_None) {
+        return PyObject_CallOneArg(current_task, loop);
+    }
+    PyObject *task = PyDict_GetItemWithError(current_tasks, loop);  /* borrowed */
+    if (task == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    return Py_NewRef(task);
+}
+
+/* Where the slots of _tracking.state (users, labels, threads, tasks) live in it, found by configure():
+ * the hot path reads and stores them as their slot descriptors would, without an attribute lookup. */
+static Py_ssize_t slot_users, slot_labels, slot_threads, slot_tasks;
+
+static PyObject *
+read_slot(Py_ssize_t offset)  /* borrowed; NULL while unset */
+{
+    return *(PyObject **)((char *)state + offset);
+}
+
+static void
+store_slot(Py_ssize_t offset, PyObject *value)  /* steals `value` */
+{
+    Py_XSETREF(*(PyObject **)((char *)state + offset), value);
+}
+
+static Py_ssize_t
+slot_offset(PyObject *owner, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)Py_TYPE(owner), name);
+    Py_ssize_t offset = -1;
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)) {
+            offset = member->offset;
+        }
+    }
+    Py_XDECREF(descr);
+    if (offset < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "configure: state.%s must be a writable slot", name);
+    }
+    return offset;
+}
+
+/* The innermost running check's label, or None (new reference). */
+static PyObject *
+current_label(void)
+{
+    PyObject *labels = read_slot(slot_labels);
+    PyObject *label = Py_None;
+    if (labels != NULL && PyTuple_Check(labels) && PyTuple_GET_SIZE(labels) > 0) {
+        label = PyTuple_GET_ITEM(labels, PyTuple_GET_SIZE(labels) - 1);
+    }
+    return Py_NewRef(label);
+}
+
+/* entries[id(obj)] = (id(partner), thread, task name, created at, during, code, offset, ...), the
+ * locations moved into the record (one tuple per record, not two); prune when due. */
+static void
+put(PyObject *entries, PyObject *prune_at, PyObject *prune, PyObject *obj, PyObject *partner,
+    PyObject *thread, PyObject *creator_name, Locations *found)
+{
+    PyObject *key = PyLong_FromVoidPtr(obj);
+    PyObject *record = PyTuple_New(5 + found->count);
+    PyObject *fields[5] = {PyLong_FromVoidPtr(partner), Py_NewRef(thread), Py_NewRef(creator_name), monotonic(),
+                           current_label()};
+    int complete = key != NULL && record != NULL;
+    for (int i = 0; i < 5; i++) {
+        complete = complete && fields[i] != NULL;
+    }
+    if (!complete) {
+        for (int i = 0; i < 5; i++) {
+            Py_XDECREF(fields[i]);
+        }
+        Py_XDECREF(key);
+        Py_XDECREF(record);
+        return;
+    }
+    for (int i = 0; i < 5; i++) {
+        PyTuple_SET_ITEM(record, i, fields[i]);
+    }
+    for (Py_ssize_t i = 0; i < found->count; i++) {
+        PyTuple_SET_ITEM(record, 5 + i, found->items[i]);
+    }
+    found->count = 0;
+    if (PyDict_SetItem(entries, key, record) == 0) {
+        PyObject *limit = PyList_Check(prune_at) && PyList_GET_SIZE(prune_at) > 0
+                              ? PyList_GET_ITEM(prune_at, 0) : NULL;
+        Py_ssize_t at = limit != NULL ? PyLong_AsSsize_t(limit) : -1;
+        if (at < 0 || PyDict_GET_SIZE(entries) >= at) {
+            PyErr_Clear();
+            PyObject *done = PyObject_CallNoArgs(prune);
+            Py_XDECREF(done);
+        }
+    }
+    Py_DECREF(key);
+    Py_DECREF(record);
+}
+
+/* Record where `task` was just created by `loop.create_task(coro)`; `skip`: Python frames between here
+ * and the caller of create_task. Returns the creating task or None (new reference); never fails. */
+static PyObject *
+note_task(PyObject *loop, PyObject *coro, PyObject *task, int skip)
+{
+    if (PyCoro_CheckExact(coro)) {
+        PyObject *code = PyObject_GetAttr(coro, str_cr_code);
+        int shutting = code == NULL;  /* unreadable: not recorded */
+        for (Py_ssize_t i = 0; !shutting && i < PyTuple_GET_SIZE(housekeeping); i++) {
+            shutting = code == PyTuple_GET_ITEM(housekeeping, i);  /* identity: a code's hash is costly */
+        }
+        Py_XDECREF(code);
+        if (shutting) {  /* a loop closing: two per test, always awaited by the runner */
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *creator = creator_of(loop);
+    PyObject *creator_name = NULL, *thread = NULL, *mark = NULL;
+    Locations found = {0};
+    if (creator == NULL) {
+        goto done;
+    }
+    creator_name = creator == Py_None ? Py_NewRef(Py_None) : name_of_task(creator);
+    if (creator_name == NULL || add_site(&found, caller_frame(skip)) < 0) {
+        goto done;
+    }
+    thread = current_ident();
+    mark = PyIter_Next(sequence);
+    if (thread != NULL && mark != NULL) {
+        store_slot(slot_tasks, Py_NewRef(mark));
+        put(task_entries, task_prune_at, task_prune, task, coro, thread, creator_name, &found);
+    }
+done:
+    PyErr_Clear();
+    forget(&found);
+    Py_XDECREF(creator_name);
+    Py_XDECREF(thread);
+    Py_XDECREF(mark);
+    return creator != NULL ? creator : Py_NewRef(Py_None);
+}
+
+/* The calling thread's name read statically (as `_cpython.current_thread_name`), else its ident. */
+static PyObject *
+creating_thread(void)
+{
+    PyObject *ident = current_ident();
+    if (ident == NULL) {
+        return NULL;
+    }
+    PyObject *thread = PyDict_GetItemWithError(active, ident);  /* borrowed */
+    if (thread == NULL) {
+        PyErr_Clear();
+        return ident;
+    }
+    Py_INCREF(thread);
+    PyObject *kind = (PyObject *)Py_TYPE(thread);
+    PyObject *readable = kind == last_kind ? last_readable : PyDict_GetItemWithError(readable_name, kind);
+    int ok = readable != NULL ? readable == Py_True : -1;
+    if (readable != NULL) {  /* the same class as last time (most threads start from one): no lookup */
+        last_kind = kind;
+        last_readable = readable;
+    }
+    if (ok < 0 && !PyErr_Occurred()) {
+        PyObject *verdict = PyObject_CallOneArg(name_judge, kind);
+        ok = verdict != NULL ? PyObject_IsTrue(verdict) : -1;
+        Py_XDECREF(verdict);
+        if (ok >= 0 && PyDict_GET_SIZE(readable_name) < 4096) {
+            PyDict_SetItem(readable_name, kind, ok ? Py_True : Py_False);
+        }
+    }
+    PyObject *name = ok > 0 ? PyObject_GenericGetAttr(thread, str_name) : NULL;
+    Py_DECREF(thread);
+    PyErr_Clear();
+    if (name != NULL && PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) > 0) {
+        Py_DECREF(ident);
+        return name;
+    }
+    Py_XDECREF(name);
+    return ident;
+}
+
+/* Record where `thread` is being started: the creator, and `thread_depth` frames from the `skip`-th
+ * Python frame up (as `_origins.capture`). Never fails. */
+static void
+note_thread(PyObject *thread, int skip)
+{
+    PyObject *creator = NULL, *creator_name = NULL, *by = NULL;
+    Locations found = {0};
+    PyObject *loop = PyObject_CallNoArgs(running_loop);
+    if (loop == NULL) {
+        goto done;
+    }
+    creator = loop == Py_None ? Py_NewRef(Py_None) : creator_of(loop);
+    if (creator == NULL) {
+        goto done;
+    }
+    creator_name = creator == Py_None ? Py_NewRef(Py_None) : name_of_task(creator);
+    if (creator_name == NULL || add_frames(&found, caller_frame(skip), thread_depth) < 0) {
+        goto done;
+    }
+    by = creating_thread();
+    if (by != NULL) {
+        put(thread_entries, thread_prune_at, thread_prune, thread, (PyObject *)Py_TYPE(thread), by,
+            creator_name, &found);
+    }
+done:
+    PyErr_Clear();
+    forget(&found);
+    Py_XDECREF(loop);
+    Py_XDECREF(creator);
+    Py_XDECREF(creator_name);
+    Py_XDECREF(by);
+}
+
+/* Whether tracking is on: a wrapper left behind by someone else's later patch records nothing. */
+static int
+tracking_on(void)
+{
+    if (state == NULL) {
+        return 0;
+    }
+    PyObject *users = read_slot(slot_users);
+    return users != NULL && PyLong_CheckExact(users) && PyObject_IsTrue(users) > 0;
+}
+
+/* Move one creation mark (state.threads or state.tasks) to the next number, after the unit registered. */
+static void
+advance(Py_ssize_t slot)
+{
+    PyObject *mark = PyIter_Next(sequence);
+    if (mark == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    store_slot(slot, mark);
+}
+
+/* A tracked method: Thread.start or a loop class's create_task, called through as before, recorded after
+ * (create_task) or before (start, whose thread may be gone after). A method descriptor written in C, so
+ * the call passes no Python frame of ours and the arguments are passed on as they came. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *original;
+    PyObject *debug_hook;   /* create_task on asyncio's loops: hook(task) when the loop is in debug mode */
+    PyObject *thread_hook;  /* create_task on other loops (uvloop): hook(loop) when a task of it created it */
+    int start;              /* Thread.start, else create_task */
+    vectorcallfunc vectorcall;
+} Tracked;
+
+static PyObject *
+tracked_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Tracked *self = (Tracked *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    int on = nargs >= (self->start ? 1 : 2) && tracking_on();
+    if (self->start && on) {
+        note_thread(args[0], 0);
+    }
+    PyObject *result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    if (result == NULL || !on) {
+        return result;  /* the host's own error, untouched */
+    }
+    if (self->start) {
+        advance(slot_threads);
+        return result;
+    }
+    PyObject *creator = note_task(args[0], args[1], result, 0);
+    PyObject *done = NULL;
+    if (self->debug_hook != Py_None) {
+        PyObject *debug = PyObject_GetAttr(args[0], str_debug);
+        if (debug != NULL && PyObject_IsTrue(debug) > 0) {
+            done = PyObject_CallOneArg(self->debug_hook, result);
+        }
+        Py_XDECREF(debug);
+    }
+    else if (creator != Py_None) {
+        done = PyObject_CallOneArg(self->thread_hook, args[0]);
+    }
+    Py_XDECREF(done);
+    Py_DECREF(creator);
+    PyErr_Clear();
+    return result;
+}
+
+static PyObject *
+tracked_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+tracked_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<looseends tracked %R>", ((Tracked *)self)->original);
+}
+
+/* Anything else (__name__, __qualname__, __module__, ...) is the original's, as for a functools.wraps. */
+static PyObject *
+tracked_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *found = PyObject_GenericGetAttr(self, name);
+    if (found == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        found = PyObject_GetAttr(((Tracked *)self)->original, name);
+    }
+    return found;
+}
+
+static int
+tracked_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Tracked *tracked = (Tracked *)self;
+    Py_VISIT(tracked->original);
+    Py_VISIT(tracked->debug_hook);
+    Py_VISIT(tracked->thread_hook);
+    return 0;
+}
+
+static int
+tracked_clear(PyObject *self)
+{
+    Tracked *tracked = (Tracked *)self;
+    Py_CLEAR(tracked->original);
+    Py_CLEAR(tracked->debug_hook);
+    Py_CLEAR(tracked->thread_hook);
+    return 0;
+}
+
+static void
+tracked_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    tracked_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyMemberDef tracked_members[] = {
+    {"__wrapped__", Py_T_OBJECT_EX, offsetof(Tracked, original), Py_READONLY, "the method called through"},
+    {NULL},
+};
+
+static PyTypeObject TrackedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "looseends.sources._speedups.Tracked",
+    .tp_basicsize = sizeof(Tracked),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A tracked Thread.start or create_task (see _origins.py).",
+    .tp_vectorcall_offset = offsetof(Tracked, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = tracked_get,
+    .tp_repr = tracked_repr,
+    .tp_getattro = tracked_getattro,
+    .tp_traverse = tracked_traverse,
+    .tp_clear = tracked_clear,
+    .tp_dealloc = tracked_dealloc,
+    .tp_members = tracked_members,
+};
+
+static PyObject *
+new_tracked(PyObject *original, int start, PyObject *debug_hook, PyObject *thread_hook)
+{
+    Tracked *self = PyObject_GC_New(Tracked, &TrackedType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->original = Py_NewRef(original);
+    self->debug_hook = Py_NewRef(debug_hook);
+    self->thread_hook = Py_NewRef(thread_hook);
+    self->start = start;
+    self->vectorcall = tracked_call;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+tracked_start(PyObject *module, PyObject *original)
+{
+    return new_tracked(original, 1, Py_None, Py_None);
+}
+
+static PyObject *
+tracked_create_task(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"original", "debug_hook", "thread_hook", NULL};
+    PyObject *original, *debug_hook = Py_None, *thread_hook = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &original, &debug_hook, &thread_hook)) {
+        return NULL;
+    }
+    if ((debug_hook == Py_None) == (thread_hook == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "tracked_create_task: give one of debug_hook and thread_hook");
+        return NULL;
+    }
+    return new_tracked(original, 0, debug_hook, thread_hook);
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {
+        "state", "sequence", "running_loop", "current_task", "current_tasks", "c_task", "task_name",
+        "housekeeping", "judge", "active", "thread_module", "name_judge", "task_table", "thread_table",
+        "task_hops", "user_callers", "thread_depth", NULL,
+    };
+    PyObject *new[12];
+    PyObject *task_table, *thread_table;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOOOiii", names, &new[0], &new[1], &new[2],
+                                     &new[3], &new[4], &new[5], &new[6], &new[7], &new[8], &new[9],
+                                     &new[10], &new[11], &task_table, &thread_table, &task_hops, &user_callers,
+                                     &thread_depth)) {
+        return NULL;
+    }
+    if (task_hops < 0 || user_callers < 0 || thread_depth < 0 || 2 * (task_hops + user_callers) > MAX_LOCATIONS
+        || 2 * thread_depth > MAX_LOCATIONS) {
+        PyErr_SetString(PyExc_ValueError, "configure: depths must be small and positive");
+        return NULL;
+    }
+    if (!PyIter_Check(new[1]) || (new[4] != Py_None && !PyDict_Check(new[4])) || !PyType_Check(new[5]) || !PyTuple_Check(new[7])
+        || !PyDict_Check(new[9])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure: sequence must be an iterator, current_tasks a dict or None, c_task a type, housekeeping a tuple, "
+                        "active a dict");
+        return NULL;
+    }
+    PyObject *tables[2] = {task_table, thread_table};
+    PyObject *parts[6];
+    static const char *fields[] = {"entries", "prune_at", "prune"};
+    for (int t = 0; t < 2; t++) {
+        for (int f = 0; f < 3; f++) {
+            parts[t * 3 + f] = PyObject_GetAttrString(tables[t], fields[f]);
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        if (parts[i] == NULL || (i % 3 == 0 && !PyDict_Check(parts[i]))) {
+            for (int j = 0; j < 6; j++) {
+                Py_XDECREF(parts[j]);
+            }
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "configure: a table's entries must be a dict");
+            }
+            return NULL;
+        }
+    }
+    static const char *slot_names[4] = {"users", "labels", "threads", "tasks"};
+    Py_ssize_t offsets[4] = {-1, -1, -1, -1};
+    for (int i = 0; i < 4 && (i == 0 || offsets[i - 1] >= 0); i++) {
+        offsets[i] = slot_offset(new[0], slot_names[i]);
+    }
+    if (offsets[3] < 0) {
+        for (int j = 0; j < 6; j++) {
+            Py_XDECREF(parts[j]);
+        }
+        return NULL;
+    }
+    slot_users = offsets[0];
+    slot_labels = offsets[1];
+    slot_threads = offsets[2];
+    slot_tasks = offsets[3];
+    PyObject **slots[] = {&state, &sequence, &running_loop, &current_task, &current_tasks, &c_task,
+                          &task_name, &housekeeping, &judge, &active, &thread_module, &name_judge};
+    for (int i = 0; i < 12; i++) {
+        Py_XSETREF(*slots[i], Py_NewRef(new[i]));
+    }
+    PyObject **table_slots[] = {&task_entries, &task_prune_at, &task_prune,
+                                &thread_entries, &thread_prune_at, &thread_prune};
+    for (int i = 0; i < 6; i++) {
+        Py_XSETREF(*table_slots[i], parts[i]);
+    }
+    Py_XSETREF(stock_get_ident, PyObject_GetAttr(thread_module, str_get_ident));
+    if (stock_get_ident == NULL || !PyCFunction_Check(stock_get_ident)
+        || PyCFunction_GET_SELF(stock_get_ident) != thread_module) {  /* patched already: always call */
+        PyErr_Clear();
+        Py_XSETREF(stock_get_ident, Py_NewRef(Py_None));
+    }
+    PyDict_Clear(verdicts);
+    PyDict_Clear(readable_name);
+    last_kind = last_readable = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"tracked_start", tracked_start, METH_O,
+     "tracked_start(Thread.start) -> the same method, recording where each thread is started."},
+    {"tracked_create_task", (PyCFunction)(void (*)(void))tracked_create_task, METH_VARARGS | METH_KEYWORDS,
+     "tracked_create_task(create_task, *, debug_hook=None, thread_hook=None) -> the same method, recording "
+     "where each task is created."},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(**what_the_records_read) -> None: called once by looseends.sources._origins."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "looseends.sources._speedups", "Creation records made in C (see _origins.py).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    verdicts = PyDict_New();
+    readable_name = PyDict_New();
+    str_debug = PyUnicode_InternFromString("_debug");
+    str_get_ident = PyUnicode_InternFromString("get_ident");
+    str_name = PyUnicode_InternFromString("_name");
+    str_get_name = PyUnicode_InternFromString("get_name");
+    str_cr_code = PyUnicode_InternFromString("cr_code");
+    if (verdicts == NULL || readable_name == NULL || str_debug == NULL || str_get_ident == NULL
+        || str_name == NULL || str_get_name == NULL || str_cr_code == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&TrackedType) < 0) {
+        return NULL;
+    }
+    return PyModule_Create(&module_def);
+}

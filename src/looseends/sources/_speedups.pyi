@@ -1,0 +1,32 @@
+"""Creation records made in C: see _speedups.c and _origins.py (the same functions in Python)."""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+def configure(
+    *,
+    state: object,
+    sequence: Iterator[int],
+    running_loop: Any,
+    current_task: Any,
+    current_tasks: dict[Any, Any] | None,
+    c_task: type,
+    task_name: Any,
+    housekeeping: tuple[object, ...],
+    judge: Any,
+    active: dict[int, Any],
+    thread_module: Any,
+    name_judge: Any,
+    task_table: object,
+    thread_table: object,
+    task_hops: int,
+    user_callers: int,
+    thread_depth: int,
+) -> None: ...
+def tracked_start(original: Callable[[Any], None], /) -> Callable[[Any], None]: ...
+def tracked_create_task(
+    original: Callable[..., Any],
+    *,
+    debug_hook: Callable[[Any], None] | None = None,
+    thread_hook: Callable[[Any], None] | None = None,
+) -> Callable[..., Any]: ...
