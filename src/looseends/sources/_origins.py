@@ -389,6 +389,7 @@ def _note_task(loop: Any, coro: Any, task: asyncio.Task[Any]) -> Any:
     creating task. Never raises: the host's call goes on."""
     try:
         if type(coro) is types.CoroutineType and coro.cr_code in _cpython.HOUSEKEEPING:
+            _task_origins.entries.pop(id(task), None)  # a record of a dead task at its address
             return None  # a loop closing: two per test, always awaited by the runner
         creator = _current_task(loop)
         site = _creation_site(2)

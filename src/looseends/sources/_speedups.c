@@ -316,6 +316,18 @@ put(PyObject *entries, PyObject *prune_at, PyObject *prune, PyObject *obj, PyObj
     Py_DECREF(record);
 }
 
+/* Drop a record left at `obj`'s address by an object gone since, which a task and coroutine born at the
+ * addresses of a dead pair would otherwise inherit. */
+static void
+forget_record(PyObject *entries, PyObject *obj)
+{
+    PyObject *key = PyLong_FromVoidPtr(obj);
+    if (key == NULL || PyDict_DelItem(entries, key) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(key);
+}
+
 /* Record where `task` was just created by `loop.create_task(coro)`; `skip`: Python frames between here
  * and the caller of create_task. Returns the creating task or None (new reference); never fails. */
 static PyObject *
@@ -330,6 +342,7 @@ note_task(PyObject *loop, PyObject *coro, PyObject *task, int skip)
         Py_XDECREF(code);
         if (shutting) {  /* a loop closing: two per test, always awaited by the runner */
             PyErr_Clear();
+            forget_record(task_entries, task);
             Py_RETURN_NONE;
         }
     }
