@@ -79,6 +79,13 @@ def _count(script: Path, kind: str, tracked: bool, count: int) -> int:
     return int(done.stderr.rsplit("I   refs:", 1)[1].split()[0].replace(",", ""))
 
 
+def _implementation() -> str:
+    """Which wrappers track creations in this interpreter: the C accelerator's, or the Python ones."""
+    from looseends.sources import _origins
+
+    return "Python wrappers" if _origins.wrap_start is _origins._tracked_start else "C accelerator"
+
+
 def instructions() -> tuple[str, dict[str, float]] | None:
     """Instructions per operation, untracked and tracked (valgrind; deterministic where wall time is not).
     None without valgrind."""
@@ -101,7 +108,7 @@ def instructions() -> tuple[str, dict[str, float]] | None:
         ]
         for kind, label in (("task", "create_task + run to completion"), ("thread", "Thread.start + join"))
     ]
-    header = ["operation, instructions (valgrind)", "untracked", "tracked", "ratio"]
+    header = ["operation, instructions (valgrind)", "untracked", f"tracked ({_implementation()})", "ratio"]
     facts = {f"{kind}_instruction_ratio": per_op[kind, True] / per_op[kind, False] for kind in SIZES}
     return table(header, rows), facts
 

@@ -46,8 +46,9 @@ NOTES = {
         "asyncio debug mode. Instructions: the slope between 1,000 and 5,000 tasks (200 and 1,000 "
         "threads) under valgrind, so start-up cancels out; valgrind runs threads one at a time and counts "
         "no kernel work, so thread creation looks cheaper to it than to the clock and the tracked share "
-        "larger. Rerun: `cd bench && python -c 'import creation; print(creation.instructions()[0]); "
-        "print(creation.run()[0])'`."
+        "larger. Tracked by the C accelerator when it is built (the table says which), else by the same "
+        "wrappers in Python. Rerun: `cd bench && python -c 'import creation; "
+        "print(creation.instructions()[0]); print(creation.run()[0])'`."
     ),
     "verdict": (
         "A clean check where nothing started compares two fingerprints and looks at nothing; one where "
@@ -106,13 +107,11 @@ OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 # What we know about each target when it is missed: the cause, as measured, and the plan.
 GAPS = {
     "overhead": (
-        "Cause, by kind of test (rows above): a test that starts nothing now pays two plain hooks and two "
-        "fingerprints (+49 K, 1.017x); one that starts and joins a thread pays the tracked start (~18 K) "
-        "and a look at the threads alone; an async test pays for tracking its tasks (the test's own and "
-        "the one it creates, ~20-30 K each in Python on 3.11: a wrapper, the walk out of pytest-asyncio's "
-        "frames to the first user frame, one record), a look at the tasks, and the shutdown hooks. Left: "
-        "the create_task wrapper is pure Python (figure 3), and the rest is Python call overhead of a few "
-        "dozen calls per test; 3 % on the mix would need the task record made lazily or in C."
+        "Cause, by kind of test (rows above): a test that starts nothing pays two plain hooks and two "
+        "fingerprints (~49 K); one that starts and joins a thread adds the tracked start and a look at "
+        "the threads alone; an async test adds its tracked tasks (figure 3), a look at the tasks and the "
+        "loop's shutdown hooks. What is left is Python call overhead of a few dozen calls per test; "
+        "without the C accelerator (figure 3) each tracked task costs ~20 K more on 3.11."
     ),
     "scale": (
         "Cause: each task is described in Python: its await chain classified against the wait table, its "
@@ -121,14 +120,11 @@ GAPS = {
         "recogniser reads no per-object state, and build Units lazily for groups beyond the first rows."
     ),
     "creation": (
-        "Cause, measured by stubbing each part out (valgrind, 3.14; 3.11 in brackets): a wrapper layer in "
-        "Python costs ~1 K instructions before it does anything; reading the creator, thread, clock and "
-        "label and storing one tuple ~3.4 K [~5 K]; finding the first user frame ~5 K [~12 K], each "
-        "frame read being materialised. Done this round: offsets (f_lasti) instead of line numbers, whose "
-        "line-table walk was longest in big library callers (3.11: 87 K -> 69 K per task), and no library "
-        "callers recorded. Left: mostly Python call overhead (the wrapper and its record alone are 1.13x on "
-        "3.14), so 1.15x is out of reach for a pure-Python hot path on this micro-benchmark; a task that "
-        "does any work of its own dilutes it."
+        "Cause, measured by stubbing each part out: without the C accelerator the wrappers are Python "
+        "(a wrapper layer ~1 K instructions before it does anything, reading the creator, thread, clock "
+        "and label and storing the record ~3-5 K, finding the first user frame ~5-12 K); with it, what is "
+        "left is the record itself (one tuple, one dict store) and the frames it reads. A task that does "
+        "any work of its own dilutes it."
     ),
 }
 
