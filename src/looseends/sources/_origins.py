@@ -1,9 +1,11 @@
 """Where each thread and task was started, and by whom: the creation capture and its origin tables.
 
-While tracking is on, `threading.Thread.start`, `_thread.start_new_thread` and
-`asyncio.BaseEventLoop.create_task` are wrapped (so task factories and eager tasks compose instead of
-being replaced). Loops that do not derive from BaseEventLoop, such as uvloop, get no creation site unless
-the program enabled `sys.set_coroutine_origin_tracking_depth`, whose `cr_origin` is then used.
+While tracking is on, `threading.Thread.start`, `_thread.start_new_thread` and the `create_task` of
+`asyncio.BaseEventLoop` (and of uvloop's loop, once it is loaded) are wrapped, so task factories and eager
+tasks compose instead of being replaced. Tasks made by other means get a creation site only when the
+program enabled `sys.set_coroutine_origin_tracking_depth`, whose `cr_origin` is then used. The wrappers of
+`Thread.start` and `create_task` are made in C (`_speedups.c`) when it is built, in Python otherwise: the
+same records either way.
 
 The hot path (every `create_task`) stores one flat tuple of atoms and code objects: the partner's id,
 the creating thread and task, the time, the check running, then code objects and instruction offsets
@@ -417,7 +419,7 @@ def _note_thread(thread: threading.Thread) -> None:
 
 
 def _configure_speedups(module: Any, **changes: Any) -> None:
-    """Hand the C functions everything they read (`changes`: for tests)."""
+    """Hand the C module everything its records read, once (`changes`: for tests)."""
     what = {
         "state": _tracking.state,
         "sequence": _tracking.sequence,
