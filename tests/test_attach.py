@@ -1,8 +1,8 @@
 """`looseends attach PID`: a dump of a running Python process with no looseends code in it.
 
-Python 3.14+ gets in through `sys.remote_exec`; earlier Pythons are refused with the reason. Targets
-are real child processes; each is asked at the end which of our modules it still holds and how many
-threads it runs, so the attach is seen to leave nothing behind.
+Both ways in are tested on every Python that has them: a borrowed waiting thread (all, Linux x86-64)
+and sys.remote_exec (3.14+). Targets are real child processes; each is asked at the end which of our
+modules it still holds and how many threads it runs, so the attach is seen to leave nothing behind.
 """
 
 from __future__ import annotations
@@ -11,46 +11,86 @@ import io
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from looseends.frontends import cli
+from looseends.frontends import attach_ptrace, attach_trampoline, cli
 from looseends.frontends.attach import AttachError, attach
 
 NEW_ENOUGH = sys.version_info >= (3, 14)
+BORROWING = attach_ptrace.supported()
+ROUTES = [
+    pytest.param("thread", marks=pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))),
+    pytest.param(
+        "remote-exec", marks=pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in 3.14")
+    ),
+]
 TARGET = """
-import asyncio, json, os, queue, sys, threading, time
+import asyncio, ctypes, json, os, queue, sys, threading, time
 
+stop, mode = sys.argv[1], sys.argv[2]
 full = queue.Queue(maxsize=1)
 full.put(0)
 for n in range(3):
     threading.Thread(target=full.put, args=(n,), name=f"sender-{n}", daemon=True).start()
 
-def loop_thread():
-    async def main():
-        never = asyncio.Event()
-        tasks = [asyncio.create_task(never.wait(), name=f"waiter-{n}") for n in range(2)]
-        await asyncio.sleep(3600)
-    asyncio.run(main())
+def stuck():  # a queue only this thread can reach: provably stuck forever
+    alone = queue.Queue(maxsize=1)
+    alone.put(0)
+    alone.put(1)
 
-threading.Thread(target=loop_thread, name="loop", daemon=True).start()
-stop = sys.argv[1]
+async def waiters(until_stopped, ready):
+    never = asyncio.Event()
+    tasks = [asyncio.create_task(never.wait(), name=f"waiter-{n}") for n in range(2)]
+    await asyncio.sleep(0)
+    ready.set()
+    while not (until_stopped and os.path.exists(stop)):
+        await asyncio.sleep(0.01 if until_stopped else 3600)
+
+def waiting(thread):  # blocked in Condition.wait (queue.put), as the attach should see it
+    frame = sys._current_frames().get(thread.ident)
+    return frame is not None and frame.f_code.co_name == "wait"
+
+looping = threading.Event()
+threading.Thread(target=stuck, name="stuck", daemon=True).start()
+threading.Thread(target=asyncio.run, args=(waiters(False, looping),), name="loop", daemon=True).start()
+looping.wait(30)
+while not all(waiting(t) for t in threading.enumerate() if t.name.startswith(("sender", "stuck"))):
+    time.sleep(0.01)
 print(json.dumps({"threads": threading.active_count()}), flush=True)
-if sys.argv[2] == "blocked":
-    time.sleep(3600)  # the main thread in C: no safe point until it returns
-while not os.path.exists(stop):
-    time.sleep(0.01)  # the target's own pace: a main thread that runs Python now and then
+if mode == "lock":  # the main thread blocked on a lock until a helper sees the stop file
+    lock = threading.Lock()
+    lock.acquire()
+    def release():
+        while not os.path.exists(stop):
+            time.sleep(0.01)
+        lock.release()
+    threading.Thread(target=release, name="release", daemon=True).start()
+    lock.acquire()
+elif mode == "sleep":
+    time.sleep(3600)
+elif mode == "loop":  # an asyncio loop in the main thread too
+    asyncio.run(waiters(True, threading.Event()))
+elif mode == "gil-pause":  # blocked in C holding the GIL: nothing can run Python code
+    ctypes.PyDLL(None).pause()
+elif mode == "gil-poll":  # the same for two seconds, then on
+    ctypes.PyDLL(None).poll(None, 0, 2000)
+    while not os.path.exists(stop):
+        time.sleep(0.01)
+else:
+    while not os.path.exists(stop):
+        time.sleep(0.01)  # the target's own pace: a main thread that runs Python now and then
 ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
 print(json.dumps({"threads": threading.active_count(), "ours": ours}), flush=True)
 """
+Target = tuple[subprocess.Popen[str], Path, int]
 
 
 @pytest.fixture
-def target(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
+def target(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Target]:
     script = tmp_path / "target.py"
     script.write_text(TARGET)
     stop = tmp_path / "stop"
@@ -77,48 +117,144 @@ def _attach_or_skip(pid: int, **options: object) -> object:
         raise
 
 
-@pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in Python 3.14")
-def test_attach_reports_a_running_process_and_leaves_nothing_behind(
-    target: tuple[subprocess.Popen[str], Path, int],
-) -> None:
-    process, stop, threads_before = target
-    report = _attach_or_skip(process.pid)
-    groups = {(g.kind.value, g.blocked_on.code): g.count for g in report.groups}  # type: ignore[attr-defined]
-    assert groups[("thread", "queue.put")] == 3
-    assert groups[("task", "asyncio.event.wait")] == 2
-    main = next(u for u in report.units if u.name == "MainThread")  # type: ignore[attr-defined]
-    files = [frame.filename for frame in main.stack]
-    assert files[-1].endswith("target.py")  # where the main thread was: its own code, maybe a call inside
-    assert not any(name == "<string>" or "/looseends/" in name for name in files)  # not the attach's
+def _spy_on_borrow(monkeypatch: pytest.MonkeyPatch) -> list[attach_trampoline.Borrowed]:
+    borrowed: list[attach_trampoline.Borrowed] = []
+    real = attach_trampoline.borrow
+
+    def borrow(*args: object) -> attach_trampoline.Borrowed:
+        borrowed.append(real(*args))  # type: ignore[arg-type]
+        return borrowed[-1]
+
+    monkeypatch.setattr(attach_trampoline, "borrow", borrow)
+    return borrowed
+
+
+def _groups(report: object) -> dict[tuple[str, str], int]:
+    """Units by kind and what they wait on (a group is one stack: the stuck thread has its own)."""
+    counts: dict[tuple[str, str], int] = {}
+    for unit in report.units:  # type: ignore[attr-defined]
+        counts[unit.kind.value, unit.blocked_on.code] = (
+            counts.get((unit.kind.value, unit.blocked_on.code), 0) + 1
+        )
+    return counts
+
+
+def _main(report: object) -> object:
+    return next(u for u in report.units if u.name == "MainThread")  # type: ignore[attr-defined]
+
+
+def _stop_and_check(process: subprocess.Popen[str], stop: Path, threads_before: int) -> None:
+    """The target goes on to its end and holds nothing of ours: no module, no thread."""
     stop.touch()
     assert process.stdout is not None
-    after = json.loads(process.stdout.readline())
-    assert after == {"threads": threads_before, "ours": []}
+    assert json.loads(process.stdout.readline()) == {"threads": threads_before, "ours": []}
     assert process.wait(30) == 0
 
 
-@pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in Python 3.14")
-@pytest.mark.parametrize("target", ["blocked"], indirect=True)
-def test_a_main_thread_blocked_in_c_is_a_clear_timeout_and_the_target_runs_on(
-    target: tuple[subprocess.Popen[str], Path, int],
+@pytest.mark.parametrize("via", ROUTES)
+def test_attach_reports_a_running_process_and_leaves_nothing_behind(
+    target: Target, via: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    process, stop, threads_before = target
+    borrowed = _spy_on_borrow(monkeypatch)
+    report = _attach_or_skip(process.pid, via=via)
+    groups = _groups(report)
+    assert groups[("thread", "queue.put")] == 4  # three senders and the stuck one
+    assert groups[("task", "asyncio.event.wait")] == 2
+    files = [frame.filename for frame in _main(report).stack]  # type: ignore[attr-defined]
+    assert files[-1].endswith("target.py")  # where the main thread was: its own code, maybe a call inside
+    assert not any(name == "<string>" or "/looseends/" in name for name in files)  # not the attach's
+    if via == "thread":  # the pages it mapped are gone again
+        assert len(borrowed) == 1
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+        assert f"{borrowed[0].mapping:x}-" not in maps
+    _stop_and_check(process, stop, threads_before)
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("target", ["lock"], indirect=True)
+def test_a_main_thread_blocked_on_a_lock_is_borrowed_and_waits_on(target: Target) -> None:
+    process, stop, threads_before = target
+    report = _attach_or_skip(process.pid, via="thread", proven=True)
+    proven = {(unit.name, unit.blocked_on.code) for unit in report.units}  # type: ignore[attr-defined]
+    assert proven == {("stuck", "queue.put")}  # only the provable one; the main lock has a releaser
+    report = _attach_or_skip(process.pid, via="thread")
+    assert _main(report).blocked_on.code == "lock.acquire"  # type: ignore[attr-defined]
+    assert process.poll() is None
+    _stop_and_check(process, stop, threads_before)  # the releaser has ended by then
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("target", ["sleep"], indirect=True)
+def test_a_main_thread_in_time_sleep_goes_back_to_sleep(target: Target) -> None:
+    process, _, _ = target
+    for _ in range(3):
+        report = _attach_or_skip(process.pid, via="thread")
+        main = _main(report)
+        assert main.blocked_on.code == "time.sleep"  # type: ignore[attr-defined]
+        assert 3000 < main.blocked_on.detail["timeout"] <= 3600  # type: ignore[attr-defined]
+    # Still sleeping, in the same system call (clock_nanosleep), not woken early.
+    assert Path(f"/proc/{process.pid}/task/{process.pid}/syscall").read_text().split()[0] == "230"
+    assert process.poll() is None
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("target", ["loop"], indirect=True)
+def test_asyncio_loops_in_the_main_thread_and_another(target: Target) -> None:
+    process, stop, threads_before = target
+    report = _attach_or_skip(process.pid, via="thread")
+    assert _groups(report)[("task", "asyncio.event.wait")] == 4
+    loops = {unit.thread for unit in report.units if unit.name.startswith("waiter")}  # type: ignore[attr-defined]
+    assert loops == {"MainThread", "loop"}
+    _stop_and_check(process, stop, threads_before)
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("target", ["gil-pause"], indirect=True)
+def test_a_thread_holding_the_gil_is_not_entered(target: Target) -> None:
+    process, _, _ = target
+    with pytest.raises(AttachError, match=r"none could run the snapshot|waits for the GIL"):
+        _attach_or_skip(process.pid, via="thread", timeout=0.5)
+    assert process.poll() is None
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("target", ["gil-poll"], indirect=True)
+def test_waiting_for_the_gil_times_out_and_the_target_ends_on_its_own(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process, stop, threads_before = target
+    borrowed = _spy_on_borrow(monkeypatch)
+    with pytest.raises(
+        AttachError, match=r"waits for the GIL, which another thread holds. It was left running"
+    ):
+        _attach_or_skip(process.pid, via="thread", timeout=0.3)
+    # When the GIL comes (two seconds), the snapshot runs, finds its directory gone and ends.
+    deadline = time.monotonic() + 30
+    while attach_trampoline.status(borrowed[0]) == attach_trampoline.RUNNING:
+        assert time.monotonic() < deadline, "the borrowed thread never came back"
+        time.sleep(0.05)  # polling another process's memory: nothing to wait on
+    _stop_and_check(process, stop, threads_before)
+
+
+@pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in Python 3.14")
+@pytest.mark.parametrize("target", ["sleep"], indirect=True)
+def test_remote_exec_with_a_main_thread_blocked_in_c_is_a_clear_timeout(target: Target) -> None:
     process, _, _ = target
     with pytest.raises(AttachError, match=r"did not answer within 0.5 s: its main thread ran no Python code"):
-        _attach_or_skip(process.pid, timeout=0.5)
+        _attach_or_skip(process.pid, timeout=0.5, via="remote-exec")
     assert process.poll() is None
 
 
 @pytest.mark.skipif(NEW_ENOUGH, reason="only Pythons before 3.14 lack sys.remote_exec")
-def test_before_314_attach_is_refused_with_the_reason(
-    target: tuple[subprocess.Popen[str], Path, int],
-) -> None:
+def test_remote_exec_before_314_is_refused_with_the_reason(target: Target) -> None:
     process, _, _ = target
-    with pytest.raises(AttachError, match=r"attach needs Python 3.14\+ here \(sys.remote_exec, PEP 768\)"):
-        attach(process.pid)
+    with pytest.raises(AttachError, match=r"--via remote-exec needs the same Python 3.14\+ on both sides"):
+        attach(process.pid, via="remote-exec")
     assert process.poll() is None
 
 
-def test_refusals_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         assert cli.main(["attach", str(sleeper.pid)], out=io.StringIO()) == 2
@@ -128,3 +264,8 @@ def test_refusals_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         sleeper.wait(10)
     assert cli.main(["attach", str(sleeper.pid)], out=io.StringIO()) == 2
     assert f"no process {sleeper.pid}" in capsys.readouterr().err
+    monkeypatch.setattr(attach_ptrace.platform, "machine", lambda: "aarch64")
+    assert (
+        attach_ptrace.supported()
+        == "borrowing a thread is built for Linux on x86-64 only; this is Linux aarch64"
+    )

@@ -1,22 +1,23 @@
 """`looseends attach PID`: a grouped leak dump of a running Python process that has no looseends code.
 
-On Python 3.14+ the snapshot runs inside the target through `sys.remote_exec` (PEP 768), which runs a
-script in the target's main thread at its next safe point: between bytecodes, never in the middle of
-interpreter work. The script puts this looseends (and psutil) on the target's `sys.path` for the
-moment, takes the snapshot, writes the report as JSON to a file only this user can read, and takes its
-own modules back out of `sys.modules` (standard-library modules it needed stay loaded); it starts no
-thread that outlives it and turns no tracking on.
+The snapshot runs inside the target and comes back as JSON. A script puts this looseends (and psutil)
+on the target's `sys.path` for the moment, takes the snapshot, writes the report to a file only this
+user can read, and takes its own modules back out of `sys.modules` (standard-library modules it needed
+stay loaded); it starts no thread that outlives it and turns no tracking on. Two ways in:
 
-The safe point is also the limit: a main thread blocked in C (`time.sleep`, a lock, a read) runs no
-bytecode until it returns, so the attach waits up to `timeout` and then says so. Targets on 3.11-3.13
-need a debugger to get in, which is not built yet: they are refused with that reason.
+- `sys.remote_exec` (PEP 768) when both sides run the same Python 3.14+: the interpreter runs the script
+  in the main thread at its next safe point, between bytecodes. A main thread blocked in C runs none
+  until it returns, so the attach waits up to `timeout` and then says so.
+- Otherwise (3.11-3.13, or a different version here), a borrowed thread (attach_trampoline): one that
+  waits in a system call with the GIL released runs the script as a C callback would, then goes back
+  to waiting. This serves a main thread blocked in `time.sleep` or a lock too. Linux on x86-64 only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,12 +27,14 @@ import psutil
 
 from looseends._library import is_own_file
 from looseends.errors import LooseEndsError
+from looseends.frontends import attach_ptrace, attach_trampoline
 from looseends.model import Unit
 from looseends.report import Report
 from looseends.report_json import report_from_dict
 
 __all__ = ["AttachError", "attach"]
 
+ROUTES = ("remote-exec", "thread")
 POLL = 0.05  # seconds between looks for the target's answer (a separate process: nothing to wait on)
 
 BOOTSTRAP = """
@@ -71,27 +74,42 @@ class AttachError(LooseEndsError):
     """The attach could not be made or did not answer; the message says why, in one line."""
 
 
-def attach(pid: int, *, timeout: float = 10.0, proven: bool = False) -> Report:
-    """The report of process `pid`, taken inside it. Raises AttachError with the reason otherwise."""
+def attach(pid: int, *, timeout: float = 10.0, proven: bool = False, via: str | None = None) -> Report:
+    """The report of process `pid`, taken inside it. Raises AttachError with the reason otherwise.
+
+    `via` picks the way in ("remote-exec" or "thread"); by default sys.remote_exec where it can serve,
+    a borrowed thread elsewhere."""
+    if via not in (None, *ROUTES):
+        raise AttachError(f"via must be one of {', '.join(ROUTES)}, not {via!r}")
     _check_target(pid)
-    remote_exec = getattr(sys, "remote_exec", None)
-    if remote_exec is None:
-        raise AttachError(
-            f"attach needs Python 3.14+ here (sys.remote_exec, PEP 768); this is {_version()}. "
-            "Targets on 3.11-3.13 need a debugger route, which is not built yet"
-        )
+    try:
+        target = attach_trampoline.interpreter(pid, timeout)
+    except OSError as exc:
+        raise AttachError(str(exc)) from None
+    if target.version < (3, 11):
+        raise AttachError(f"process {pid} runs Python {_dotted(target.version)}; looseends needs 3.11+")
     with tempfile.TemporaryDirectory(prefix="looseends-attach-") as where:  # mode 0700: ours only
-        out = os.path.join(where, "report.json")
-        script = Path(where, "bootstrap.py")
+        out = Path(where, "report.json")
         text = BOOTSTRAP
-        for name, value in (("__PATHS__", _import_paths()), ("__OUT__", out), ("__PROVEN__", proven)):
+        for name, value in (("__PATHS__", _import_paths()), ("__OUT__", str(out)), ("__PROVEN__", proven)):
             text = text.replace(name, repr(value))
-        script.write_text(text)
-        try:
-            remote_exec(pid, str(script))
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise AttachError(f"could not attach to process {pid}: {_why(exc)}") from None
-        data = _answer(pid, Path(out), timeout)
+        remote_exec = getattr(sys, "remote_exec", None)
+        fits = remote_exec is not None and target.version == sys.version_info[:2]
+        if via == "remote-exec" and not fits:
+            raise AttachError(
+                f"--via remote-exec needs the same Python 3.14+ on both sides (sys.remote_exec, PEP 768); "
+                f"this is {_dotted(sys.version_info[:2])}, process {pid} runs {_dotted(target.version)}"
+            )
+        if remote_exec is not None and fits and via != "thread":
+            script = Path(where, "bootstrap.py")
+            script.write_text(text)
+            try:
+                remote_exec(pid, str(script))
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise AttachError(f"could not attach to process {pid}: {_why(exc)}") from None
+            data = _answer(pid, out, timeout)
+        else:
+            data = _through_a_borrowed_thread(pid, target, text, out, timeout)
     if "attach_error" in data:
         raise AttachError(f"the snapshot failed inside process {pid}: {data['attach_error']}")
     try:
@@ -100,6 +118,58 @@ def attach(pid: int, *, timeout: float = 10.0, proven: bool = False) -> Report:
         raise AttachError(f"process {pid} answered with an unreadable report: {exc}") from None
     units = [_without_bootstrap(unit) for unit in report.units]
     return Report.from_units(units, now=report.now, errors=report.errors, max_groups=10_000)
+
+
+def _through_a_borrowed_thread(
+    pid: int, target: attach_trampoline.Interpreter, text: str, out: Path, timeout: float
+) -> dict[str, object]:
+    why = attach_ptrace.supported()
+    if why is not None:
+        raise AttachError(f"{why}; on Python 3.14+ on both sides, attach uses sys.remote_exec instead")
+    if target.free_threaded:
+        raise AttachError(f"process {pid} runs a free-threaded Python, which a borrowed thread cannot serve")
+    deadline = time.monotonic() + timeout
+    tids = attach_trampoline.candidates(pid)
+    for tid in tids:
+        try:
+            borrowed = attach_trampoline.borrow(pid, tid, text.encode(), target.functions)
+        except attach_trampoline.NotHere:
+            continue  # its call ended meanwhile: the next one
+        except OSError as exc:
+            raise AttachError(str(exc)) from None
+        state = _finished(borrowed, deadline)
+        with contextlib.suppress(OSError):
+            attach_trampoline.give_back(borrowed)
+        if state == attach_trampoline.RAN:
+            if not out.exists():
+                raise AttachError(f"process {pid} ran the snapshot but wrote no report")
+            return _read(out)
+    if not tids:
+        raise AttachError(
+            f"no thread of process {pid} waits in a system call now (all busy in code): try again"
+        )
+    raise AttachError(
+        f"every waiting thread of process {pid} holds the GIL (a C extension blocking without releasing "
+        "it): none could run the snapshot; nothing was changed"
+    )
+
+
+def _finished(borrowed: attach_trampoline.Borrowed, deadline: float) -> int:
+    """The trampoline's last status; raises AttachError if the target exits or the deadline passes."""
+    while True:
+        try:
+            state = attach_trampoline.status(borrowed)
+        except OSError:
+            raise AttachError(f"process {borrowed.pid} exited before it answered") from None
+        if state != attach_trampoline.RUNNING:
+            return state
+        if time.monotonic() > deadline:
+            raise AttachError(
+                f"process {borrowed.pid} did not answer within the time-out: its thread {borrowed.tid} "
+                "waits for the GIL, which another thread holds. It was left running; the snapshot will "
+                "run and end on its own when the GIL comes (3 pages of memory stay mapped)"
+            )
+        time.sleep(POLL)
 
 
 def _without_bootstrap(unit: Unit) -> Unit:
@@ -134,9 +204,13 @@ def _answer(pid: int, out: Path, timeout: float) -> dict[str, object]:
                 "when it is busy, or give it a longer --timeout"
             )
         time.sleep(POLL)
+    return _read(out)
+
+
+def _read(out: Path) -> dict[str, object]:
     data = json.loads(out.read_text())
     if not isinstance(data, dict):
-        raise AttachError(f"process {pid} answered with something other than a report")
+        raise AttachError("the process answered with something other than a report")
     return data
 
 
@@ -156,5 +230,5 @@ def _why(exc: BaseException) -> str:
     return text
 
 
-def _version() -> str:
-    return f"Python {sys.version.split()[0]}"
+def _dotted(version: tuple[int, int]) -> str:
+    return ".".join(map(str, version))

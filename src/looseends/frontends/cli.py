@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from looseends._text import printable
 from looseends.analysis.ignore import GO_IGNORES
 from looseends.errors import DumpParseError, LooseEndsError
-from looseends.frontends.attach import attach
+from looseends.frontends.attach import ROUTES, attach
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Fleet, Growth
 from looseends.frontends.run import run_program
@@ -227,7 +227,7 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _attach(args: argparse.Namespace, out: TextIO) -> int:
-    report = attach(args.pid, timeout=args.timeout, proven=args.proven)
+    report = attach(args.pid, timeout=args.timeout, proven=args.proven, via=args.via)
     wanted = Selection(parse_kinds(args.kind) if args.kind else None, args.blocked_on or None)
     report = wanted.select(Snapshot(report.units, report.now, report.errors))
     if args.json:
@@ -309,7 +309,7 @@ def parser() -> argparse.ArgumentParser:
 def _add_attach(commands: Any) -> None:
     attached = commands.add_parser(
         "attach",
-        help="a grouped dump of a running Python 3.14+ process by PID, no code change (docs/attach.md)",
+        help="a grouped dump of a running Python 3.11+ process by PID, no code change (docs/attach.md)",
     )
     attached.add_argument("pid", type=int, help="the process id")
     attached.add_argument("--json", action="store_true", help="print the JSON instead of text")
@@ -319,6 +319,12 @@ def _add_attach(commands: Any) -> None:
     attached.add_argument("--proven", action="store_true", help="only units proven stuck forever")
     attached.add_argument(
         "--timeout", type=_positive_float, default=10.0, help="seconds to wait for the target (10)"
+    )
+    attached.add_argument(
+        "--via",
+        choices=ROUTES,
+        help="the way in: sys.remote_exec (same Python 3.14+ on both sides; the default there) "
+        "or a borrowed waiting thread (the default elsewhere; Linux x86-64)",
     )
 
 

@@ -7,7 +7,8 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Mapping
+from _thread import get_ident as _get_ident
+from collections.abc import Callable, Mapping, Sequence
 
 from looseends import _cpython
 from looseends._library import is_own_file
@@ -82,7 +83,7 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
         return Unit(kind=Kind.THREAD, key=("thread", ident), name=name, ident=ident, ref=weakref.ref(thread))
     live = list(walk_back(frame))
     stack = tuple(to_frame(f) for f in live)
-    blocked_on = classify_or_running(live)
+    blocked_on = classify_or_running(_beyond_the_snapshot(ident, live))
     job = _current_job(live) if blocked_on.context == POOL_JOB else None
     live.clear()
     return Unit(
@@ -98,6 +99,20 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
         target=callable_name(_cpython.thread_target(thread)),
         ref=weakref.ref(thread),
     )
+
+
+def _beyond_the_snapshot(ident: int, frames: Sequence[types.FrameType]) -> Sequence[types.FrameType]:
+    """The frames to classify: for the thread taking this snapshot, those under the snapshot's own code
+    (and the script of an attach, `<string>`), so a thread borrowed while it waited in `time.sleep` or
+    a lock shows what it waits on; any other thread's, all of them."""
+    if ident != _get_ident():
+        return frames
+    depth = 0
+    while depth < len(frames) and (
+        is_own_file(frames[depth].f_code.co_filename) or frames[depth].f_code.co_filename == "<string>"
+    ):
+        depth += 1
+    return frames[depth:]
 
 
 def _current_job(frames: list[types.FrameType]) -> object:
@@ -123,7 +138,7 @@ def _raw_thread_unit(ident: int, frame: types.FrameType, detail: bool) -> Unit:
     root_frame = next((f for f in reversed(live) if not is_own_file(f.f_code.co_filename)), None)
     root = to_frame(root_frame) if root_frame is not None else None
     stack = tuple(to_frame(f) for f in live) if detail else ()
-    blocked_on = classify_or_running(live) if detail else RUNNING
+    blocked_on = classify_or_running(_beyond_the_snapshot(ident, live)) if detail else RUNNING
     live.clear()
     return Unit(
         kind=Kind.THREAD,
