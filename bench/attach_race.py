@@ -2,8 +2,10 @@
 
 The target runs four CPU-busy threads that keep recomputing float sums and copying and comparing
 buffers (the C code behind them uses the SSE/AVX registers the trampoline must give back intact), two
-threads that sleep a millisecond at a time, one blocked in `queue.get`, one in `select`, and a main
-thread in a short sleep loop; its switch interval is 1 µs. Each round attaches with `--via thread` and
+threads that sleep a millisecond at a time, one blocked in `queue.get`, one in `select`, one sending
+the process a real-time signal every 2 ms (they queue, and the C handler writes a byte for each to the
+wake-up fd: none may be lost while a thread is stopped or borrowed), and a main thread in a short sleep
+loop; its switch interval is 1 µs. Each round attaches with `--via thread` and
 checks the report. At the end the target says how many of its own checks failed, which of our modules
 it still holds and how many anonymous executable pages it has (a trampoline left behind).
 
@@ -23,8 +25,13 @@ from pathlib import Path
 from looseends.frontends.attach import AttachError, attach
 
 TARGET = """
-import json, math, os, queue, select, socket, sys, threading, time
+import json, math, os, queue, select, signal, socket, sys, threading, time
 sys.setswitchinterval(1e-6)
+wakeups, wake_writes = os.pipe()
+os.set_blocking(wake_writes, False)
+os.set_blocking(wakeups, False)
+signal.signal(signal.SIGRTMIN, lambda *_: None)
+signal.set_wakeup_fd(wake_writes)  # the C handler writes a byte for every delivery: an exact count
 stop = sys.argv[1]
 failures = []
 checks = [0]
@@ -44,10 +51,18 @@ def napper():
     while not os.path.exists(stop):
         time.sleep(0.001)
 
+sent = [0]
+def signaller():  # real-time signals queue: each one sent must arrive, none lost while a thread is ours
+    while not os.path.exists(stop) and sent[0] < 15000:  # the wake-up pipe holds 64 KB
+        os.kill(os.getpid(), signal.SIGRTMIN)
+        sent[0] += 1
+        time.sleep(0.002)
+
 inbox = queue.Queue()
 left, right = socket.socketpair()
 threads = [threading.Thread(target=busy, daemon=True) for _ in range(4)]
 threads += [threading.Thread(target=napper, daemon=True) for _ in range(2)]
+threads += [threading.Thread(target=signaller, daemon=True, name="signaller")]
 threads += [threading.Thread(target=inbox.get, daemon=True, name="inbox")]
 threads += [threading.Thread(target=select.select, args=([left], [], []), daemon=True, name="selecting")]
 for thread in threads:
@@ -59,10 +74,17 @@ inbox.put(None)
 right.send(b"x")
 for thread in threads:
     thread.join()
+received = 0
+while True:
+    try:
+        received += len(os.read(wakeups, 65536))
+    except BlockingIOError:
+        break
 ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
 with open(f"/proc/{os.getpid()}/maps") as maps:
     pages = sum(1 for line in maps if line.split()[1] == "r-xp" and len(line.split()) == 5)
 end = {"failures": failures[:5], "checks": checks[0], "ours": ours, "code_pages": pages}
+end.update(signals_sent=sent[0], signals_handled=received)
 print(json.dumps(end), flush=True)
 """
 
@@ -110,6 +132,7 @@ def main() -> int:
     result = run(parser.parse_args().rounds)
     print(json.dumps(result))
     clean = result["target exit"] == 0 and not result["failures"] and not result["ours"]
+    clean = clean and result["signals_sent"] == result["signals_handled"]
     return 0 if clean and result["code_pages"] == 0 and result["answered"] == result["rounds"] else 1
 
 

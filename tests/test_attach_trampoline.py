@@ -112,4 +112,5 @@ def test_twenty_attaches_into_busy_threads_leave_their_work_and_the_process_inta
     assert result["ours"] == []
     assert result["code_pages"] == 0
     assert result["target exit"] == 0
+    assert result["signals_sent"] == result["signals_handled"] > 0  # none lost to a stopped thread
     assert done.returncode == 0

@@ -17,15 +17,18 @@ import dataclasses
 import errno
 import os
 import platform
+import signal
 import time
 from collections.abc import Iterator
 
+PTRACE_CONT = 7
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
 PTRACE_SINGLESTEP = 9
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
+PTRACE_EVENT_STOP = 128  # the stop PTRACE_INTERRUPT asks for
 WALL = 0x40000000  # __WALL: wait for threads that are not our children
 SYSCALL_INSTRUCTION = b"\x0f\x05"
 # The kernel's "restart me" answers, seen by a tracer that stopped a thread in a blocking call.
@@ -56,7 +59,7 @@ WAITING_CALLS = {
     288: "accept4",
     441: "epoll_pwait2",
 }
-SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP = 9, 10, 11
+SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP, SYS_TGKILL = 9, 10, 11, 234
 WAIT_STEP = 0.001  # seconds between looks at a stopping thread (waitpid has no time-out)
 
 
@@ -141,6 +144,7 @@ class Tracee:
     tid: int
     libc: ctypes.CDLL
     memory: int  # a descriptor of /proc/pid/mem
+    signals: list[int] = dataclasses.field(default_factory=list)  # arrived meanwhile: given back at the end
 
     def call(self, request: int, addr: int = 0, data: int | ctypes.Array[ctypes.c_char] | None = None) -> int:
         ctypes.set_errno(0)
@@ -176,9 +180,12 @@ class Tracee:
 
     def step(self) -> None:
         self.call(PTRACE_SINGLESTEP)
-        self.wait_stop()
+        self.wait_stop(again=PTRACE_SINGLESTEP)
 
-    def wait_stop(self, timeout: float = 5.0) -> None:
+    def wait_stop(self, again: int = PTRACE_CONT, timeout: float = 5.0) -> None:
+        """Wait for our own stop (the interrupt's, or a single step's trap). A signal that arrives
+        first is held back and given to the thread when it is let go (never lost, never handled while
+        it is ours), and the request is made `again`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -186,9 +193,13 @@ class Tracee:
             except ChildProcessError:
                 raise TraceError(errno.ESRCH, f"process {self.pid} exited") from None
             if tid:
-                if os.WIFSTOPPED(status):
+                if not os.WIFSTOPPED(status):
+                    raise TraceError(errno.ESRCH, f"process {self.pid} exited")
+                if os.WSTOPSIG(status) == signal.SIGTRAP or status >> 16 == PTRACE_EVENT_STOP:
                     return
-                raise TraceError(errno.ESRCH, f"process {self.pid} exited")
+                self.signals.append(os.WSTOPSIG(status))
+                self.call(again)
+                continue
             if time.monotonic() > deadline:
                 raise TraceError(errno.ETIMEDOUT, f"thread {self.tid} of process {self.pid} did not stop")
             time.sleep(WAIT_STEP)
@@ -225,6 +236,10 @@ def stopped(pid: int, tid: int) -> Iterator[Tracee]:
     finally:
         with contextlib.suppress(OSError):
             tracee.call(PTRACE_DETACH)
+        # Sent again, to the same thread: a detach passes a signal on only from a signal's own stop,
+        # and drops it from the interrupt's. (The sender shows as looseends in its siginfo.)
+        for held in tracee.signals:
+            libc.syscall(SYS_TGKILL, pid, tid, held)
         if tracee.memory >= 0:
             os.close(tracee.memory)
 
