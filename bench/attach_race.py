@@ -53,7 +53,7 @@ def napper():
 
 sent = [0]
 def signaller():  # real-time signals queue: each one sent must arrive, none lost while a thread is ours
-    while not os.path.exists(stop) and sent[0] < 15000:  # the wake-up pipe holds 64 KB
+    while not os.path.exists(stop):
         os.kill(os.getpid(), signal.SIGRTMIN)
         sent[0] += 1
         time.sleep(0.002)
@@ -68,18 +68,23 @@ threads += [threading.Thread(target=select.select, args=([left], [], []), daemon
 for thread in threads:
     thread.start()
 print(json.dumps({"threads": threading.active_count()}), flush=True)
+received = 0
+def drain():
+    global received
+    while True:
+        try:
+            received += len(os.read(wakeups, 65536))
+        except BlockingIOError:
+            return
+
 while not os.path.exists(stop):
     time.sleep(0.005)
+    drain()  # the wake-up pipe holds 64 KB
 inbox.put(None)
 right.send(b"x")
 for thread in threads:
     thread.join()
-received = 0
-while True:
-    try:
-        received += len(os.read(wakeups, 65536))
-    except BlockingIOError:
-        break
+drain()
 ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
 with open(f"/proc/{os.getpid()}/maps") as maps:
     pages = sum(1 for line in maps if line.split()[1] == "r-xp" and len(line.split()) == 5)

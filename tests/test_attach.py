@@ -7,8 +7,10 @@ modules it still holds and how many threads it runs, so the attach is seen to le
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from looseends.frontends import attach as attach_module
 from looseends.frontends import attach_ptrace, attach_trampoline, cli
 from looseends.frontends.attach import AttachError, attach
 
@@ -102,6 +105,11 @@ def target(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Target]:
     try:
         assert process.stdout is not None
         threads = json.loads(process.stdout.readline())["threads"]
+        if getattr(request, "param", "busy") in ("lock", "sleep"):  # wait until it waits
+            deadline = time.monotonic() + 30
+            while attach_ptrace.waiting_call(process.pid, process.pid) not in ("futex", "clock_nanosleep"):
+                assert time.monotonic() < deadline, "the target's main thread never blocked"
+                time.sleep(0.01)  # another process's state: nothing to wait on
         yield process, stop, threads
     finally:
         process.kill()
@@ -235,6 +243,33 @@ def test_waiting_for_the_gil_times_out_and_the_target_ends_on_its_own(
         assert time.monotonic() < deadline, "the borrowed thread never came back"
         time.sleep(0.05)  # polling another process's memory: nothing to wait on
     _stop_and_check(process, stop, threads_before)
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("target", ["sleep"], indirect=True)
+def test_a_thread_traced_by_someone_else_is_a_refusal_that_names_the_tracer(target: Target) -> None:
+    process, _, _ = target
+    waiting = attach_trampoline.candidates(process.pid)
+    assert waiting[0] == process.pid
+    with contextlib.ExitStack() as held:
+        for tid in waiting:  # every waiting thread held, as a debugger would
+            held.enter_context(attach_ptrace.stopped(process.pid, tid))
+        with pytest.raises(
+            AttachError, match=rf"its thread {process.pid} is already traced by process {os.getpid()}"
+        ):
+            attach(process.pid, via="thread")
+    assert _main(attach(process.pid, via="thread")).blocked_on.code == "time.sleep"  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+def test_a_target_that_exits_before_it_answers_is_said_so() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(30)
+    borrowed = attach_trampoline.Borrowed(
+        gone.pid, gone.pid, mapping=0x10000, size=3 * attach_trampoline.PAGE
+    )
+    with pytest.raises(AttachError, match=rf"process {gone.pid} exited before it answered"):
+        attach_module._finished(borrowed, deadline=time.monotonic() + 10)
 
 
 @pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in Python 3.14")

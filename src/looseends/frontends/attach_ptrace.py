@@ -227,7 +227,7 @@ def stopped(pid: int, tid: int) -> Iterator[Tracee]:
     try:
         tracee.call(PTRACE_SEIZE)
     except TraceError as exc:
-        raise TraceError(exc.errno, _refused(pid, exc)) from None
+        raise TraceError(exc.errno, _refused(pid, tid, exc)) from None
     try:
         tracee.memory = os.open(f"/proc/{pid}/mem", os.O_RDWR)
         tracee.call(PTRACE_INTERRUPT)
@@ -244,7 +244,22 @@ def stopped(pid: int, tid: int) -> Iterator[Tracee]:
             os.close(tracee.memory)
 
 
-def _refused(pid: int, exc: TraceError) -> str:
+def _tracer(pid: int, tid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/status") as file:
+            line = next((line for line in file if line.startswith("TracerPid:")), "TracerPid: 0")
+    except OSError:
+        return 0
+    return int(line.split()[1])
+
+
+def _refused(pid: int, tid: int, exc: TraceError) -> str:
+    tracer = _tracer(pid, tid)
+    if exc.errno == errno.EPERM and tracer:
+        return (
+            f"could not attach to process {pid}: its thread {tid} is already traced by process {tracer} "
+            "(a debugger, strace or py-spy): try again when it has let go"
+        )
     if exc.errno == errno.EPERM:
         return (
             f"could not attach to process {pid}: the kernel refused ptrace (same user needed, and "
