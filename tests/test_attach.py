@@ -234,7 +234,8 @@ def test_waiting_for_the_gil_times_out_and_the_target_ends_on_its_own(
     process, stop, threads_before = target
     borrowed = _spy_on_borrow(monkeypatch)
     with pytest.raises(
-        AttachError, match=r"waits for the GIL, which another thread holds. It was left running"
+        AttachError,
+        match=r"waits for the GIL, which another thread holds \(or the snapshot is slow\). It was left",
     ):
         _attach_or_skip(process.pid, via="thread", timeout=0.3)
     # When the GIL comes (two seconds), the snapshot runs, finds its directory gone and ends.
@@ -259,6 +260,24 @@ def test_a_thread_traced_by_someone_else_is_a_refusal_that_names_the_tracer(targ
         ):
             attach(process.pid, via="thread")
     assert _main(attach(process.pid, via="thread")).blocked_on.code == "time.sleep"  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+def test_a_process_that_never_waits_is_refused_untouched() -> None:
+    spinning = subprocess.Popen(
+        [sys.executable, "-c", "print(1, flush=True)\nwhile True: pass"], stdout=subprocess.PIPE
+    )
+    try:
+        assert spinning.stdout is not None
+        spinning.stdout.readline()
+        with pytest.raises(
+            AttachError, match=rf"no thread of process {spinning.pid} waits where it can be borrowed"
+        ):
+            attach(spinning.pid, via="thread")
+        assert spinning.poll() is None
+    finally:
+        spinning.kill()
+        spinning.wait(10)
 
 
 @pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))

@@ -129,12 +129,12 @@ def _through_a_borrowed_thread(
     if target.free_threaded:
         raise AttachError(f"process {pid} runs a free-threaded Python, which a borrowed thread cannot serve")
     deadline = time.monotonic() + timeout
-    tids = attach_trampoline.candidates(pid)
-    for tid in tids:
+    held_gil = 0
+    for tid in attach_trampoline.candidates(pid):
         try:
             borrowed = attach_trampoline.borrow(pid, tid, text.encode(), target.functions)
         except attach_trampoline.NotHere:
-            continue  # its call ended meanwhile: the next one
+            continue  # not waiting where it may be borrowed (or no longer): the next one
         except OSError as exc:
             raise AttachError(str(exc)) from None
         state = _finished(borrowed, deadline)
@@ -144,13 +144,15 @@ def _through_a_borrowed_thread(
             if not out.exists():
                 raise AttachError(f"process {pid} ran the snapshot but wrote no report")
             return _read(out)
-    if not tids:
+        held_gil += 1
+    if held_gil:
         raise AttachError(
-            f"no thread of process {pid} waits in a system call now (all busy in code): try again"
+            f"every waiting thread of process {pid} that could be borrowed holds the GIL (a C extension "
+            "blocking without releasing it): none could run the snapshot; nothing was changed"
         )
     raise AttachError(
-        f"every waiting thread of process {pid} holds the GIL (a C extension blocking without releasing "
-        "it): none could run the snapshot; nothing was changed"
+        f"no thread of process {pid} waits where it can be borrowed now (in a sleep, a lock, a select, "
+        "a read...; all were busy in code, in the GIL's hand-off or in timed waits): try again"
     )
 
 
@@ -166,8 +168,8 @@ def _finished(borrowed: attach_trampoline.Borrowed, deadline: float) -> int:
         if time.monotonic() > deadline:
             raise AttachError(
                 f"process {borrowed.pid} did not answer within the time-out: its thread {borrowed.tid} "
-                "waits for the GIL, which another thread holds. It was left running; the snapshot will "
-                "run and end on its own when the GIL comes (3 pages of memory stay mapped)"
+                "waits for the GIL, which another thread holds (or the snapshot is slow). It was left "
+                "running; the snapshot will end on its own, unseen (3 pages of memory stay mapped)"
             )
         time.sleep(POLL)
 
@@ -215,7 +217,8 @@ def _read(out: Path) -> dict[str, object]:
 
 
 def _import_paths() -> list[str]:
-    """Where this looseends and psutil are installed: the target (same Python version) imports them."""
+    """Where this looseends and psutil are installed: the target imports them from there (a borrowed
+    thread may serve another version: looseends' Python code is the same, psutil's wheels are abi3)."""
     here = [str(Path(__file__).resolve().parents[2]), str(Path(psutil.__file__).resolve().parent.parent)]
     return list(dict.fromkeys(here))
 
