@@ -32,7 +32,7 @@ from looseends.model import Unit
 from looseends.report import Report
 from looseends.report_json import report_from_dict
 
-__all__ = ["AttachError", "attach"]
+__all__ = ["ROUTES", "AttachError", "attach"]
 
 ROUTES = ("remote-exec", "thread")
 POLL = 0.05  # seconds between looks for the target's answer (a separate process: nothing to wait on)

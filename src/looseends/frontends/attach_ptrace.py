@@ -21,6 +21,23 @@ import signal
 import time
 from collections.abc import Iterator
 
+__all__ = [
+    "EINTR",
+    "FUTEX",
+    "RESTART",
+    "SAYS_EINTR",
+    "SYS_MMAP",
+    "SYS_MPROTECT",
+    "SYS_MUNMAP",
+    "WAITING_CALLS",
+    "Registers",
+    "TraceError",
+    "Tracee",
+    "stopped",
+    "supported",
+    "waiting_call",
+]
+
 PTRACE_CONT = 7
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13

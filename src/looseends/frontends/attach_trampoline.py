@@ -42,6 +42,28 @@ from looseends.frontends.attach_ptrace import (
     waiting_call,
 )
 
+__all__ = [
+    "ASSEMBLY",
+    "CODE",
+    "FUNCTIONS",
+    "HELD_GIL",
+    "PAGE",
+    "RAN",
+    "RUNNING",
+    "SAVED",
+    "Borrowed",
+    "Interpreter",
+    "NotHere",
+    "borrow",
+    "borrowable",
+    "candidates",
+    "give_back",
+    "interpreter",
+    "resume",
+    "status",
+    "trampoline",
+]
+
 PAGE = 4096
 STATUS = PAGE + 0xF00  # in the data page, after the xsave area (2,688 bytes for the components saved)
 ALL_SIGNALS = PAGE + 0xF08  # the mask the trampoline blocks while it runs; the old one goes after it

@@ -102,17 +102,21 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
 
 
 def _beyond_the_snapshot(ident: int, frames: Sequence[types.FrameType]) -> Sequence[types.FrameType]:
-    """The frames to classify: for the thread taking this snapshot, those under the snapshot's own code
-    (and the script of an attach, `<string>`), so a thread borrowed while it waited in `time.sleep` or
-    a lock shows what it waits on; any other thread's, all of them."""
+    """The frames to classify: for a thread borrowed by `looseends attach` to take this snapshot, those
+    under the attach's script (`<string>`) and the snapshot's own code, so a thread borrowed while it
+    waited in `time.sleep` or a lock shows what it waits on. Any other thread's, all of them (a program
+    that takes its own snapshot is running, as before)."""
     if ident != _get_ident():
         return frames
-    depth = 0
-    while depth < len(frames) and (
-        is_own_file(frames[depth].f_code.co_filename) or frames[depth].f_code.co_filename == "<string>"
-    ):
+    depth, attached = 0, False
+    while depth < len(frames):
+        filename = frames[depth].f_code.co_filename
+        if filename == "<string>":
+            attached = True
+        elif not is_own_file(filename):
+            break
         depth += 1
-    return frames[depth:]
+    return frames[depth:] if attached else frames
 
 
 def _current_job(frames: list[types.FrameType]) -> object:
