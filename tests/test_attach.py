@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ TARGET = """
 import asyncio, ctypes, json, os, queue, sys, threading, time
 
 stop, mode = sys.argv[1], sys.argv[2]
+path = list(sys.path)
 full = queue.Queue(maxsize=1)
 full.put(0)
 for n in range(3):
@@ -87,18 +89,37 @@ else:
     while not os.path.exists(stop):
         time.sleep(0.01)  # the target's own pace: a main thread that runs Python now and then
 ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
-print(json.dumps({"threads": threading.active_count(), "ours": ours}), flush=True)
+print(json.dumps({"threads": threading.active_count(), "ours": ours, "path": sys.path == path}), flush=True)
 """
 Target = tuple[subprocess.Popen[str], Path, int]
 
 
+def _other_python() -> str | None:
+    """Another supported Python on this machine (pyenv's, or on PATH), for attaching across versions."""
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for version in ("3.11", "3.12", "3.13", "3.14", "3.15"):
+        if version == here:
+            continue
+        on_path = shutil.which(f"python{version}")
+        pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))
+        for found in [*([on_path] if on_path else []), *map(str, pyenv)]:  # a pyenv shim may not run
+            if subprocess.run([found, "-c", "pass"], capture_output=True, check=False).returncode == 0:
+                return found
+    return None
+
+
+OTHER_PYTHON = _other_python()
+
+
 @pytest.fixture
 def target(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Target]:
+    mode = getattr(request, "param", "busy")
+    python = OTHER_PYTHON if mode == "other-python" else sys.executable
     script = tmp_path / "target.py"
     script.write_text(TARGET)
     stop = tmp_path / "stop"
     process = subprocess.Popen(
-        [sys.executable, str(script), str(stop), getattr(request, "param", "busy")],
+        [str(python), str(script), str(stop), mode],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -152,10 +173,10 @@ def _main(report: object) -> object:
 
 
 def _stop_and_check(process: subprocess.Popen[str], stop: Path, threads_before: int) -> None:
-    """The target goes on to its end and holds nothing of ours: no module, no thread."""
+    """The target goes on to its end holding nothing of ours: no module, no thread; its sys.path as it was."""
     stop.touch()
     assert process.stdout is not None
-    assert json.loads(process.stdout.readline()) == {"threads": threads_before, "ours": []}
+    assert json.loads(process.stdout.readline()) == {"threads": threads_before, "ours": [], "path": True}
     assert process.wait(30) == 0
 
 
@@ -260,6 +281,18 @@ def test_a_thread_traced_by_someone_else_is_a_refusal_that_names_the_tracer(targ
         ):
             attach(process.pid, via="thread")
     assert _main(attach(process.pid, via="thread")).blocked_on.code == "time.sleep"  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.skipif(OTHER_PYTHON is None, reason="no other Python 3.11-3.15 on this machine (pyenv or PATH)")
+@pytest.mark.parametrize("target", ["other-python"], indirect=True)
+def test_a_target_on_another_python_version(target: Target) -> None:
+    process, stop, threads_before = target
+    report = _attach_or_skip(process.pid)  # the default way in across versions: a borrowed thread
+    assert _groups(report)[("thread", "queue.put")] == 4
+    senders = next(g for g in report.groups if g.count == 3)  # type: ignore[attr-defined]
+    assert senders.units[0].stack[0].is_library  # its threading.py, not ours: folded all the same
+    _stop_and_check(process, stop, threads_before)
 
 
 @pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))

@@ -16,12 +16,24 @@ import sysconfig
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+_other_stdlibs: set[str] = set()  # other interpreters' standard libraries: processes attached to
+
+
 @functools.cache
 def _library_prefixes() -> tuple[str, ...]:
-    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib")}
+    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib")} | _other_stdlibs
     return tuple(os.path.join(os.path.realpath(p), "") for p in paths) + tuple(
         os.path.join(p, "") for p in paths
     )
+
+
+def also_standard_library(*paths: str) -> None:
+    """Another interpreter's standard library (a process `looseends attach` read): folded like ours."""
+    new = set(paths) - _other_stdlibs
+    if new:
+        _other_stdlibs.update(new)
+        _library_prefixes.cache_clear()
+        is_library_file.cache_clear()
 
 
 def is_own_file(filename: str) -> bool:

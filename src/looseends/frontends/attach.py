@@ -1,9 +1,10 @@
 """`looseends attach PID`: a grouped leak dump of a running Python process that has no looseends code.
 
-The snapshot runs inside the target and comes back as JSON. A script puts this looseends (and psutil)
-on the target's `sys.path` for the moment, takes the snapshot, writes the report to a file only this
-user can read, and takes its own modules back out of `sys.modules` (standard-library modules it needed
-stay loaded); it starts no thread that outlives it and turns no tracking on. Two ways in:
+The snapshot runs inside the target and comes back as JSON. A script loads this looseends (and psutil)
+from their directories without touching the target's `sys.path`, takes the snapshot, writes the report
+to a file only this user can read, and takes its own modules back out of `sys.modules` (standard-library
+modules it needed stay loaded); it starts no thread that outlives it and turns no tracking on. Two ways
+in:
 
 - `sys.remote_exec` (PEP 768) when both sides run the same Python 3.14+: the interpreter runs the script
   in the main thread at its next safe point, between bytecodes. A main thread blocked in C runs none
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from looseends._library import is_own_file
+from looseends._library import also_standard_library, is_own_file
 from looseends.errors import LooseEndsError
 from looseends.frontends import attach_ptrace, attach_trampoline
 from looseends.model import Unit
@@ -38,21 +39,22 @@ ROUTES = ("remote-exec", "thread")
 POLL = 0.05  # seconds between looks for the target's answer (a separate process: nothing to wait on)
 
 BOOTSTRAP = """
-def _looseends_attach(paths, out, proven):
-    import os, sys
-    added = [path for path in paths if path not in sys.path]
-    sys.path[:0] = added
+def _looseends_attach(packages, out, proven):
+    import importlib.machinery, importlib.util, os, sys
     before = set(sys.modules)
     try:
+        for name, where in packages:  # by spec, from their directories: sys.path is never changed,
+            if name not in sys.modules:  # so the target's own imports meanwhile see nothing of ours
+                spec = importlib.machinery.PathFinder.find_spec(name, [where])
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
         import looseends
         dump = looseends.snapshot(proven_only=proven)
         text = looseends.Report.from_units(dump.units, now=dump.taken_at, errors=dump.errors).to_json()
     except Exception as exc:  # the target must never see an exception of ours
         text = '{"attach_error": %r}' % f"{type(exc).__name__}: {exc}"
     finally:
-        for path in added:
-            if path in sys.path:
-                sys.path.remove(path)
         for name in set(sys.modules) - before:  # ours only: the target's threads may be importing too
             if name.partition(".")[0] in ("looseends", "psutil"):
                 del sys.modules[name]
@@ -65,7 +67,7 @@ def _looseends_attach(paths, out, proven):
         pass  # the caller gave up and removed its directory
 
 
-_looseends_attach(__PATHS__, __OUT__, __PROVEN__)
+_looseends_attach(__PACKAGES__, __OUT__, __PROVEN__)
 del _looseends_attach
 """
 
@@ -91,7 +93,7 @@ def attach(pid: int, *, timeout: float = 10.0, proven: bool = False, via: str | 
     with tempfile.TemporaryDirectory(prefix="looseends-attach-") as where:  # mode 0700: ours only
         out = Path(where, "report.json")
         text = BOOTSTRAP
-        for name, value in (("__PATHS__", _import_paths()), ("__OUT__", str(out)), ("__PROVEN__", proven)):
+        for name, value in (("__PACKAGES__", _packages()), ("__OUT__", str(out)), ("__PROVEN__", proven)):
             text = text.replace(name, repr(value))
         remote_exec = getattr(sys, "remote_exec", None)
         fits = remote_exec is not None and target.version == sys.version_info[:2]
@@ -116,6 +118,7 @@ def attach(pid: int, *, timeout: float = 10.0, proven: bool = False, via: str | 
         report = report_from_dict(data, max_groups=10_000)
     except ValueError as exc:
         raise AttachError(f"process {pid} answered with an unreadable report: {exc}") from None
+    also_standard_library(*target.stdlib)  # its library frames fold like ours, whatever its version
     units = [_without_bootstrap(unit) for unit in report.units]
     return Report.from_units(units, now=report.now, errors=report.errors, max_groups=10_000)
 
@@ -216,11 +219,14 @@ def _read(out: Path) -> dict[str, object]:
     return data
 
 
-def _import_paths() -> list[str]:
-    """Where this looseends and psutil are installed: the target imports them from there (a borrowed
-    thread may serve another version: looseends' Python code is the same, psutil's wheels are abi3)."""
-    here = [str(Path(__file__).resolve().parents[2]), str(Path(psutil.__file__).resolve().parent.parent)]
-    return list(dict.fromkeys(here))
+def _packages() -> list[tuple[str, str]]:
+    """psutil and this looseends, each with the directory it is found in: the target loads them from
+    there unless it has its own (a borrowed thread may serve another version: looseends' Python code
+    is the same, psutil's wheels are abi3)."""
+    return [
+        ("psutil", str(Path(psutil.__file__).resolve().parent.parent)),
+        ("looseends", str(Path(__file__).resolve().parents[2])),
+    ]
 
 
 def _why(exc: BaseException) -> str:

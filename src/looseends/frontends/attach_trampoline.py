@@ -192,7 +192,7 @@ CODE = bytes.fromhex(
 )
 
 # Run by the target's own executable: where the four functions lie in its files (the target maps the
-# same files, so the same file offsets), and which Python it is.
+# same files, so the same file offsets), which Python it is and where its standard library is.
 SYMBOLS_HELPER = r"""
 import ctypes, json, sys, sysconfig
 maps = []
@@ -209,7 +209,9 @@ for name in sys.argv[1:]:
         if low <= address < high:
             found[name] = [path, address - low + offset]
 free = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-print(json.dumps({"version": list(sys.version_info[:2]), "free_threaded": free, "symbols": found}))
+stdlib = sorted({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib")})
+version = list(sys.version_info[:2])
+print(json.dumps({"version": version, "free_threaded": free, "symbols": found, "stdlib": stdlib}))
 """
 
 
@@ -222,6 +224,7 @@ class Interpreter:
     version: tuple[int, int]
     free_threaded: bool
     functions: dict[str, int]  # the addresses of FUNCTIONS in the target
+    stdlib: tuple[str, ...]  # where its standard library is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +269,8 @@ def interpreter(pid: int, timeout: float) -> Interpreter:
                 functions[name] = low + file_offset - offset
         if name not in functions:
             raise TraceError(0, f"process {pid} does not map {path}, where {name} is")
-    return Interpreter((found["version"][0], found["version"][1]), found["free_threaded"], functions)
+    version = (found["version"][0], found["version"][1])
+    return Interpreter(version, found["free_threaded"], functions, tuple(found["stdlib"]))
 
 
 def _maps(pid: int) -> list[tuple[int, int, int, str]]:
