@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import attach_race
 import creation
 import endpoint
 import go_dumps
@@ -69,6 +70,14 @@ NOTES = {
         "asked for right after each release, mostly while the waiter still shows its wait (third column); "
         "a LeakError from the round's check() is a false leak, a confirmed proof a false proof. Rerun: "
         "`python bench/race.py --rounds 10000` and `python bench/race.py --pytest --rounds 1000`."
+    ),
+    "attach": (
+        "`looseends attach` through a borrowed thread, again and again, into a target that checks its "
+        "own work: four CPU-busy threads recompute float sums and copy and compare buffers (the SSE/AVX "
+        "registers the trampoline must give back), two threads nap a millisecond at a time, threads wait "
+        "in queue.get and select, one sends the process a real-time signal every 2 ms (counted by the "
+        "wake-up fd, a byte per delivery), the switch interval is 1 µs. Rerun: "
+        "`python bench/attach_race.py --rounds 500`."
     ),
     "endpoint": (
         "The host is a separate process (`bench/endpoint.py`): 5,000 threads blocked on an Event, "
@@ -252,6 +261,17 @@ def main() -> None:
     print("figure 10: a live service creating tasks...", flush=True)
     service_text, _ = service.run()
     sections.append("## 10. A live service\n\n" + service_text + "\n\n" + NOTES["service"])
+    print("figure 11: attach into a busy process (500 rounds)...", flush=True)
+    attached = attach_race.run(500)
+    sections.append(
+        "## 11. Attach into a busy process\n\n"
+        + attach_race.table(attached)
+        + "\n\n"
+        + "**target every attach answered; the target's own checks, signals, modules and memory "
+        + f"untouched: {'met' if attach_race.clean(attached) else 'missed'}**"
+        + "\n\n"
+        + NOTES["attach"]
+    )
     elapsed = time.perf_counter() - started
     OUT.write_text(
         "# Benchmarks\n\n"
