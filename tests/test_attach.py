@@ -65,6 +65,10 @@ threading.Thread(target=asyncio.run, args=(waiters(False, looping),), name="loop
 looping.wait(30)
 while not all(waiting(t) for t in threading.enumerate() if t.name.startswith(("sender", "stuck"))):
     time.sleep(0.01)
+started = []  # every thread and event loop started from now on: the attach must start none
+real_start, real_loop = threading.Thread.start, asyncio.new_event_loop
+threading.Thread.start = lambda self: (started.append(self.name), real_start(self))[1]
+asyncio.new_event_loop = lambda: (started.append("an event loop"), real_loop())[1]
 print(json.dumps({"threads": threading.active_count()}), flush=True)
 if mode == "lock":  # the main thread blocked on a lock until a helper sees the stop file
     lock = threading.Lock()
@@ -89,7 +93,9 @@ else:
     while not os.path.exists(stop):
         time.sleep(0.01)  # the target's own pace: a main thread that runs Python now and then
 ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
-print(json.dumps({"threads": threading.active_count(), "ours": ours, "path": sys.path == path}), flush=True)
+started = [name for name in started if name != "release"]  # the lock mode's own releaser
+end = {"threads": threading.active_count(), "ours": ours, "path": sys.path == path, "started": started}
+print(json.dumps(end), flush=True)
 """
 Target = tuple[subprocess.Popen[str], Path, int]
 
@@ -176,7 +182,8 @@ def _stop_and_check(process: subprocess.Popen[str], stop: Path, threads_before: 
     """The target goes on to its end holding nothing of ours: no module, no thread; its sys.path as it was."""
     stop.touch()
     assert process.stdout is not None
-    assert json.loads(process.stdout.readline()) == {"threads": threads_before, "ours": [], "path": True}
+    end = json.loads(process.stdout.readline())
+    assert end == {"threads": threads_before, "ours": [], "path": True, "started": []}
     assert process.wait(30) == 0
 
 
@@ -293,6 +300,59 @@ def test_a_target_on_another_python_version(target: Target) -> None:
     senders = next(g for g in report.groups if g.count == 3)  # type: ignore[attr-defined]
     assert senders.units[0].stack[0].is_library  # its threading.py, not ours: folded all the same
     _stop_and_check(process, stop, threads_before)
+
+
+FRAMEWORK_TARGETS = {
+    "gevent": """
+from gevent import monkey; monkey.patch_all()
+import gevent, gevent.queue, json, os, sys
+full = gevent.queue.Queue(maxsize=1)
+full.put(0)
+senders = [gevent.spawn(full.put, n) for n in range(3)]
+gevent.sleep(0)
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1]):
+    gevent.sleep(0.01)
+ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
+print(json.dumps(ours), flush=True)
+""",
+    "uvloop": """
+import asyncio, json, os, sys, uvloop
+async def main():
+    never = asyncio.Event()
+    waiters = [asyncio.create_task(never.wait(), name=f"waiter-{n}") for n in range(3)]
+    await asyncio.sleep(0)
+    print("ready", flush=True)
+    while not os.path.exists(sys.argv[1]):
+        await asyncio.sleep(0.01)
+    ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
+    print(json.dumps(ours), flush=True)
+uvloop.run(main())
+""",
+}
+
+
+@pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
+@pytest.mark.parametrize("framework", ["gevent", "uvloop"])
+def test_a_gevent_or_uvloop_service(framework: str, tmp_path: Path) -> None:
+    pytest.importorskip(framework, reason=f"{framework} is not installed")
+    script, stop = tmp_path / "target.py", tmp_path / "stop"
+    script.write_text(FRAMEWORK_TARGETS[framework])
+    process = subprocess.Popen([sys.executable, str(script), str(stop)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        report = _attach_or_skip(process.pid, via="thread")
+        if framework == "gevent":  # the hub's greenlets, read from inside its own (borrowed) thread
+            assert sum(1 for unit in report.units if unit.kind.value == "greenlet") == 3  # type: ignore[attr-defined]
+        else:
+            assert _groups(report)[("task", "asyncio.event.wait")] == 3
+        stop.touch()
+        assert json.loads(process.stdout.readline()) == []
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait(10)
 
 
 @pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))

@@ -37,6 +37,13 @@ def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool =
     it costs more than a plain snapshot.
     """
     _canary.sing_once()
+    return visit(sources=sources, proven_only=proven_only)
+
+
+def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Dump:
+    """`snapshot()` without the canary: what `looseends attach` takes inside a process it only visits,
+    which must start no thread or event loop of its own (the canary starts both, and under gevent its
+    threads are greenlets that cannot run while the hub is borrowed)."""
     taken = take_snapshot(sources)
     # Tasks destroyed while pending since tracking began, summed by place: a fire-and-forget leak grows here.
     taken = replace(

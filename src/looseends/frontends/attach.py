@@ -49,11 +49,13 @@ def _looseends_attach(packages, out, proven):
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
                 spec.loader.exec_module(module)
-        import looseends
-        dump = looseends.snapshot(proven_only=proven)
+        import looseends, looseends._find
+        look = getattr(looseends._find, "visit", looseends.snapshot)  # an older looseends of the target's
+        dump = look(proven_only=proven)
         text = looseends.Report.from_units(dump.units, now=dump.taken_at, errors=dump.errors).to_json()
     except Exception as exc:  # the target must never see an exception of ours
-        text = '{"attach_error": %r}' % f"{type(exc).__name__}: {exc}"
+        import json
+        text = json.dumps({"attach_error": f"{type(exc).__name__}: {exc}"})
     finally:
         for name in set(sys.modules) - before:  # ours only: the target's threads may be importing too
             if name.partition(".")[0] in ("looseends", "psutil"):
