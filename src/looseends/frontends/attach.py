@@ -194,7 +194,7 @@ def _check_target(pid: int) -> None:
     except psutil.NoSuchProcess:
         raise AttachError(f"no process {pid}") from None
     except psutil.AccessDenied:
-        return  # remote_exec will say what it can or cannot do
+        return  # the way in will say what it can or cannot do
     if "python" not in name.lower():
         raise AttachError(f"process {pid} ({name}) is not a Python interpreter")
 

@@ -1,12 +1,13 @@
 """ptrace on one thread of another process (Linux x86-64): stop it, read and set its registers, run one
 system call in it, and put everything back.
 
-Only the thread being borrowed is stopped, never the rest of the process. A thread is borrowed only
-while it sits in a system call (blocked, or just returned): there it holds no lock of the C library's
-that its own code would not give up to a signal handler, and the kernel knows how to restart its call.
-The vector registers are never written through ptrace (a debugger's xsave buffer can be smaller than
-the kernel's on CPUs with AMX, which is why gdb 13 cannot do this there): system calls do not touch them,
-and the trampoline that calls into the interpreter saves and restores them itself.
+Only the thread being borrowed is stopped, never the rest of the process. A system call is run in it only
+where it stopped in or at one (the `syscall` instruction is there to reuse, and the kernel knows how to
+restart the call it interrupted); which stopped threads may run the interpreter's code is
+attach_trampoline's `borrowable`. The vector registers are never written through ptrace (a debugger's
+xsave buffer can be smaller than the kernel's on CPUs with AMX, which is why gdb 13 cannot do this
+there): system calls do not touch them, and the trampoline that calls into the interpreter saves and
+restores them itself.
 """
 
 from __future__ import annotations
@@ -163,9 +164,9 @@ class Tracee:
     memory: int  # a descriptor of /proc/pid/mem
     signals: list[int] = dataclasses.field(default_factory=list)  # arrived meanwhile: given back at the end
 
-    def call(self, request: int, addr: int = 0, data: int | ctypes.Array[ctypes.c_char] | None = None) -> int:
+    def call(self, request: int, addr: int = 0, data: int | ctypes.Structure | None = None) -> int:
         ctypes.set_errno(0)
-        pointer = ctypes.addressof(data) if isinstance(data, ctypes.Structure | ctypes.Array) else data
+        pointer = ctypes.addressof(data) if isinstance(data, ctypes.Structure) else data
         result: int = self.libc.ptrace(request, self.tid, addr, pointer)
         if result == -1 and ctypes.get_errno():
             code = ctypes.get_errno()
@@ -174,11 +175,11 @@ class Tracee:
 
     def registers(self) -> Registers:
         regs = Registers()
-        self.call(PTRACE_GETREGS, 0, regs)  # type: ignore[arg-type]
+        self.call(PTRACE_GETREGS, 0, regs)
         return regs
 
     def set_registers(self, regs: Registers) -> None:
-        self.call(PTRACE_SETREGS, 0, regs)  # type: ignore[arg-type]
+        self.call(PTRACE_SETREGS, 0, regs)
 
     def read(self, address: int, size: int) -> bytes:
         return os.pread(self.memory, size, address)

@@ -37,6 +37,7 @@ from looseends.frontends.attach_ptrace import (
     SYS_MUNMAP,
     WAITING_CALLS,
     Registers,
+    Tracee,
     TraceError,
     stopped,
     waiting_call,
@@ -380,17 +381,19 @@ def give_back(borrowed: Borrowed) -> None:
             regs = thread.registers()
         else:
             raise TraceError(0, f"thread {borrowed.tid} did not leave the trampoline")
-        site = thread.syscall_site(regs)
-        if site is not None:
-            thread.run_syscall(site, regs, SYS_MUNMAP, borrowed.mapping, borrowed.size)
-            thread.set_registers(regs)
+        if _unmap(thread, regs, borrowed):
             return
     for tid in candidates(borrowed.pid):  # the borrowed thread went on running: another one unmaps
-        with contextlib.suppress(TraceError, NotHere), stopped(borrowed.pid, tid) as thread:
-            regs = thread.registers()
-            site = thread.syscall_site(regs)
-            if site is None:
-                raise NotHere(tid)
-            thread.run_syscall(site, regs, SYS_MUNMAP, borrowed.mapping, borrowed.size)
-            thread.set_registers(regs)
-            return
+        with contextlib.suppress(TraceError), stopped(borrowed.pid, tid) as thread:
+            if _unmap(thread, thread.registers(), borrowed):
+                return
+
+
+def _unmap(thread: Tracee, regs: Registers, borrowed: Borrowed) -> bool:
+    """Unmap the pages through a system call in `thread`, if it is at one, and put `regs` back."""
+    site = thread.syscall_site(regs)
+    if site is None:
+        return False
+    thread.run_syscall(site, regs, SYS_MUNMAP, borrowed.mapping, borrowed.size)
+    thread.set_registers(regs)
+    return True
