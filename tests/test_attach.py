@@ -364,9 +364,10 @@ def test_a_process_that_never_waits_is_refused_untouched() -> None:
         assert spinning.stdout is not None
         spinning.stdout.readline()
         with pytest.raises(
-            AttachError, match=rf"no thread of process {spinning.pid} waits where it can be borrowed"
+            AttachError,
+            match=rf"no thread of process {spinning.pid} waited where it can be borrowed within 1 s",
         ):
-            attach(spinning.pid, via="thread")
+            attach(spinning.pid, via="thread", timeout=1)
         assert spinning.poll() is None
     finally:
         spinning.kill()

@@ -134,6 +134,31 @@ def _through_a_borrowed_thread(
     if target.free_threaded:
         raise AttachError(f"process {pid} runs a free-threaded Python, which a borrowed thread cannot serve")
     deadline = time.monotonic() + timeout
+    while True:  # threads pass through their waits all the time: look again until one can be borrowed
+        data, held_gil = _one_pass(pid, target, text, out, deadline)
+        if data is not None:
+            return data
+        if held_gil:
+            raise AttachError(
+                f"every waiting thread of process {pid} that could be borrowed holds the GIL (a C "
+                "extension blocking without releasing it): none could run the snapshot; nothing was changed"
+            )
+        if not psutil.pid_exists(pid):
+            raise AttachError(f"process {pid} exited before it answered")
+        if time.monotonic() > deadline:
+            raise AttachError(
+                f"no thread of process {pid} waited where it can be borrowed within {timeout:g} s (in a "
+                "sleep, a lock, a select, a read...; all were busy in code, in the GIL's hand-off or in "
+                "timed waits): nothing was changed"
+            )
+        time.sleep(POLL)
+
+
+def _one_pass(
+    pid: int, target: attach_trampoline.Interpreter, text: str, out: Path, deadline: float
+) -> tuple[dict[str, object] | None, int]:
+    """One look at the waiting threads: the report of the first that ran the snapshot, else None and how
+    many were entered but held the GIL."""
     held_gil = 0
     for tid in attach_trampoline.candidates(pid):
         try:
@@ -148,17 +173,9 @@ def _through_a_borrowed_thread(
         if state == attach_trampoline.RAN:
             if not out.exists():
                 raise AttachError(f"process {pid} ran the snapshot but wrote no report")
-            return _read(out)
+            return _read(out), 0
         held_gil += 1
-    if held_gil:
-        raise AttachError(
-            f"every waiting thread of process {pid} that could be borrowed holds the GIL (a C extension "
-            "blocking without releasing it): none could run the snapshot; nothing was changed"
-        )
-    raise AttachError(
-        f"no thread of process {pid} waits where it can be borrowed now (in a sleep, a lock, a select, "
-        "a read...; all were busy in code, in the GIL's hand-off or in timed waits): try again"
-    )
+    return None, held_gil
 
 
 def _finished(borrowed: attach_trampoline.Borrowed, deadline: float) -> int:
