@@ -23,3 +23,14 @@ def loop_thread() -> Iterator[LoopThread]:
         yield helper
     finally:
         helper.close()
+
+
+@pytest.fixture(autouse=True)
+def plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test, and every pytest session it starts, sees the same terminal whatever shell runs the
+    suite: pytest trims short-summary lines to the width unless `CI` is set, and no test may depend on
+    either (or on the locale)."""
+    for name in ("CI", "BUILD_NUMBER", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
