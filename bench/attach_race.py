@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from looseends.frontends.attach import AttachError, attach
+from looseends.attach import AttachError, attach
 
 TARGET = """
 import json, math, os, queue, select, signal, socket, sys, threading, time

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from looseends.frontends import attach as attach_module
-from looseends.frontends import attach_ptrace, attach_trampoline, cli
-from looseends.frontends.attach import AttachError, attach
+from looseends import attach as attach_module
+from looseends.attach import AttachError, attach
+from looseends.attach import borrowed_thread as attach_borrow
+from looseends.attach import ptrace as attach_ptrace
+from looseends.attach.memory import Memory
+from looseends.frontends import cli
 
 NEW_ENOUGH = sys.version_info >= (3, 14)
 BORROWING = attach_ptrace.supported()
@@ -152,15 +155,15 @@ def _attach_or_skip(pid: int, **options: object) -> object:
         raise
 
 
-def _spy_on_borrow(monkeypatch: pytest.MonkeyPatch) -> list[attach_trampoline.Borrowed]:
-    borrowed: list[attach_trampoline.Borrowed] = []
-    real = attach_trampoline.borrow
+def _spy_on_borrow(monkeypatch: pytest.MonkeyPatch) -> list[attach_borrow.Borrowed]:
+    borrowed: list[attach_borrow.Borrowed] = []
+    real = attach_module.borrow
 
-    def borrow(*args: object) -> attach_trampoline.Borrowed:
+    def borrow(*args: object) -> attach_borrow.Borrowed:
         borrowed.append(real(*args))  # type: ignore[arg-type]
         return borrowed[-1]
 
-    monkeypatch.setattr(attach_trampoline, "borrow", borrow)
+    monkeypatch.setattr(attach_module, "borrow", borrow)
     return borrowed
 
 
@@ -203,13 +206,13 @@ def test_attach_reports_a_running_process_and_leaves_nothing_behind(
     if via == "thread":  # the pages it mapped are gone again
         assert len(borrowed) == 1
         maps = Path(f"/proc/{process.pid}/maps").read_text()
-        assert f"{borrowed[0].mapping:x}-" not in maps
+        assert f"{borrowed[0].region:x}-" not in maps
     _stop_and_check(process, stop, threads_before)
 
 
 @pytest.mark.skipif(BORROWING is not None, reason=str(BORROWING))
 @pytest.mark.parametrize("target", ["lock"], indirect=True)
-def test_a_main_thread_blocked_on_a_lock_is_borrowed_and_waits_on(target: Target) -> None:
+def test_a_main_thread_blocked_on_a_lock_is_read_and_left_waiting(target: Target) -> None:
     process, stop, threads_before = target
     report = _attach_or_skip(process.pid, via="thread", proven=True)
     proven = {(unit.name, unit.blocked_on.code) for unit in report.units}  # type: ignore[attr-defined]
@@ -266,11 +269,12 @@ def test_waiting_for_the_gil_times_out_and_the_target_ends_on_its_own(
         match=r"waits for the GIL, which another thread holds \(or the snapshot is slow\). It was left",
     ):
         _attach_or_skip(process.pid, via="thread", timeout=0.3)
-    # When the GIL comes (two seconds), the snapshot runs, finds its directory gone and ends.
+    # When the GIL comes (two seconds), the snapshot runs, finds the attach gone and ends, its pages too.
     deadline = time.monotonic() + 30
-    while attach_trampoline.status(borrowed[0]) == attach_trampoline.RUNNING:
-        assert time.monotonic() < deadline, "the borrowed thread never came back"
-        time.sleep(0.05)  # polling another process's memory: nothing to wait on
+    with Memory(process.pid) as memory:
+        while not attach_borrow.returned(borrowed[0], memory):
+            assert time.monotonic() < deadline, "the borrowed thread never came back"
+            time.sleep(0.05)  # polling another process's memory: nothing to wait on
     _stop_and_check(process, stop, threads_before)
 
 
@@ -278,14 +282,13 @@ def test_waiting_for_the_gil_times_out_and_the_target_ends_on_its_own(
 @pytest.mark.parametrize("target", ["sleep"], indirect=True)
 def test_a_thread_traced_by_someone_else_is_a_refusal_that_names_the_tracer(target: Target) -> None:
     process, _, _ = target
-    waiting = attach_trampoline.candidates(process.pid)
-    assert waiting[0] == process.pid
+    waiting, _ = attach_module._candidates(process.pid)
+    assert waiting  # other threads wait: the main thread is not needed
+    assert process.pid not in waiting
     with contextlib.ExitStack() as held:
         for tid in waiting:  # every waiting thread held, as a debugger would
-            held.enter_context(attach_ptrace.stopped(process.pid, tid))
-        with pytest.raises(
-            AttachError, match=rf"its thread {process.pid} is already traced by process {os.getpid()}"
-        ):
+            held.enter_context(attach_ptrace.seized(process.pid, tid))
+        with pytest.raises(AttachError, match=rf"its thread \d+ is already traced by process {os.getpid()}"):
             attach(process.pid, via="thread")
     assert _main(attach(process.pid, via="thread")).blocked_on.code == "time.sleep"  # type: ignore[attr-defined]
 
@@ -378,11 +381,15 @@ def test_a_process_that_never_waits_is_refused_untouched() -> None:
 def test_a_target_that_exits_before_it_answers_is_said_so() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(30)
-    borrowed = attach_trampoline.Borrowed(
-        gone.pid, gone.pid, mapping=0x10000, size=3 * attach_trampoline.PAGE
-    )
+    borrowed = attach_borrow.Borrowed(gone.pid, gone.pid, region=0x10000, size=4096)
+    channel = attach_module.Channel(gone.pid)
+
+    class Unreadable:  # the memory of a process that is gone
+        def read(self, address: int, size: int) -> bytes:
+            raise OSError("gone")
+
     with pytest.raises(AttachError, match=rf"process {gone.pid} exited before it answered"):
-        attach_module._finished(borrowed, deadline=time.monotonic() + 10)
+        attach_module._wait(channel, borrowed, Unreadable(), deadline=time.monotonic() + 10)  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in Python 3.14")
@@ -406,7 +413,7 @@ def test_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: 
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         assert cli.main(["attach", str(sleeper.pid)], out=io.StringIO()) == 2
-        assert f"process {sleeper.pid} (sleep) is not a Python interpreter" in capsys.readouterr().err
+        assert f"process {sleeper.pid} (sleep) is not a CPython interpreter" in capsys.readouterr().err
     finally:
         sleeper.kill()
         sleeper.wait(10)

@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "looseends._ledger",
         ),
     ),
-    ("front ends", ("looseends.frontends",)),
+    ("front ends", ("looseends.frontends", "looseends.attach")),
     ("package", ("looseends.__main__", "looseends")),
 )
 

@@ -56,6 +56,7 @@ class Frame:
     module: str = ""
     local: bool = field(default=True, compare=False)
     given_source: str = field(default="", compare=False)
+    given_library: bool | None = field(default=None, compare=False)  # as judged where the frame was read
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +83,9 @@ class Frame:
 
     @property
     def is_library(self) -> bool:
-        return is_library_file(self.filename)
+        """Whether users did not write it: judged by the process that read the frame when it said (another
+        interpreter's standard library lies elsewhere than ours), else here, by its file."""
+        return is_library_file(self.filename) if self.given_library is None else self.given_library
 
     def source_line(self) -> str:
         if not self.local:
@@ -96,6 +99,7 @@ class Frame:
             "function": self.function,
             "module": self.module,
             "source": self.source_line(),
+            "library": self.is_library,
         }
 
 

@@ -150,6 +150,7 @@ def _frame(data: object) -> Frame:
         _text(data, "module", optional=True),
         local=False,
         given_source=_text(data, "source", optional=True),
+        given_library=library if isinstance(library := data.get("library"), bool) else None,
     )
 
 

@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 from looseends._text import printable
 from looseends.analysis.ignore import GO_IGNORES
+from looseends.attach import ROUTES, visit
 from looseends.errors import DumpParseError, LooseEndsError
-from looseends.frontends.attach import ROUTES, attach
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Fleet, Growth
 from looseends.frontends.run import run_program
@@ -227,13 +227,16 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _attach(args: argparse.Namespace, out: TextIO) -> int:
-    report = attach(args.pid, timeout=args.timeout, proven=args.proven, via=args.via)
     wanted = Selection(parse_kinds(args.kind) if args.kind else None, args.blocked_on or None)
-    report = wanted.select(Snapshot(report.units, report.now, report.errors))
+    attached = visit(args.pid, timeout=args.timeout, proven=args.proven, via=args.via)
+    report = wanted.select(Snapshot(attached.report.units, attached.report.now, attached.report.errors))
     if args.json:
-        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        data = report.to_dict()
+        data["attached"] = {"pid": args.pid, "route": attached.route, "python": list(attached.version)}
+        out.write(json.dumps(data, indent=2) + "\n")
     else:
-        out.write(report.render(full=args.debug == 2, title=f"looseends dump of process {args.pid}") + "\n")
+        title = f"looseends dump of process {args.pid} ({attached.describe()})"
+        out.write(report.render(full=args.debug == 2, title=title) + "\n")
     return EXIT_CLEAN
 
 
@@ -323,8 +326,8 @@ def _add_attach(commands: Any) -> None:
     attached.add_argument(
         "--via",
         choices=ROUTES,
-        help="the way in: sys.remote_exec (same Python 3.14+ on both sides; the default there) "
-        "or a borrowed waiting thread (the default elsewhere; Linux x86-64)",
+        help="the way in: a borrowed waiting thread (Linux x86-64; the default there) or "
+        "sys.remote_exec (the same Python 3.14+ on both sides; the default elsewhere)",
     )
 
 

@@ -17,7 +17,7 @@ from looseends.sources._frames import frame_locals, to_frame, walk_back
 from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
 from looseends.sources._waits import POOL_JOB, classify_or_running
 
-__all__ = ["ThreadSource", "callable_name"]
+__all__ = ["ATTACH_SCRIPT", "ThreadSource", "callable_name"]
 
 
 class ThreadSource:
@@ -101,22 +101,25 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
     )
 
 
+ATTACH_SCRIPT = "<looseends attach>"  # the file name `looseends attach` compiles its script under
+
+
 def _beyond_the_snapshot(ident: int, frames: Sequence[types.FrameType]) -> Sequence[types.FrameType]:
     """The frames to classify: for a thread borrowed by `looseends attach` to take this snapshot, those
-    under the attach's script (`<string>`) and the snapshot's own code, so a thread borrowed while it
-    waited in `time.sleep` or a lock shows what it waits on. Any other thread's, all of them (a program
-    that takes its own snapshot is running, as before)."""
+    under the snapshot's own code, the attach's script and the line that compiled it, so a thread
+    borrowed while it waited in `time.sleep` or a lock shows what it waits on. Any other thread's, all
+    of them (a program that takes its own snapshot is running, as before)."""
     if ident != _get_ident():
         return frames
     depth, attached = 0, False
     while depth < len(frames):
         filename = frames[depth].f_code.co_filename
-        if filename == "<string>":
+        if filename == ATTACH_SCRIPT:
             attached = True
         elif not is_own_file(filename):
             break
         depth += 1
-    return frames[depth:] if attached else frames
+    return frames[depth + 1 :] if attached else frames
 
 
 def _current_job(frames: list[types.FrameType]) -> object:
