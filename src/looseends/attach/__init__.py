@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from looseends.attach import ptrace, remote_exec, target
 from looseends.attach.borrowed_thread import Borrowed, NotHere, borrow, returned
 from looseends.attach.channel import Channel, script
-from looseends.attach.memory import Memory
+from looseends.attach.memory import Memory, exited
 from looseends.errors import LooseEndsError
 from looseends.model import Unit
 from looseends.report import Report
@@ -132,6 +132,8 @@ def _through_a_borrowed_thread(
                 if answer is not None:
                     return Answer(answer, "thread")
                 came_back += 1  # it held the GIL: the next one
+            if exited(pid):
+                raise AttachError(f"process {pid} exited before it answered")
             if time.monotonic() > deadline:
                 raise AttachError(_nobody(pid, timeout, came_back, main_only))
             time.sleep(RETRY)

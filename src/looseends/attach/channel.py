@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from looseends.attach import bootstrap
+from looseends.attach.memory import exited
 from looseends.sources.threads import ATTACH_SCRIPT
 
 __all__ = ["Channel", "script"]
@@ -69,7 +70,7 @@ class Channel:
             answer = self._answer()
             if answer is not None:
                 return answer
-            if not os.path.exists(f"/proc/{self.pid}"):
+            if exited(self.pid):
                 raise ProcessLookupError(self.pid)
             if finished:
                 return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-__all__ = ["Mapping", "Memory", "mappings"]
+__all__ = ["Mapping", "Memory", "exited", "mappings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,15 @@ class Mapping:
 
     def __contains__(self, address: int) -> bool:
         return self.start <= address < self.end
+
+
+def exited(pid: int) -> bool:
+    """Whether the process is gone, or a zombie its parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def mappings(pid: int) -> list[Mapping]:

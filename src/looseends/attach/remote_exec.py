@@ -7,14 +7,18 @@ else may ever be able to put a file at that path: the script lies in a directory
 name inside one only we (or, for a root attach, the target's user) can enter, and it is never removed
 while it may still be run. The script removes itself and its directories when it runs, and returns at
 once when the attach has given up. When the attach itself ends first, the files stay until then: a
-pending script is harmless, and a missing one would make the target print an error.
+pending script is harmless, and a missing one would make the target print an error. A target that
+exits with a script still pending leaves them behind: their directory is named after the target (its
+pid and start time), and every remote-exec attach removes those of processes that are gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import sys
 import tempfile
 
@@ -27,9 +31,13 @@ class RemoteExecError(Exception):
     """The target did not answer; the message says why, in one line."""
 
 
+PREFIX = "looseends-attach-"
+
+
 def run(pid: int, channel: Channel, *, proven: bool, deadline: float, timeout: float) -> dict[str, object]:
     """The report the target answers with, through `channel`."""
-    outer = tempfile.mkdtemp(prefix="looseends-attach-")
+    _sweep()
+    outer = tempfile.mkdtemp(prefix=f"{PREFIX}{pid}-{_started(pid)}-")
     inner = os.path.join(outer, secrets.token_hex(16))
     path = os.path.join(inner, "bootstrap.py")
     pending = False
@@ -64,6 +72,25 @@ def run(pid: int, channel: Channel, *, proven: bool, deadline: float, timeout: f
             for leftover in (path, inner, outer):
                 with contextlib.suppress(OSError):
                     (os.unlink if leftover == path else os.rmdir)(leftover)
+
+
+def _started(pid: int) -> str:
+    """The process's start time (clock ticks after boot): with its pid, it names one process for good."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def _sweep() -> None:
+    """Remove the directories of pending scripts whose target is gone (it never ran them)."""
+    pattern = re.compile(rf"{PREFIX}(\d+)-(\d+)-")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(tempfile.gettempdir()):
+            found = pattern.match(entry.name)
+            if found and entry.is_dir(follow_symlinks=False) and _started(int(found[1])) != found[2]:
+                shutil.rmtree(entry.path, ignore_errors=True)  # never follows a link out of it
 
 
 def _hand_over(pid: int, paths: tuple[str, ...]) -> None:
