@@ -269,3 +269,26 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def table(results: list[dict[str, object]]) -> str:
+    """Figure 12 of BENCHMARKS.md: one row per probe run."""
+    head = (
+        "| attach killed by | target | rounds | killed while it held a thread | target's checks wrong | "
+        "signals sent / delivered / handled > 1 s late | left in the target | hurt |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for result in results:
+        left = dict(result["left"])  # type: ignore[call-overload]
+        leftovers = sum(value for value in left.values() if isinstance(value, int)) + len(
+            result["ours"] or []
+        )  # type: ignore[arg-type]
+        late = len(result["handled later than 1 s"])  # type: ignore[arg-type]
+        rows.append(
+            f"| {result['signal']} | {'one thread' if result['shape'] == 'single' else 'eight threads'} | "
+            f"{result['rounds']} | {result['hit']} | {result['problem_count']} | "
+            f"{result['signals sent']} / {result['signals delivered']} / {late} | "
+            f"{leftovers} | {'yes' if result['hurt'] else 'no'} |"
+        )
+    return head + "\n".join(rows)

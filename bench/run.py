@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import attach_probe
 import attach_race
 import creation
 import endpoint
@@ -78,6 +80,17 @@ NOTES = {
         "in queue.get and select, one sends the process a real-time signal every 2 ms (counted by the "
         "wake-up fd, a byte per delivery), the switch interval is 1 µs. Rerun: "
         "`python bench/attach_race.py --rounds 500`."
+    ),
+    "probe": (
+        "Each round starts `looseends attach PID --via thread` as a user would, watches /proc until a "
+        "thread of the target is traced, waits a random moment (0-2 ms) and sends the attach SIGKILL or "
+        "SIGINT; real-time signals go to the target at random moments too. The target checks itself: "
+        "busy threads' float sums and buffer copies, 20 ms sleeps that must not come back early or raise, "
+        "a pipe read that must return whole records of a known pattern, and the time each signal's "
+        "handler ran. 'Left in the target' counts, once every attach is gone, traced threads, code "
+        "mappings, memfds and modules of ours. 'one thread': a single-threaded target, whose main "
+        "thread is the one borrowed. Rerun: `python bench/attach_probe.py --rounds 200 --signal KILL "
+        "[--shape single]`."
     ),
     "endpoint": (
         "The host is a separate process (`bench/endpoint.py`): 5,000 threads blocked on an Event, "
@@ -271,6 +284,22 @@ def main() -> None:
         + f"untouched: {'met' if attach_race.clean(attached) else 'missed'}**"
         + "\n\n"
         + NOTES["attach"]
+    )
+    print("figure 12: attaches killed while they hold a thread (4 x 200 rounds)...", flush=True)
+    probes = [
+        attach_probe.run(200, kill, shape, seed=7)
+        for kill in (signal.SIGKILL, signal.SIGINT)
+        for shape in ("threads", "single")
+    ]
+    for probe in probes:
+        probe["hurt"] = attach_probe.hurt(probe)
+    sections.append(
+        "## 12. Attaches killed while they hold a thread\n\n"
+        + attach_probe.table(probes)
+        + "\n\n"
+        + f"**target 0 targets hurt: {'met' if not any(p['hurt'] for p in probes) else 'missed'}**"
+        + "\n\n"
+        + NOTES["probe"]
     )
     elapsed = time.perf_counter() - started
     OUT.write_text(

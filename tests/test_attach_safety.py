@@ -326,3 +326,24 @@ def test_a_script_left_pending_by_a_target_that_died_is_swept_by_the_next_attach
     with started(SIGINT_IN_SLEEP, "threads") as other, contextlib.suppress(AttachError):
         attach(other.pid, via="remote-exec", timeout=0.3)  # the next attach, to another process
     assert not pending[0].exists()
+
+
+PROBE = Path(__file__).resolve().parent.parent / "bench" / "attach_probe.py"
+
+
+@NEEDS_BORROWING
+@pytest.mark.parametrize(("kill", "shape"), [("KILL", "threads"), ("INT", "single")])
+def test_attachers_killed_while_they_hold_a_thread_leave_the_target_as_it_was(kill: str, shape: str) -> None:
+    """bench/attach_probe.py, short: black-box, the attach started as a user would and killed inside
+    its window (figure 12 of BENCHMARKS.md runs 200 rounds of each kind)."""
+    done = subprocess.run(
+        [sys.executable, str(PROBE), "--rounds", "15", "--signal", kill, "--shape", shape],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["hurt"] is False, result
+    assert result["hit"] > 0  # some kills did land while a thread was held
+    assert done.returncode == 0
