@@ -120,6 +120,16 @@ def test_fire_and_forget_tasks_destroyed_while_pending_show_as_a_growing_group(s
     assert group.units[0].proof == "destroyed by the garbage collector while pending: nothing could reach it"
 
 
+def test_every_dump_of_a_mounted_app_shows_the_thread_running_its_loop(server: httpx.Client) -> None:
+    """The loop's thread is caught starting the dump's own thread more often than not: it is the
+    program's thread all the same, and a dump that dropped it would be an all-clear for it."""
+    for _ in range(8):
+        report = dump(server)
+        threads = [unit for unit in report.units if unit.kind.value == "thread"]
+        assert any(unit.name == "uvicorn-server" for unit in threads), [u.name for u in report.units]
+        assert not any(unit.name.startswith("looseends-http") for unit in threads)
+
+
 def test_a_mounted_app_says_who_created_each_task_and_how_long_ago(server: httpx.Client) -> None:
     assert server.get("/keep").text == "kept"
     report = dump(server)

@@ -43,24 +43,28 @@ def test_exposition_counts_units_by_kind_and_blocked_on_and_bounds_groups(cleanu
     assert not any(sys.base_prefix in s.labels["where"] or sys.prefix in s.labels["where"] for s in groups)
 
 
-def test_looseends_own_threads_and_the_scraping_thread_are_not_counted() -> None:
-    def unit(name: str, module: str) -> Unit:
-        frame = Frame(f"/srv/{module.replace('.', '/')}.py", 1, "f", module)
-        return Unit(Kind.THREAD, name, name, stack=(frame,), blocked_on=BlockedOn("running", "running"))
+def test_looseends_own_threads_are_not_counted_and_the_scraping_thread_is_counted_running() -> None:
+    """The thread serving the scrape is the program's (prometheus_client's server): dropping it while it
+    scrapes would make the program's thread count dip; it counts, running, outside our collector."""
+
+    def unit(name: str, *modules: str) -> Unit:
+        frames = tuple(Frame(f"/srv/{module.replace('.', '/')}.py", 1, "f", module) for module in modules)
+        return Unit(Kind.THREAD, name, name, stack=frames, blocked_on=BlockedOn("event.wait", "Event.wait"))
 
     snapshot = Snapshot(
         (
             unit("worker", "app.jobs"),
             unit("looseends-http", "looseends.frontends.serve"),
-            unit("Thread-9 (serve_forever)", "looseends.frontends.prometheus"),  # the scrape itself
+            unit("Thread-9 (serve_forever)", "looseends.frontends.prometheus", "app.metrics"),  # the scrape
         ),
         0.0,
     )
     registry = CollectorRegistry()
     registry.register(prometheus.LooseEndsCollector(_snapshot=lambda: snapshot, _destroyed=list))
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
-    assert [s.value for s in families["looseends_units"].samples] == [1.0]
-    assert [s.labels["where"] for s in families["looseends_group_units"].samples] == ["f /srv/app/jobs.py:1"]
+    assert [s.value for s in families["looseends_units"].samples] == [1.0, 1.0]
+    places = {(s.labels["blocked_on"], s.labels["where"]) for s in families["looseends_group_units"].samples}
+    assert places == {("event.wait", "f /srv/app/jobs.py:1"), ("running", "f /srv/app/metrics.py:1")}
 
 
 def test_a_place_in_library_code_is_its_qualified_name_not_a_path() -> None:

@@ -7,10 +7,10 @@ answering a dump or a scrape is busy with exactly that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from looseends.analysis.glob import glob_match
-from looseends.model import Kind, Snapshot, Unit
+from looseends.model import RUNNING, Kind, Snapshot, Unit
 from looseends.report import Report
 
 __all__ = ["Selection", "parse_kinds"]
@@ -26,10 +26,10 @@ class Selection:
 
     def select(self, snapshot: Snapshot) -> Report:
         units = [
-            unit
+            _beyond_the_answer(unit)
             for unit in snapshot.units
             if not unit.name.startswith(OWN_THREADS)
-            and not _answering_this_dump(unit)
+            and not (unit.kind is Kind.TASK and _answering_this_dump(unit))
             and (self.kinds is None or unit.kind in self.kinds)
             and (self.blocked_on is None or glob_match(unit.blocked_on.code, self.blocked_on))
             and (not self.proven or unit.proof is not None)
@@ -44,6 +44,16 @@ def _answering_this_dump(unit: Unit) -> bool:
     """The mounted app's own request task waiting for the dump it is taking, or the thread running a
     Prometheus scrape."""
     return any(frame.module in _ANSWERING for frame in unit.stack)
+
+
+def _beyond_the_answer(unit: Unit) -> Unit:
+    """A thread caught inside our answering code (the event loop's thread starting the dump's thread, a
+    scrape) is the program's thread all the same: shown running, with the frames outside our code. A
+    dump never drops a unit of the program's: that would be an all-clear for it."""
+    if unit.kind is not Kind.THREAD or not _answering_this_dump(unit):
+        return unit
+    outermost = max(n for n, frame in enumerate(unit.stack) if frame.module in _ANSWERING)
+    return replace(unit, stack=unit.stack[outermost + 1 :], blocked_on=RUNNING)
 
 
 def parse_kinds(text: str) -> frozenset[Kind]:
