@@ -109,8 +109,8 @@ def test_watch_flags_a_steadily_growing_group(service: str) -> None:
     done = command("watch", service, "--interval", "0.3", "--samples", "4")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "sample 4/4" in done.stdout
-    assert "1 suspect group(s)" in done.stdout
-    assert "thread event.wait at" in done.stdout
+    assert "1 suspect place(s)" in done.stdout
+    assert "threads created at" in done.stdout
     assert "growing-" in done.stdout
     assert "grew from" in done.stdout
 
@@ -119,7 +119,7 @@ def test_watch_flags_a_steadily_growing_group(service: str) -> None:
 def test_watch_stays_quiet_on_a_stable_service(service: str) -> None:
     done = command("watch", service, "--interval", "0.1", "--samples", "3")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "no group grew" in done.stdout
+    assert "no place grew" in done.stdout
 
 
 def test_watch_flags_many_blocked_at_the_same_place() -> None:
@@ -193,11 +193,12 @@ def test_dump_and_diff_read_go_dumps(capsys: pytest.CaptureFixture[str]) -> None
     assert proven_only["summary"]["units"] == 0  # the summary counts what the filters kept
     out = io.StringIO()
     assert cli.main(["diff", str(GO_DATA / "pprof_debug2.txt"), str(GO_DATA / "sigquit.txt")], out=out) == 1
-    assert "goroutine go.chan.send at example.com/leaky/main.go:26" in out.getvalue()
+    assert "goroutines created at example.com/leaky/main.go:24" in out.getvalue()
+    assert "goroutines blocked in chan send" in out.getvalue()
     out = io.StringIO()
     same = str(GO_DATA / "stack_all.txt")
     assert cli.main(["diff", same, same], out=out) == 0
-    assert "no group grew" in out.getvalue()
+    assert "no place grew" in out.getvalue()
     bad = GO_DATA / "README.md"
     assert cli.main(["dump", str(bad)]) == 2
     assert "neither a looseends JSON report nor a Go goroutine dump" in capsys.readouterr().err
@@ -239,7 +240,7 @@ def test_watch_a_live_go_service_flags_its_growing_leak(tmp_path: Path) -> None:
         assert url.startswith("http://127.0.0.1:")
         done = command("watch", url, "--interval", "0.3", "--samples", "4")
         assert done.returncode == 1, done.stdout + done.stderr
-        assert "goroutine go.chan.send at example.com/leaky/main.go:26" in done.stdout
+        assert "goroutines created at example.com/leaky/main.go:24" in done.stdout
         assert "grew from" in done.stdout
         assert "forgotten sender" in done.stdout
     finally:
@@ -309,8 +310,8 @@ def test_watch_a_fleet_names_the_leaking_instance_and_goes_on_when_one_goes_down
     assert watch.returncode == 1, rest + errors
     assert "sample 4/4: 2 of 3 instances answered" in rest
     assert f"  down: {gone}" in rest
-    assert "1 suspect location(s) across 3 instances" in rest
-    assert "thread event.wait at" in rest
+    assert "1 suspect place(s) across 3 instances" in rest
+    assert "threads created at" in rest
     assert "on 1 of 3 instance(s), total growth +" in rest
     assert f"  {leaking}: grew from" in rest
     assert f"  {clean}:" not in rest

@@ -56,8 +56,8 @@ def test_the_leaky_service_is_watched_into_one_growing_suspect() -> None:
         service.kill()
         service.wait(10)
     assert watched.returncode == 1, watched.stdout + watched.stderr
-    assert "looseends watch: 1 suspect group(s)" in watched.stdout
-    assert "thread queue.put at threading.Condition.wait, created at " in watched.stdout
+    assert "looseends watch: 1 suspect place(s)" in watched.stdout
+    assert "threads created at " in watched.stdout
     source = (EXAMPLES / "leaky_service.py").read_text().splitlines()
     site = 1 + next(n for n, line in enumerate(source) if "threading.Thread(target=replies.put" in line)
     assert f"leaky_service.py:{site}: grew from " in watched.stdout

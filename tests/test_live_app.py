@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,7 +116,10 @@ def test_fire_and_forget_tasks_destroyed_while_pending_show_as_a_growing_group(s
         assert destroyed_here(report) - before == 10 * sample
         growth.add(report)
     suspects = growth.suspects()
-    assert any("destroyed while pending" in key and "grew from" in why for key, why in suspects.items())
+    assert any(
+        "tasks created at" in key and "destroyed while pending during the watch" in why
+        for key, why in suspects.items()
+    ), suspects
     group = next(g for g in dump(server).groups if "destroyed_last_s_ago" in g.blocked_on.detail)
     assert group.blocked_on.detail["vanished"].startswith("destroyed while pending")
     assert group.units[0].proof == "destroyed by the garbage collector while pending: nothing could reach it"
@@ -201,3 +206,69 @@ def _port_of(pid: int) -> int:
 
     wait_until(listening, what="the server to listen")
     return ports[0]
+
+
+LEAKY_SERVICE = """
+import asyncio
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+import looseends
+
+
+async def send_analytics(done: asyncio.Event) -> None:
+    await done.wait()  # nobody ever sets it
+
+
+async def leak(request):
+    asyncio.create_task(send_analytics(asyncio.Event()))  # fire and forget: the reference is dropped
+    return PlainTextResponse("sent")
+
+
+app = Starlette(routes=[Route("/leak", leak), Mount("/debug/looseends", looseends.asgi_app())])
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_watch_flags_fire_and_forget_tasks_of_a_service_run_by_uvicorns_own_command(
+    tmp_path: Path, loop: str
+) -> None:
+    """The leak as it is deployed: `uvicorn app:app`, the collector running as it does on its own, and
+    `looseends watch` with its default verdict rules: the place must be flagged, exit status 1."""
+    (tmp_path / "service.py").write_text(LEAKY_SERVICE)
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    server = subprocess.Popen(
+        [str(uvicorn), "service:app", "--port", "0", "--loop", loop, "--log-level", "info"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stop = threading.Event()
+    try:
+        assert server.stderr is not None
+        line = ""
+        while "Uvicorn running on" not in line:
+            line = server.stderr.readline()
+            assert line, "uvicorn ended before it served"
+        url = line.split("Uvicorn running on ")[1].split()[0]
+
+        def client() -> None:  # a steady trickle of requests, as a service sees
+            with httpx.Client(base_url=url, timeout=DEADLINE) as http:
+                while not stop.wait(0.02):
+                    http.get("/leak")
+
+        threading.Thread(target=client, name="client", daemon=True).start()
+        watched = subprocess.run(
+            [sys.executable, "-m", "looseends", "watch", f"{url}/debug/looseends/", "--interval", "0.5"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        stop.set()
+        server.kill()
+        server.wait(10)
+    assert watched.returncode == 1, watched.stdout + watched.stderr
+    assert re.search(r"tasks created at \S*service.py:\d+: \d+ made here were destroyed", watched.stdout)
+    assert "destroyed while pending during the watch" in watched.stdout

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import looseends
 from looseends.frontends import cli, prometheus
-from looseends.model import BlockedOn, Frame, Kind, Snapshot, Unit
+from looseends.model import DESTROYED_LAST, BlockedOn, Frame, Kind, Origin, Snapshot, Unit
 
 from leakfixtures import Cleanup, wait_blocked
 
@@ -60,11 +60,31 @@ def test_looseends_own_threads_are_not_counted_and_the_scraping_thread_is_counte
         0.0,
     )
     registry = CollectorRegistry()
-    registry.register(prometheus.LooseEndsCollector(_snapshot=lambda: snapshot, _destroyed=list))
+    registry.register(prometheus.LooseEndsCollector(_snapshot=lambda: snapshot))
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
     assert [s.value for s in families["looseends_units"].samples] == [1.0, 1.0]
     places = {(s.labels["blocked_on"], s.labels["where"]) for s in families["looseends_group_units"].samples}
     assert places == {("event.wait", "f /srv/app/jobs.py:1"), ("running", "f /srv/app/metrics.py:1")}
+
+
+def test_a_place_counts_its_pending_and_its_destroyed_tasks_together() -> None:
+    """A fire-and-forget leak: its live count falls whenever the collector runs, the place's never does."""
+    site = Frame("/srv/app/views.py", 12, "send", "app.views")
+    wait = BlockedOn("asyncio.event.wait", "asyncio.Event.wait")
+    origin = Origin((site,))
+    live = [Unit(Kind.TASK, ("task", n), f"Task-{n}", blocked_on=wait, origin=origin) for n in range(3)]
+    gone = BlockedOn(wait.code, wait.description, {DESTROYED_LAST: 0.5})
+    destroyed = Unit(
+        Kind.TASK, ("destroyed", "x"), "destroyed while pending", blocked_on=gone, origin=origin, count=5
+    )
+    registry = CollectorRegistry()
+    registry.register(prometheus.LooseEndsCollector(_snapshot=lambda: Snapshot((*live, destroyed), 0.0)))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert [s.value for s in families["looseends_units"].samples] == [3.0]  # live only
+    assert [s.value for s in families["looseends_tasks_destroyed_pending"].samples] == [5.0]
+    (place,) = families["looseends_place_units"].samples
+    assert place.labels == {"kind": "task", "where": "send /srv/app/views.py:12"}
+    assert place.value == 8.0
 
 
 def test_a_place_in_library_code_is_its_qualified_name_not_a_path() -> None:

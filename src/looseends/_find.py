@@ -26,7 +26,6 @@ from looseends.sources import (
     take_snapshot,
     trio_tasks,
 )
-from looseends.sources._vanished import destroyed_units
 
 
 def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Dump:
@@ -44,11 +43,10 @@ def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = Fa
     """`snapshot()` without the canary: what `looseends attach` takes inside a process it only visits,
     which must start no thread or event loop of its own (the canary starts both, and under gevent its
     threads are greenlets that cannot run while the hub is borrowed)."""
-    taken = take_snapshot(sources)
-    # Tasks destroyed while pending since tracking began, summed by place: a fire-and-forget leak grows here.
-    taken = replace(
-        taken, units=taken.units + tuple(destroyed_units()), errors=taken.errors + _canary.problems()
-    )
+    # With the tasks destroyed while pending since tracking began, summed by place: a fire-and-forget
+    # leak grows there.
+    taken = take_snapshot(sources, destroyed=True)
+    taken = replace(taken, errors=taken.errors + _canary.problems())
     if not proven_only:
         return Dump(taken.units, taken.taken_at, taken.errors)
     looks: list[Snapshot] = []

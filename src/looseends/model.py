@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from looseends._library import is_library_file, short_path
 
 __all__ = [
+    "DESTROYED_LAST",
     "PAUSED",
     "RUNNING",
     "BlockedOn",
@@ -130,6 +131,9 @@ class BlockedOn:
 
 
 RUNNING = BlockedOn("running", "running")
+# `BlockedOn.detail[DESTROYED_LAST]` marks the live summary of tasks the collector destroyed while pending
+# (seconds since the last one): they no longer exist, so they are never live units and have no age.
+DESTROYED_LAST = "destroyed_last_s_ago"
 # `BlockedOn.detail[PAUSED]` marks a task whose event loop could not take a step while it was looked at
 # (anyio's pytest plugin, between two calls into its run): runnable, or sleeping until a deadline, it
 # may be about to finish, and no check can tell. Checks leave such units unjudged.
@@ -176,9 +180,14 @@ class Unit:
     ref: weakref.ref[object] | None = field(default=None, compare=False, repr=False)
 
     def age(self, now: float) -> float | None:
-        if self.origin is None or self.origin.created_at is None:
+        if self.origin is None or self.origin.created_at is None or self.destroyed:
             return None
         return max(0.0, now - self.origin.created_at)
+
+    @property
+    def destroyed(self) -> bool:
+        """Whether this stands for tasks that no longer exist (destroyed while pending)."""
+        return DESTROYED_LAST in self.blocked_on.detail
 
     @property
     def top(self) -> Frame | None:

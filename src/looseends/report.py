@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from looseends._text import printable
 from looseends.analysis.group import Group, group_units
 from looseends.codes import provable
-from looseends.model import Frame, Kind, Snapshot, Unit
+from looseends.model import DESTROYED_LAST, Frame, Kind, Snapshot, Unit
 
 __all__ = ["MAX_GROUPS", "MAX_NAMES", "Dump", "Report"]
 
@@ -85,11 +85,17 @@ class Report:
         return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts) or "nothing"
 
     def summary(self, what: str = "leaked") -> str:
-        counts = self.counts()
+        """`6 leaked units in 1 group: 6 threads`; tasks destroyed while pending are counted apart: they no
+        longer exist (a dump shows how many since tracking began)."""
+        present = Report(tuple(g for g in self.groups if not g.destroyed), self.now)
+        gone = sum(group.count for group in self.groups if group.destroyed)
+        tail = f"; {_plural(gone, 'task')} destroyed while pending" if gone else ""
+        counts = present.counts()
         if not counts:
-            return f"no {what} units"
+            return f"no {what} units{tail}"
         kinds = ", ".join(_plural(n, str(kind)) for kind, n in counts.items())
-        return f"{_plural(len(self), what + ' unit')} in {_plural(len(self.groups), 'group')}: {kinds}"
+        groups = _plural(len(present.groups), "group")
+        return f"{_plural(len(present), what + ' unit')} in {groups}: {kinds}{tail}"
 
     def headline(self) -> str:
         """One line for a test runner's short summary: the largest group and where it was created."""
@@ -187,6 +193,11 @@ def _headline(group: Group, now: float, *, patterns: bool = True) -> str:
         state = f"blocked {blocked.description}"
     else:
         state = f"blocked in {blocked.description}"
+    if group.destroyed:
+        last = _seconds(float(blocked.detail[DESTROYED_LAST]))
+        return (
+            f"{unit_words} destroyed while pending (the last {last} ago); one of them, as last read: {state}"
+        )
     ages = group.ages(now)
     age = ""
     if ages:

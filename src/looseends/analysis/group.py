@@ -23,6 +23,11 @@ class Group:
     units: tuple[Unit, ...]
     count: int  # units it stands for: the members' counts summed (Go profile records stand for many)
 
+    @property
+    def destroyed(self) -> bool:
+        """Tasks that no longer exist: the collector destroyed them while pending (a dump's summary)."""
+        return self.units[0].destroyed
+
     def ages(self, now: float) -> list[float]:
         return [age for unit in self.units if (age := unit.age(now)) is not None]
 
@@ -46,6 +51,7 @@ def _signature(unit: Unit) -> Hashable:
         (site.filename, site.lineno) if site is not None else None,
         unit.proof is not None,
         unit.blocked_on.detail.get("vanished"),  # a vanished task is never one group with live ones
+        unit.destroyed,
     )
 
 

@@ -148,9 +148,11 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
     live = out.isatty()
     for n in range(1, args.samples + 1):
         growth.add(read_report(args.urls[0], token=args.token, go_ignores=not args.no_go_ignores))
-        total = sum(growth.samples[-1].values())
+        total = growth.total()
+        fewer = growth.total(-2) - total if n > 1 else 0
+        why = f" ({fewer} fewer than the last sample: they finished)" if fewer > 0 else ""
         line = (
-            f"sample {n}/{args.samples}: {total} units in {len(growth.samples[-1])} groups, "
+            f"sample {n}/{args.samples}: {total} units{why} in {len(growth.samples[-1])} places, "
             f"{len(growth.suspects())} suspect(s)"
         )
         out.write(("\r" + line) if live else line + "\n")
@@ -162,9 +164,9 @@ def _watch(args: argparse.Namespace, out: TextIO, *, _sleep: Callable[[float], N
     _truncation_note(growth, out)
     suspects = growth.suspects()
     if not suspects:
-        out.write("looseends watch: no group grew or stayed blocked in large numbers\n")
+        out.write("looseends watch: no place grew, lost tasks or stayed blocked in large numbers\n")
         return EXIT_CLEAN
-    out.write(f"looseends watch: {len(suspects)} suspect group(s)\n")
+    out.write(f"looseends watch: {len(suspects)} suspect place(s)\n")
     for key, why in suspects.items():
         out.write(f"\n{key}: {why}\n  counts: {' -> '.join(map(str, growth.series(key)))}\n")
         out.write("\n".join(growth.paragraph(key)) + "\n")
@@ -194,9 +196,9 @@ def _watch_fleet(args: argparse.Namespace, out: TextIO, sleep: Callable[[float],
 def _fleet_verdict(fleet: Fleet, instances: int, out: TextIO) -> int:
     suspects = fleet.suspects()
     if not suspects:
-        out.write(f"looseends watch: no location grew on any of {instances} instances\n")
+        out.write(f"looseends watch: no place grew or lost tasks on any of {instances} instances\n")
         return EXIT_CLEAN
-    out.write(f"looseends watch: {len(suspects)} suspect location(s) across {instances} instances\n")
+    out.write(f"looseends watch: {len(suspects)} suspect place(s) across {instances} instances\n")
     for key, found in suspects.items():
         out.write(
             f"\n{key}: on {len(found)} of {instances} instance(s), "
@@ -217,9 +219,9 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
     _truncation_note(after, out)
     grown = after.grown(before)
     if not grown:
-        out.write("looseends diff: no group grew\n")
+        out.write("looseends diff: no place grew\n")
         return EXIT_CLEAN
-    out.write(f"looseends diff: {len(grown)} group(s) grew\n")
+    out.write(f"looseends diff: {len(grown)} place(s) grew\n")
     for key, (old, new) in sorted(grown.items(), key=lambda item: item[1][0] - item[1][1]):
         out.write(f"\n{key}: {old} -> {new} (+{new - old})\n")
         out.write("\n".join(after.paragraph(key)) + "\n")

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from looseends.errors import LooseEndsError, OptionError
-from looseends.model import Frame, Snapshot, Unit, first_user_frame
+from looseends.model import Frame, Snapshot, first_user_frame
+from looseends.report import Report
 from looseends.selection import Selection
 from looseends.sources import take_snapshot
-from looseends.sources._vanished import destroyed_units
 
 __all__ = ["LooseEndsCollector", "register"]
 
@@ -31,6 +31,10 @@ def _client() -> Any:
     return prometheus_client.core
 
 
+def _with_destroyed() -> Snapshot:
+    return take_snapshot(destroyed=True)
+
+
 class LooseEndsCollector:
     """A custom collector: each scrape takes one snapshot (no locks, no stacks kept)."""
 
@@ -38,8 +42,7 @@ class LooseEndsCollector:
         self,
         *,
         top_groups: int = 10,
-        _snapshot: Callable[[], Snapshot] = take_snapshot,
-        _destroyed: Callable[[], list[Unit]] = destroyed_units,
+        _snapshot: Callable[[], Snapshot] = _with_destroyed,
     ) -> None:
         if (
             isinstance(top_groups, bool)
@@ -50,13 +53,14 @@ class LooseEndsCollector:
         self._core = _client()
         self._top = top_groups
         self._snapshot = _snapshot
-        self._destroyed = _destroyed
 
     def describe(self) -> list[Any]:
         return []  # metric names are fixed, but describing would scrape at registration: skip that
 
     def collect(self) -> Iterator[Any]:
-        live = Selection().select(self._snapshot())  # the service's units, not looseends' own
+        taken = Selection().select(self._snapshot())  # the service's units, not looseends' own
+        live = Report(tuple(group for group in taken.groups if not group.destroyed), taken.now)
+        destroyed_units = [unit for group in taken.groups if group.destroyed for unit in group.units]
         units = self._core.GaugeMetricFamily(
             "looseends_units",
             "Live threads, tasks and processes by what they are blocked on",
@@ -86,11 +90,31 @@ class LooseEndsCollector:
             "asyncio tasks the garbage collector destroyed while still pending, by where they were created",
             labels=["blocked_on", "where"],
         )
-        for unit in sorted(self._destroyed(), key=lambda unit: -unit.count)[:MAX_TOP_GROUPS]:
+        for unit in sorted(destroyed_units, key=lambda unit: -unit.count)[:MAX_TOP_GROUPS]:
             site = unit.origin.site if unit.origin is not None else None
             where = _where(site)
             destroyed.add_metric([unit.blocked_on.code, where], unit.count)
         yield destroyed
+        yield self._places(taken)
+
+    def _places(self, taken: Report) -> Any:
+        """Units by where they were created: pending now, or destroyed while pending since tracking
+        began. A fire-and-forget leak's live count falls each time the collector runs; this never does."""
+        places = self._core.GaugeMetricFamily(
+            "looseends_place_units",
+            "Units by where they were created, pending now or destroyed while pending: a leak cannot hide "
+            "by being collected",
+            labels=["kind", "where"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for group in taken.groups:
+            site = group.origin.site if group.origin is not None else None
+            if site is not None:
+                key = (str(group.kind), _where(site))
+                counts[key] = counts.get(key, 0) + group.count
+        for (kind, where), count in sorted(counts.items(), key=lambda item: -item[1])[: self._top]:
+            places.add_metric([kind, where], count)
+        return places
 
 
 def _where(frame: Frame | None) -> str:

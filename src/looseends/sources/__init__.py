@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Protocol
 
 from looseends import _cpython
@@ -44,16 +44,20 @@ TASKS = TaskSource()
 DEFAULT_SOURCES: tuple[Source, ...] = (THREADS, TASKS, TrioTaskSource(), GreenletSource(), ProcessSource())
 
 
-def take_snapshot(sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True) -> Snapshot:
-    """Read every source once; `detail=False` reads identities only."""
-    units, errors = _read(sources, detail)
+def take_snapshot(
+    sources: Sequence[Source] = DEFAULT_SOURCES, *, detail: bool = True, destroyed: bool = False
+) -> Snapshot:
+    """Read every source once; `detail=False` reads identities only. With `destroyed`, the live summary
+    of tasks destroyed while pending comes first, in the same pause of the collector: a collection
+    between the two reads would count its tasks twice (still live, and destroyed) or not at all."""
+    units, errors = _read(sources, detail, _vanished.destroyed_units if destroyed else None)
     return Snapshot(units, time.monotonic(), errors)
 
 
 Read = tuple[tuple[Unit, ...], tuple[str, ...]]  # units, and what could not be read
 
 
-def _read(sources: Sequence[Source], detail: bool) -> Read:
+def _read(sources: Sequence[Source], detail: bool, first: Callable[[], list[Unit]] | None = None) -> Read:
     """The collector is paused while units are built: a snapshot of 100,000 tasks allocates a few objects
     per task, and the collections that triggers (each traversing every task) cost a quarter of it."""
     units: list[Unit] = []
@@ -61,6 +65,8 @@ def _read(sources: Sequence[Source], detail: bool) -> Read:
     collecting = gc.isenabled()
     gc.disable()
     try:
+        if first is not None:
+            units.extend(first())
         for source in sources:
             try:
                 units.extend(source.read(detail=detail))

@@ -21,12 +21,13 @@ from dataclasses import replace
 from typing import Any
 
 from looseends import _cpython
-from looseends.model import Unit
+from looseends.model import DESTROYED_LAST, Unit
 from looseends.sources import _tracking
 from looseends.sources.tasks import (
     CANCELLED_AT_SHUTDOWN,
     DESTROYED,
     STOPPED_BY_DESIGN,
+    UNREAD,
     handles_its_cancellation,
     live_unit,
     pending_tasks,
@@ -98,7 +99,7 @@ def destroyed_units() -> list[Unit]:
     units = []
     for place, (count, first, last, sample) in list(_destroyed.items()):
         detail = {**sample.blocked_on.detail, "destroyed_first_s_ago": round(now - first, 1)}
-        detail["destroyed_last_s_ago"] = round(now - last, 1)
+        detail[DESTROYED_LAST] = round(now - last, 1)
         blocked = replace(sample.blocked_on, detail=detail)
         key = ("destroyed", place)
         units.append(
@@ -108,14 +109,19 @@ def destroyed_units() -> list[Unit]:
 
 
 def _summarise(unit: Unit) -> None:
-    """Count it under its creation site. What it waited on is kept from a task destroyed with its stack:
-    the collector may close a coroutine before its task's finalizer runs, leaving nothing to read."""
+    """Count it under its creation site. What it waited on is kept from a task whose wait was read (when it
+    was destroyed, or by the last snapshot): the collector may close a coroutine before its task's
+    finalizer runs, leaving nothing to read."""
     site = unit.origin.site if unit.origin is not None else None
     key = site.location if site is not None else "?"
     now = time.monotonic()
     known = _destroyed.get(key)
     if known is not None:
-        sample = unit if unit.stack and not known[3].stack else known[3]
+        sample = (
+            unit
+            if UNREAD in known[3].blocked_on.detail and UNREAD not in unit.blocked_on.detail
+            else known[3]
+        )
         _destroyed[key] = (known[0] + 1, known[1], now, sample)
     elif len(_destroyed) < MAX_PLACES:
         _destroyed[key] = (1, now, now, unit)

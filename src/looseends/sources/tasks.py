@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import types
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -12,16 +13,18 @@ from typing import Any
 from looseends import _cpython
 from looseends._library import is_stdlib_file
 from looseends._safe import safe
-from looseends.model import BlockedOn, Kind, Unit
+from looseends.model import BlockedOn, Frame, Kind, Unit
 from looseends.sources._enclosing import handles_cancellation
-from looseends.sources._frames import coroutine_frames, to_frame
+from looseends.sources._frames import coroutine_frames, module_of_file, to_frame
 from looseends.sources._origins import task_origin
+from looseends.sources._tracking import is_tracking
 from looseends.sources._waits import classify
 
 __all__ = [
     "CANCELLED_AT_SHUTDOWN",
     "DESTROYED",
     "STOPPED_BY_DESIGN",
+    "UNREAD",
     "TaskSource",
     "handles_its_cancellation",
     "live_unit",
@@ -63,8 +66,30 @@ class TaskSource:
                 for task in pending
             ]
         threads = _thread_names()
-        units = (safe(functools.partial(_task_unit, task, threads), None) for task in pending)
+        units = [safe(functools.partial(_task_unit, task, threads), None) for task in pending]
+        if is_tracking():
+            _remember(pending, units)
         return [unit for unit in units if unit is not None]
+
+
+# The last detailed read's description of each pending task, by id(task), with id(its coroutine) to tell
+# a reused id: what a task waited on once the collector has closed its coroutine (which it may do before
+# the task's own finalizer reports it destroyed). Replaced whole by each read, never changed.
+_seen: dict[int, tuple[int, Unit]] = {}
+
+
+def _remember(tasks: list[Task], units: list[Unit | None]) -> None:
+    global _seen
+    _seen = {
+        id(task): (id(_cpython.task_call(task, "get_coro", None)), unit)
+        for task, unit in zip(tasks, units, strict=True)
+        if unit is not None and unit.stack
+    }
+
+
+def _last_seen(task: Task, coro: object) -> Unit | None:
+    entry = _seen.get(id(task))
+    return entry[1] if entry is not None and entry[0] == id(coro) else None
 
 
 # How a pending task can vanish before a check sees it, in the words reports use.
@@ -94,10 +119,17 @@ def live_unit(task: Task) -> Unit | None:
 
 
 def vanished_unit(task: Task, how: str, proof: str | None = None, unit: Unit | None = None) -> Unit | None:
-    """A pending task about to vanish (destroyed or cancelled at shutdown), described one last time."""
+    """A pending task about to vanish (destroyed or cancelled at shutdown), described one last time.
+
+    The collector may have closed its coroutine already: then it is described as the last snapshot saw
+    it, or, never seen, by its coroutine's function and an honest "what it waited on is unknown"."""
     unit = unit or live_unit(task)
     if unit is None:
         return None
+    if not unit.stack:
+        coro = _cpython.task_call(task, "get_coro", None)
+        seen = _last_seen(task, coro)
+        unit = replace(unit, stack=seen.stack, blocked_on=seen.blocked_on) if seen else _closed(unit, coro)
     blocked = unit.blocked_on
     return replace(
         unit,
@@ -107,6 +139,23 @@ def vanished_unit(task: Task, how: str, proof: str | None = None, unit: Unit | N
         proof=proof,
         ref=None,
     )
+
+
+UNREAD = "unread"  # BlockedOn.detail: what the task waited on could not be read before it vanished
+
+
+def _closed(unit: Unit, coro: object) -> Unit:
+    """A task whose coroutine was closed before anyone read its wait: its function, and no guess."""
+    code = _cpython.read_attr(coro, "cr_code")
+    if not isinstance(code, types.CodeType):
+        return unit
+    frame = Frame(code.co_filename, code.co_firstlineno, code.co_qualname, module_of_file(code.co_filename))
+    unknown = BlockedOn(
+        "asyncio.future",
+        "awaiting something its coroutine no longer shows (the collector closed it before it was read)",
+        {UNREAD: 1},
+    )
+    return replace(unit, stack=(frame,), blocked_on=unknown)
 
 
 def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[Task]:
