@@ -91,6 +91,42 @@ def test_dump_renders_a_saved_report_a_url_and_stdin(tmp_path: Path, cleanup: Cl
     assert "cli-dump" in done.stdout
 
 
+def test_filters_mean_the_same_on_a_saved_report_as_on_a_live_dump(tmp_path: Path) -> None:
+    frame = looseends.Frame("/srv/jobs.py", 3, "work", "jobs")
+    queue_wait = looseends.BlockedOn("queue.put", "queue.Queue.put")
+    units = [
+        looseends.Unit(looseends.Kind.THREAD, ("thread", 1), "sender", stack=(frame,), blocked_on=queue_wait),
+        looseends.Unit(
+            looseends.Kind.THREAD,
+            ("thread", 2),
+            "stuck",
+            stack=(frame,),
+            blocked_on=queue_wait,
+            proof="alone",
+        ),
+        looseends.Unit(
+            looseends.Kind.TASK,
+            ("task", 3),
+            "ticker",
+            blocked_on=looseends.BlockedOn("asyncio.sleep", "sleep"),
+        ),
+    ]
+    saved = tmp_path / "saved.json"
+    saved.write_text(looseends.Report.from_units(units).to_json())
+
+    def names(*flags: str) -> list[str]:
+        out = io.StringIO()
+        assert cli.main(["dump", str(saved), "--json", *flags], out=out) == 0
+        return sorted(
+            unit["name"] for group in json.loads(out.getvalue())["groups"] for unit in group["units"]
+        )
+
+    assert names() == ["sender", "stuck", "ticker"]
+    assert names("--kind", "task") == ["ticker"]
+    assert names("--blocked-on", "queue.*") == ["sender", "stuck"]
+    assert names("--proven") == ["stuck"]
+
+
 def test_dump_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["dump", str(tmp_path / "missing.json")]) == 2
     assert "No such file" in capsys.readouterr().err

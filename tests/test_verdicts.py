@@ -172,6 +172,54 @@ def test_a_task_that_handles_its_own_cancellation_is_stopped_by_design_not_leake
     assert "service" not in report.render()  # the one-liner is for the verbose output only
 
 
+LEAKS_THROUGH_ANYIO = """
+import asyncio
+import anyio
+
+background = set()
+
+
+async def forever():
+    await anyio.Event().wait()
+
+
+async def run_group():
+    async with anyio.create_task_group() as group:  # anyio's own wrapper has a finally and except
+        group.start_soon(forever)
+
+
+async def main():
+    send, receive = anyio.create_memory_object_stream(1)
+    background.add(send)
+    background.add(asyncio.create_task(receive.receive(), name="receiving"))  # anyio waits in try/finally
+    background.add(asyncio.create_task(run_group(), name="grouped"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+"""
+
+
+def test_a_librarys_own_cleanup_is_no_evidence_that_the_program_meant_a_task_to_stop(tmp_path: Path) -> None:
+    """anyio runs every task inside a wrapper with `finally` and `except BaseException`, and its streams
+    wait inside a `try/finally`: left pending at loop shutdown, those tasks are leaks all the same."""
+    pytest.importorskip("anyio", reason="anyio is not installed")
+    module = tmp_path / "through_anyio.py"
+    module.write_text(LEAKS_THROUGH_ANYIO)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import through_anyio  # type: ignore[import-not-found]
+
+        with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.05):
+            asyncio.run(through_anyio.main())
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("through_anyio", None)
+    report = info.value.report
+    leaked = sorted(unit.name for unit in report.units)
+    assert "receiving" in leaked
+    assert "grouped" in leaked
+    assert report.by_design == ()
+
+
 def test_a_task_created_through_a_library_helper_names_the_users_line() -> None:
     import anyio
 

@@ -108,9 +108,11 @@ def read_report(
     if not isinstance(data, dict):
         raise CliError(f"{shown}: not a looseends report")
     try:
-        return report_from_dict(data, max_groups=10_000)
+        report = report_from_dict(data, max_groups=10_000)
+        wanted = _selection(query or {})  # a saved report is filtered here, as an endpoint filters its own
     except ValueError as exc:
         raise CliError(f"{shown}: {exc}") from None
+    return wanted.select(Snapshot(report.units, report.now, report.errors))
 
 
 def _selection(query: dict[str, str]) -> Selection:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from looseends import _cpython
-from looseends._library import is_stdlib_file
+from looseends._library import is_library_file
 from looseends._safe import safe
 from looseends.model import BlockedOn, Frame, Kind, Unit
 from looseends.sources._enclosing import handles_cancellation
@@ -99,15 +99,19 @@ STOPPED_BY_DESIGN = "stopped by design when its event loop shut down: it handles
 
 
 def handles_its_cancellation(task: Task) -> bool:
-    """Suspended inside a `try` of its own code that handles cancellation (`except BaseException`,
-    `except CancelledError`, a bare `except`, a `finally`): it knows how it will stop. Only code outside
-    the standard library counts: asyncio's own helpers have `finally` blocks everywhere."""
+    """Suspended inside a `try` of the program's own code that handles cancellation (`except
+    BaseException`, `except CancelledError`, a bare `except`, a `finally`): it knows how it will stop.
+
+    Only the program's own frames are its evidence: not the standard library, whose helpers have
+    `finally` blocks everywhere, and not installed packages (`my_packages` aside), whose generic
+    wrappers and cleanups do too: anyio runs every task inside one, and its streams wait in a
+    `try/finally`. A library's cleanup says nothing of whether the program meant the task to stop."""
     frames = coroutine_frames(_cpython.task_call(task, "get_coro", None))
     try:
         return any(
             handles_cancellation(frame.f_code, frame.f_lineno or frame.f_code.co_firstlineno)
             for frame in frames
-            if not is_stdlib_file(frame.f_code.co_filename)
+            if not is_library_file(frame.f_code.co_filename)
         )
     finally:
         frames.clear()
