@@ -246,3 +246,42 @@ def test_eager_tasks_are_tracked() -> None:
 def test_wait_until_helper_times_out_with_a_message() -> None:
     with pytest.raises(AssertionError, match=r"timed out after 0\.01 s waiting for nothing"):
         wait_until(lambda: False, timeout=0.01, what="nothing")
+
+
+def _aliased_read() -> tuple[Callable[[], object], Callable[[], object]]:
+    import os
+
+    reader, writer = os.pipe()
+    read = os.read  # the call in the bytecode is named `read`: no wait API matches it
+
+    def wait() -> None:
+        read(reader, 1)
+        os.close(reader)
+
+    def release() -> None:
+        os.write(writer, b"x")
+        os.close(writer)
+
+    return wait, release
+
+
+def _connection_recv() -> tuple[Callable[[], object], Callable[[], object]]:
+    import multiprocessing
+
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    return receiving.recv, lambda: sending.send("done")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's view is read from /proc (Linux)")
+@pytest.mark.parametrize("case", [_aliased_read, _connection_recv])
+def test_a_thread_asleep_in_a_read_the_frames_do_not_name_is_read_from_the_kernel(
+    case: Callable[[], tuple[Callable[[], object], Callable[[], object]]],
+) -> None:
+    """Matching by the call's name misses aliases (`read = os.read`) and library wrappers
+    (`multiprocessing.Connection.recv`): the kernel still has the thread asleep in `read` on a pipe."""
+    wait, release = case()
+    with thread_waiting(wait, release, "kernel-read"):
+        wait_blocked("kernel-read", 1, "io.read")
+        (unit,) = [unit for unit in looseends.snapshot().units if unit.name == "kernel-read"]
+        assert unit.blocked_on.detail["descriptor"] == "a pipe"
+        assert unit.blocked_on.description.startswith("read on a pipe (fd ")

@@ -64,3 +64,41 @@ def test_module_holding_names_the_module_and_ignores_threadings_registries(clean
         assert module_holding(thread) == "fake_service_module"
     finally:
         del sys.modules["fake_service_module"]
+
+
+def test_what_a_rule_ignored_is_said_in_the_report_even_when_it_passes(cleanup: Cleanup) -> None:
+    """A thread started at import and kept in a module global is a service: not reported, but never
+    silently: the clean verdict says what it ignored, and why."""
+    never = threading.Event()
+    module = types.ModuleType("fake_module_with_a_worker")
+    module.__file__ = __file__
+    import sys
+
+    sys.modules[module.__name__] = module
+    try:
+        with looseends.check(timeout=0.05) as checked:
+            module.WORKER = threading.Thread(target=never.wait, name="import-time-worker", daemon=True)  # type: ignore[attr-defined]
+            cleanup.stop(never.set, module.WORKER)  # type: ignore[attr-defined]
+            module.WORKER.start()  # type: ignore[attr-defined]
+            wait_blocked("import-time-worker", 1, "event.wait")
+            services._cache = None
+        assert checked.report is not None
+        assert not checked.report
+        assert [(rule, unit.name) for rule, unit in checked.report.ignored] == [
+            ("threads owned by module-level objects (lazily started services)", "import-time-worker")
+        ]
+        assert checked.report.render().endswith(
+            "ignored: 1 thread (threads owned by module-level objects (lazily started services))"
+        )
+        assert checked.report.to_dict()["ignored"] == [
+            {
+                "rule": "threads owned by module-level objects (lazily started services)",
+                "by_kind": {"thread": 1},
+                "names": ["import-time-worker"],
+            }
+        ]
+        services._cache = None
+        report = looseends.verify_none(ignore=[looseends.ignore_name("nothing")])
+        assert any(unit.name == "import-time-worker" for _, unit in report.ignored)
+    finally:
+        del sys.modules[module.__name__]

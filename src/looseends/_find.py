@@ -92,10 +92,27 @@ def candidate_filter(
     return is_candidate
 
 
-def leak_filter(options: Options) -> Callable[[Unit], bool]:
-    """True for candidates no ignore rule matches."""
-    rules = options.rules
-    return lambda unit: not any(rule(unit) for rule in rules)
+class LeakFilter:
+    """True for candidates no ignore rule matches; remembers which rule kept each other one out, so a
+    report can say what it ignored (the services rule walks the heap: it is not run twice)."""
+
+    def __init__(self, options: Options) -> None:
+        self.rules = options.rules
+        self.reasons: dict[Hashable, str] = {}
+
+    def __call__(self, unit: Unit) -> bool:
+        for rule in self.rules:
+            if rule(unit):
+                self.reasons[unit.key] = rule.description
+                return False
+        return True
+
+    def ignored(self, units: Sequence[Unit]) -> tuple[tuple[str, Unit], ...]:
+        return tuple((self.reasons.get(unit.key, "ignored"), unit) for unit in units)
+
+
+def leak_filter(options: Options) -> LeakFilter:
+    return LeakFilter(options)
 
 
 def _look(detail: bool) -> Snapshot:
@@ -106,17 +123,20 @@ def _look(detail: bool) -> Snapshot:
 
 def settle_steps(
     options: Options, baseline: IgnoreRule | None = None, *, only: Callable[[Unit], bool] | None = None
-) -> Generator[float, None, Settled]:
+) -> Generator[float, None, tuple[Settled, LeakFilter]]:
+    """Settle; the verdict, with the filter that says which rule ignored what."""
     _canary.sing_once()
-    return settle(
+    is_leak = leak_filter(options)
+    settled = yield from settle(
         _look,
         candidate_filter(options, baseline, only),
-        leak_filter(options),
+        is_leak,
         options.timeout,
         prove=proofs if options.prove else None,
         extension=options.timed_extension,
         collected_with=_pool_owner,
     )
+    return settled, is_leak
 
 
 def _pool_owner(unit: Unit) -> Callable[[], object] | None:
@@ -136,13 +156,15 @@ def proofs(units: Sequence[Unit]) -> dict[Hashable, str]:
 _vanished.set_prover(lambda look: confirmed_proofs(look, proofs))
 
 
-def to_report(settled: Settled, options: Options) -> Report:
+def to_report(judged: tuple[Settled, LeakFilter], options: Options) -> Report:
+    settled, is_leak = judged
     return Report.from_units(
         settled.leaks,
         now=settled.snapshot.taken_at,
         errors=settled.snapshot.errors + _canary.problems(),
         max_groups=options.max_groups,
         proofs_tried=settled.proofs_tried,
+        ignored=is_leak.ignored(settled.ignored),
     )
 
 
@@ -162,8 +184,10 @@ async def find_async(*, baseline: Snapshot | None = None, **options: Unpack[Opti
     return to_report(await run_async(settle_steps(opts, _baseline_rule(baseline))), opts)
 
 
-def verify_none(*, baseline: Snapshot | None = None, **options: Unpack[OptionValues]) -> None:
-    """Raise `LeakError` when `find()` reports anything."""
+def verify_none(*, baseline: Snapshot | None = None, **options: Unpack[OptionValues]) -> Report:
+    """Raise `LeakError` when `find()` reports anything; else return the (clean) report, whose
+    `ignored` says what the ignore rules kept out."""
     report = find(baseline=baseline, **options)
     if report:
         raise LeakError(report)
+    return report

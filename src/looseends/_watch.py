@@ -7,7 +7,7 @@ from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
 
 from looseends import _canary
-from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
+from looseends._find import candidate_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Snapshot, Unit
@@ -79,14 +79,15 @@ class Watch:
         if also_ignore is not None:
             extra = also_ignore
             baseline = IgnoreRule(known.description, lambda unit: known(unit) or extra(unit))
-        settled = yield from settle_steps(self.options, baseline)
+        settled, is_leak = yield from settle_steps(self.options, baseline)
         mark_reported(settled.leaks)
-        is_candidate, is_leak = candidate_filter(self.options, baseline), leak_filter(self.options)
+        is_candidate = candidate_filter(self.options, baseline)
         vanished = take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit))
         designed = [unit.blocked_on.detail.get("vanished") == STOPPED_BY_DESIGN for unit in vanished]
         by_design = [unit for unit, ok in zip(vanished, designed, strict=True) if ok]
         leaks = tuple(unit for unit, ok in zip(vanished, designed, strict=True) if not ok) + settled.leaks
-        return replace(to_report(replace(settled, leaks=leaks), self.options), by_design=tuple(by_design))
+        report = to_report((replace(settled, leaks=leaks), is_leak), self.options)
+        return replace(report, by_design=tuple(by_design))
 
     def stop(self) -> None:
         """End the span's tracking; safe to call twice."""

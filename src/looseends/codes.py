@@ -55,6 +55,7 @@ CODES: Mapping[str, Code] = _table(
     Code("subprocess.wait", "waiting for a child process: Popen.wait, communicate, os.waitpid"),
     Code("io.read", "os.read on a pipe or file descriptor", "stuck-io"),
     Code("signal.wait", "signal.pause or sigwait"),
+    Code("os.wait", "a system call the kernel reports and no Python call names (a write, a futex in C)"),
     # asyncio tasks.
     Code("asyncio.sleep", "asyncio.sleep", "loop-never-stopped"),
     Code("asyncio.wait", "asyncio.wait", "wait-on-stuck-unit"),

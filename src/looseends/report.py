@@ -47,6 +47,7 @@ class Report:
     max_groups: int = MAX_GROUPS  # groups shown in text; JSON always has all
     proofs_tried: bool = False  # reachability was tried: unproven blocked groups may still be woken
     by_design: tuple[Unit, ...] = ()  # tasks stopped by their loop's shutdown as they were written to be
+    ignored: tuple[tuple[str, Unit], ...] = ()  # (the ignore rule's description, the unit it kept out)
 
     @classmethod
     def from_units(
@@ -58,9 +59,24 @@ class Report:
         max_groups: int = MAX_GROUPS,
         proofs_tried: bool = False,
         by_design: Sequence[Unit] = (),
+        ignored: Sequence[tuple[str, Unit]] = (),
     ) -> Report:
         now = time.monotonic() if now is None else now
-        return cls(tuple(group_units(units)), now, tuple(errors), max_groups, proofs_tried, tuple(by_design))
+        groups = tuple(group_units(units))
+        return cls(groups, now, tuple(errors), max_groups, proofs_tried, tuple(by_design), tuple(ignored))
+
+    def ignored_text(self) -> str | None:
+        """One line: what the ignore rules kept out of this report, by rule (None when nothing was)."""
+        if not self.ignored:
+            return None
+        by_rule: dict[str, Counter[str]] = {}
+        for rule, unit in self.ignored:
+            by_rule.setdefault(rule, Counter())[str(unit.kind)] += unit.count
+        parts = [
+            f"{', '.join(_plural(n, kind) for kind, n in kinds.items())} ({rule})"
+            for rule, kinds in by_rule.items()
+        ]
+        return "ignored: " + "; ".join(parts)
 
     @property
     def units(self) -> tuple[Unit, ...]:
@@ -140,6 +156,9 @@ class Report:
         if full and self.by_design:
             lines.append("")
             lines.append(_by_design_line(self.by_design))
+        if (ignored := self.ignored_text()) is not None:
+            lines.append("")
+            lines.append(ignored)
         lines.extend(f"warning: {error}" for error in self.errors)
         # Names, commands and source lines come from the program or from input data: one line each,
         # with no terminal escapes.

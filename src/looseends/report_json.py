@@ -38,7 +38,19 @@ def report_to_dict(report: Report) -> dict[str, object]:
         },
         "groups": [group_to_dict(group, report.now) for group in report.groups],
         "errors": list(report.errors),
+        "ignored": _ignored(report),
     }
+
+
+def _ignored(report: Report) -> list[dict[str, object]]:
+    """What ignore rules kept out, by rule: its units' counts by kind, and their names."""
+    by_rule: dict[str, dict[str, object]] = {}
+    for rule, unit in report.ignored:
+        entry = by_rule.setdefault(rule, {"rule": rule, "by_kind": {}, "names": []})
+        kinds: dict[str, int] = entry["by_kind"]  # type: ignore[assignment]
+        kinds[str(unit.kind)] = kinds.get(str(unit.kind), 0) + unit.count
+        entry["names"].append(unit.name)  # type: ignore[attr-defined]
+    return list(by_rule.values())
 
 
 def group_to_dict(group: Group, now: float) -> dict[str, object]:

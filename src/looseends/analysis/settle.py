@@ -57,6 +57,7 @@ class Settled:
     leaks: tuple[Unit, ...]
     looks: int
     proofs_tried: bool = False
+    ignored: tuple[Unit, ...] = ()  # candidates of the last look that an ignore rule kept out
 
 
 class _Proofs:
@@ -147,13 +148,17 @@ def settle(
     attempt = 0
     while True:
         snapshot = look(False)
-        leaks: tuple[Unit, ...] = ()
+        found: list[Unit] = []
+        ignored: list[Unit] = []
         if any(is_candidate(unit) for unit in snapshot.units):
             snapshot = look(True)
-            leaks = tuple(unit for unit in snapshot.units if is_candidate(unit) and is_leak(unit))
+            for unit in snapshot.units:
+                if is_candidate(unit):
+                    (found if is_leak(unit) else ignored).append(unit)
+        leaks = tuple(found)
         step = state.next_step(leaks, attempt)
         if step is None:
-            return state.verdict(snapshot, leaks, attempt + 1)
+            return replace(state.verdict(snapshot, leaks, attempt + 1), ignored=tuple(ignored))
         if step > 0:
             yield step
             attempt += 1

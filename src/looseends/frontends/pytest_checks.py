@@ -7,6 +7,7 @@ lives in `config.stash`; each hook is a few lines that call `PluginState`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -55,6 +56,7 @@ class PluginState:
     # leak either.
     _test_ignores: dict[str, tuple[IgnoreRule, ...]] = field(default_factory=dict)
     _unittest_ids: dict[str, str] = field(default_factory=dict)  # of checked LeakCheckMixin tests
+    current: str | None = None  # the test running now
 
     # Tests ----------------------------------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class PluginState:
             raise pytest.UsageError(f"looseends: {exc}") from None
 
     def begin_test(self, item: pytest.Item) -> None:
-        nodeid = item.nodeid
+        nodeid = self.current = item.nodeid
         mixin = _mixin_class(item)
         options = self.item_options(item, mixin)
         if options is None:
@@ -250,6 +252,21 @@ def _non_daemon_threads() -> list[Unit]:
     ]
 
 
+def _announce_stuck_jobs(config: pytest.Config, state: PluginState, busy: list[str]) -> bool:
+    """A loop's close would wait forever for a default-executor job: say so now, on the terminal, past
+    output capture, and close the loop without waiting, so the run goes on and the test that left the job
+    fails with it (its check finds the worker still in the job)."""
+    during = f" (left by {state.current})" if state.current else ""
+    text = _shutdown.warning(
+        busy, f"not waiting{during}: the test fails with the worker as its leak; make the job return"
+    )
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    return True
+
+
 def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -267,9 +284,7 @@ class ChecksPlugin:
         ledger = Ledger()
         state = PluginState(settings, FixtureOwners(settings.options, settings.warn_only, ledger), ledger)
         state.active = settings.enabled
-        if settings.force_exit:  # it will not wait for stuck threads at exit: nor at a loop's close
-            _shutdown.leave_stuck_jobs[0] = True
-            config.add_cleanup(lambda: _shutdown.leave_stuck_jobs.__setitem__(0, False))
+        config.add_cleanup(_shutdown.on_stuck_jobs(lambda busy: _announce_stuck_jobs(config, state, busy)))
         config.stash[STATE] = self.state = state
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:

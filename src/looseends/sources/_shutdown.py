@@ -4,23 +4,40 @@ Closing a loop (`asyncio.run`, `asyncio.Runner`, pytest-asyncio) waits for its d
 (`shutdown_default_executor`); a job that never returns makes that wait last forever (3.11) or 300 s (3.12+),
 and then the interpreter's exit waits for the worker again. While tracking is on, looseends looks before
 that wait: if a worker is inside a job, it says so, once per loop, naming the job, where it waits and who
-submitted it, and the way out. When a test run asked to exit anyway (`--looseends-force-exit`), the loop
-is closed without waiting for such jobs; the worker is then reported as the leak it is.
+submitted it. A front end may take that over (`on_stuck_jobs`): the pytest plugin announces it where the
+user sees it and closes the loop without waiting, so the test that left the job fails instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from typing import Any
 
 from looseends import _cpython
 from looseends.sources import _tracking
 
-leave_stuck_jobs = [False]  # set by a front end that will exit without waiting for threads anyway
+# What to do about a loop whose close would wait for stuck jobs: given one line per job, say whether to
+# close without waiting (True). One handler at a time, installed by a front end for its lifetime.
+StuckJobs = Callable[[list[str]], bool]
+_handler: list[StuckJobs] = []
 _warned: set[int] = set()
+
+
+def on_stuck_jobs(handler: StuckJobs) -> Callable[[], None]:
+    """Let `handler` decide about stuck jobs from now on; returns the undo."""
+    _handler[:] = [handler]
+    return lambda: _handler.clear() if _handler == [handler] else None
+
+
+def _warn_and_wait(busy: list[str]) -> bool:
+    print(warning(busy), file=sys.stderr, flush=True)
+    return False
+
+
+__all__ = ["busy_default_workers", "on_stuck_jobs", "warning"]
 
 
 def busy_default_workers(loop: object) -> list[str]:
@@ -55,21 +72,16 @@ def _install(stack: ExitStack) -> None:
             busy = []
         if busy and id(self) not in _warned:
             _warned.add(id(self))
-            leaving = leave_stuck_jobs[0]
-            print(_warning(busy, leaving), file=sys.stderr, flush=True)
-            if leaving:
+            handler = _handler[0] if _handler else _warn_and_wait
+            if handler(busy):
                 return _leave(_cpython.read_attr(self, "_default_executor"))
         return original(self, *args, **kwargs)
 
     _tracking.patch(stack, asyncio.BaseEventLoop, "shutdown_default_executor", shutdown_default_executor)
 
 
-def _warning(busy: list[str], leaving: bool) -> str:
-    way = (
-        "--looseends-force-exit: closing the loop without waiting; the worker is reported as a leak"
-        if leaving
-        else "the run would hang here: make the job return, or run pytest with --looseends-force-exit"
-    )
+def warning(busy: list[str], way: str = "this waits until the job returns: make it return") -> str:
+    """The announcement, with the way out that will be taken."""
     jobs = "\n  ".join(busy)
     return (
         "\nlooseends: closing this event loop waits for its default executor, and a job there does not "

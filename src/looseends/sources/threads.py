@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from looseends import _cpython
 from looseends._library import is_own_file
-from looseends.model import RUNNING, Kind, Unit
+from looseends.model import RUNNING, BlockedOn, Kind, Unit
 from looseends.sources._frames import frame_locals, to_frame, walk_back
+from looseends.sources._kernel import kernel_wait
 from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
 from looseends.sources._waits import POOL_JOB, classify_or_running
 
@@ -84,6 +85,9 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
     live = list(walk_back(frame))
     stack = tuple(to_frame(f) for f in live)
     blocked_on = classify_or_running(_beyond_the_snapshot(ident, live))
+    if blocked_on.is_running and ident != _get_ident():  # no Python call names it: the kernel may
+        native_id = _cpython.thread_native_id(thread)
+        blocked_on = _with_context(kernel_wait(native_id), blocked_on.context) or blocked_on
     job = _current_job(live) if blocked_on.context == POOL_JOB else None
     live.clear()
     return Unit(
@@ -120,6 +124,10 @@ def _beyond_the_snapshot(ident: int, frames: Sequence[types.FrameType]) -> Seque
             break
         depth += 1
     return frames[depth + 1 :] if attached else frames
+
+
+def _with_context(blocked: BlockedOn | None, context: str | None) -> BlockedOn | None:
+    return None if blocked is None else BlockedOn(blocked.code, blocked.description, blocked.detail, context)
 
 
 def _current_job(frames: list[types.FrameType]) -> object:
