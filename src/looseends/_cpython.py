@@ -382,6 +382,22 @@ def task_count() -> int:
     return count
 
 
+def live_tasks() -> list[Task]:
+    """The tasks `task_count` counts, themselves: for a fingerprint that tells a new task from an old
+    one at the same address (a count, or ids, cannot)."""
+    tasks: list[Task] = []
+    for listed in _REGISTRY_LISTS:
+        tasks += listed()
+    if TASKS_PER_THREAD:
+        running = asyncio.events._get_running_loop()
+        loops = safe_list(_loops)
+        if running is not None and all(loop is not running for loop in loops):
+            loops.append(running)
+        for loop in loops:
+            tasks += _loop_tasks(loop)
+    return tasks
+
+
 def _lister(registry: Collection[Task]) -> Callable[[], list[Task]]:
     """A registry's live tasks, listed in C: a WeakSet's own iterator is a Python generator under a
     guard, per task; its set of weak references (never rebound) is copied and each reference called."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Protocol
 
@@ -25,6 +26,7 @@ from looseends.sources import (  # noqa: F401 - each registers its tracking
     _vanished,
     greenlets,
 )
+from looseends.sources._kernel import children
 from looseends.sources._tracking import is_tracking
 from looseends.sources.greenlets import GreenletSource
 from looseends.sources.processes import ProcessSource
@@ -84,15 +86,39 @@ def _read(sources: Sequence[Source], detail: bool, first: Callable[[], list[Unit
 _PART_SOURCES: tuple[tuple[Source, ...], ...] = ((THREADS,), (TASKS,), DEFAULT_SOURCES[2:])
 
 
+class Alive:
+    """Objects alive at one moment, by identity, held weakly: equal to another moment's only when the
+    very same objects are alive in both. Equal counts, or equal ids, are not enough: a task that
+    finished and a new one made at its freed address look the same to both."""
+
+    __slots__ = ("_refs",)
+
+    def __init__(self, objects: Sequence[object]) -> None:
+        self._refs = {id(obj): weakref.ref(obj) for obj in objects}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Alive) or self._refs.keys() != other._refs.keys():
+            return False
+        return all(
+            (obj := ref()) is not None and obj is other._refs[key]() for key, ref in self._refs.items()
+        )
+
+    def __hash__(self) -> int:
+        return len(self._refs)
+
+
 def fingerprint() -> tuple[Hashable, ...]:
-    """What changes when anything may have started: tracked creations (by kind), live thread idents,
-    registered task counts. Equal fingerprints around a span, with tracking on throughout, mean nothing new
-    is running, so a check needs no look at all. Far cheaper than even an identity-only snapshot."""
+    """What changes when anything may have started, whatever made it: live threads (by ident) and tasks
+    (by identity), children (from the kernel), and the creation marks of what no cheap registry lists
+    (greenlets: their first switch; trio tasks: trio's own spawn hook). Equal fingerprints around a span,
+    with tracking on throughout, mean nothing new is running, so a check needs no look at all. Far
+    cheaper than even an identity-only snapshot."""
     marks = _tracking.state
+    threads = frozenset(sys._current_frames())
     return (
-        (marks.threads, frozenset(sys._current_frames())),
-        (marks.tasks, _cpython.task_count()),
-        marks.others,
+        (marks.threads, threads),
+        (marks.tasks, Alive(_cpython.live_tasks())),
+        (marks.others, children(threads)),
     )
 
 

@@ -262,12 +262,34 @@ def _install(stack: ExitStack) -> None:
         return
     greenlet_class.add_spawn_callback(_spawned)
     _installed[0] = True
+    _trace_first_switches(stack, sys.modules["greenlet"])
 
     def remove() -> None:
         _installed[0] = False
         safe(lambda: greenlet_class.remove_spawn_callback(_spawned), None)
 
     stack.callback(remove)
+
+
+def _trace_first_switches(stack: ExitStack, greenlet: Any) -> None:
+    """Move the creation mark when any greenlet runs for the first time, however it was made: gevent's
+    spawn callback sees `Greenlet`s only, not `spawn_raw` or a plain `greenlet(...)`. A greenlet about to
+    start has no frame and is not dead; the check costs an attribute read per switch."""
+    previous = greenlet.gettrace()
+
+    def trace(event: str, args: Any) -> None:
+        try:
+            if event == "switch":
+                target = args[1]
+                if read_attr(target, "gr_frame") is None and read_attr(target, "dead") is False:
+                    _tracking.noted("others")
+        except Exception:  # ours: never break a switch
+            pass
+        if previous is not None:
+            previous(event, args)
+
+    greenlet.settrace(trace)
+    stack.callback(lambda: greenlet.settrace(previous) if greenlet.gettrace() is trace else None)
 
 
 _tracking.register(_install, again_on_entry=True)

@@ -1,14 +1,16 @@
 """Child processes (and their descendants): running, stopped, or exited and never waited for (zombies).
 
 psutil reads the process table; listing children scans every process on the machine, which costs
-milliseconds. So an identity-only read reuses the last scan while creation tracking has noticed no
-spawn since (`Popen`, `multiprocessing`, `os.fork`, `os.posix_spawn`): a test that started no process
-pays nothing. Detailed reads always scan.
+milliseconds. So an identity-only read reuses the last scan while nothing says a child came or went:
+no spawn tracked since (`Popen`, `multiprocessing`, `os.fork`, `os.posix_spawn`) and the kernel's own
+list of this process's children unchanged (a child forked by an untracked call, such as `pty.fork`,
+changes it): a test that started no process pays almost nothing. Detailed reads always scan.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ from looseends.sources._spawns import (
     process_spawner,
     spawn_count,
 )
+from looseends.sources._kernel import children
 from looseends.sources._tracking import is_tracking
 
 __all__ = ["ProcessSource"]
@@ -48,10 +51,18 @@ class ProcessSource:
         self._cache: list[Unit] | None = None
         self._cache_spawns = -1
         self._cache_pid = -1
+        self._cache_children: frozenset[int] | None = None
 
     def read(self, *, detail: bool = True) -> list[Unit]:
         pid = os.getpid()  # a forked child must not reuse its parent's cache
-        cached = self._cache is not None and self._cache_spawns == spawn_count() and self._cache_pid == pid
+        kernel = children(frozenset(sys._current_frames()))
+        cached = (
+            self._cache is not None
+            and self._cache_spawns == spawn_count()
+            and self._cache_pid == pid
+            and kernel is not None
+            and kernel == self._cache_children
+        )
         if not detail and is_tracking() and cached and self._cache is not None:
             return self._cache
         spawns = spawn_count()
@@ -59,7 +70,12 @@ class ProcessSource:
         now = time.time()
         units = [unit for child in _children(root) if (unit := _process_unit(child, now, detail)) is not None]
         if not detail:
-            self._cache, self._cache_spawns, self._cache_pid = units, spawns, pid
+            self._cache, self._cache_spawns, self._cache_pid, self._cache_children = (
+                units,
+                spawns,
+                pid,
+                kernel,
+            )
         return units
 
 
