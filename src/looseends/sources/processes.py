@@ -18,6 +18,7 @@ import psutil
 
 from looseends._safe import safe
 from looseends.model import BlockedOn, Kind, Origin, Unit
+from looseends.sources._kernel import children
 from looseends.sources._spawns import (
     command_text,
     process_command,
@@ -25,7 +26,6 @@ from looseends.sources._spawns import (
     process_spawner,
     spawn_count,
 )
-from looseends.sources._kernel import children
 from looseends.sources._tracking import is_tracking
 
 __all__ = ["ProcessSource"]
