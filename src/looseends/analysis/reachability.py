@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from looseends import _cpython
 from looseends._library import is_own_file
+from looseends.analysis.unseen import Abandoned, unseen_holders
 from looseends.model import Kind, Unit
 from looseends.sources import greenlets, trio_tasks
 from looseends.sources._frames import coroutine_frames, frame_locals, to_frame, walk_back
@@ -74,6 +75,8 @@ def prove(units: Iterable[Unit]) -> dict[Hashable, Proof]:
     try:
         closed, candidates = _candidates(list(units))
         stuck = _fixed_point(candidates) if candidates else []
+    except Abandoned:
+        return {}
     except Exception:  # a proof is a bonus: never let it break a check
         return {}
     finally:
@@ -184,7 +187,9 @@ def _fixed_point(candidates: list[_Candidate]) -> list[_Candidate]:
     while True:
         woken = _walk(frontier, visited, excluded, pending, holders)
         if not woken:
-            return [c for waiting in pending.values() for c in waiting]
+            woken = _held_unseen(candidates, pending, visited, excluded)
+            if not woken:
+                return [c for waiting in pending.values() for c in waiting]
         frontier = []
         for c in woken:  # may be woken: everything it holds may wake others
             for obj in c.own:
@@ -193,6 +198,22 @@ def _fixed_point(candidates: list[_Candidate]) -> list[_Candidate]:
             if holders.pop(id(c.holder), None) is not None:
                 visited.discard(id(c.holder))  # walk it again, in full this time
                 frontier.append(c.holder)
+
+
+def _held_unseen(
+    candidates: list[_Candidate], pending: dict[int, list[_Candidate]], visited: set[int], excluded: set[int]
+) -> list[_Candidate]:
+    """The candidates left whose primitive something the walk cannot see may reach (analysis.unseen):
+    they may be woken. Raises Abandoned when the heap is past the accounting's bound."""
+    primitives = {key: waiting[0].primitive for key, waiting in pending.items()}
+    frames = [obj for c in candidates if c.unit.kind is Kind.THREAD for obj in c.own]
+    innermost = [c.own[0] for c in candidates if c.unit.kind is Kind.THREAD and c.own]
+    ours = {id(c) for c in candidates} | {id(vars(c)) for c in candidates}
+    ours |= {id(c.own) for c in candidates} | {id(c.hidden) for c in candidates}
+    ours |= {id(waiting) for waiting in pending.values()} | {id(candidates), id(frames), id(innermost)}
+    ours |= excluded
+    held = unseen_holders(primitives, visited, ours, frames, innermost)  # type: ignore[arg-type]
+    return [c for key in held for c in pending.pop(key)]
 
 
 def _walk(
