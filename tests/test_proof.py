@@ -416,3 +416,32 @@ def test_a_task_seen_by_both_capture_paths_is_one_unit() -> None:
     loop.close()
     assert len(taken) == 1
     assert taken[0].blocked_on.detail["vanished"] == CANCELLED_AT_SHUTDOWN
+
+
+def test_a_loop_shutdown_walks_nothing_unless_a_check_will_report_and_prove_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Proofs walk the heap: at a loop's shutdown only for tasks a running check will report, and only
+    when it asked for proofs. A test runner closing a loop with its own ignored task pays nothing."""
+    from looseends.sources import _vanished
+
+    walks: list[int] = []
+    real = _vanished._prover[0]
+    monkeypatch.setattr(_vanished, "_prover", [lambda look: walks.append(1) or real(look)])
+    monkeypatch.setattr(_vanished, "_takers", {})  # the suite's own checks would take these tasks too
+
+    async def forget(name: str) -> None:
+        asyncio.get_running_loop().create_task(asyncio.Event().wait(), name=name)
+        await asyncio.sleep(0)
+
+    with looseends.check(timeout=0.05, ignore=[looseends.ignore_name("runner-*")]):
+        asyncio.run(forget("runner-task"))
+    assert walks == []
+    with pytest.raises(looseends.LeakError) as unproven, looseends.check(timeout=0.05, prove=False):
+        asyncio.run(forget("forgotten"))
+    assert walks == []  # prove=False is honoured at loop shutdown too
+    assert unproven.value.report.units[0].proof is None
+    with pytest.raises(looseends.LeakError) as proven, looseends.check(timeout=0.05):
+        asyncio.run(forget("forgotten"))
+    assert walks == [1]
+    assert proven.value.report.units[0].proof is not None

@@ -7,7 +7,7 @@ from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
 
 from looseends import _canary
-from looseends._find import candidate_filter, settle_steps, to_report
+from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Snapshot, Unit
@@ -15,7 +15,7 @@ from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
 from looseends.sources._tracking import tracking
-from looseends.sources._vanished import mark_reported, take_vanished, vanished_since
+from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
 
 
@@ -34,6 +34,7 @@ class Watch:
         self._before: Snapshot | None = None  # identities at start; made into a rule only when needed
         self._fingerprint: Hashable = None
         self._lease: tracking | None = None
+        self._untake: Callable[[], object] | None = None
 
     def start(self) -> None:
         _canary.sing_once()  # before the baseline: its thread and task are gone by then
@@ -46,6 +47,10 @@ class Watch:
             self.stop()
             raise
         self.started = time.monotonic()
+        kinds, is_leak = self.options.kinds, leak_filter(self.options)
+        self._untake = taking(
+            Taker(self.started, lambda unit: unit.kind in kinds and is_leak(unit), self.options.prove)
+        )
 
     def unchanged(self) -> bool:
         """Nothing tracked started and no thread or task came or went since start: clean, without a look."""
@@ -92,5 +97,8 @@ class Watch:
     def stop(self) -> None:
         """End the span's tracking; safe to call twice."""
         lease, self._lease = self._lease, None
+        untake, self._untake = self._untake, None
+        if untake is not None:
+            untake()
         if lease is not None:
             lease.__exit__(None, None, None)

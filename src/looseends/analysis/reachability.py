@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from looseends import _cpython
 from looseends._library import is_own_file
-from looseends.analysis.unseen import Abandoned, unseen_holders
+from looseends.analysis.unseen import MAX_OBJECTS, Abandoned, unseen_holders
 from looseends.model import Kind, Unit
 from looseends.sources import greenlets, trio_tasks
 from looseends.sources._frames import coroutine_frames, frame_locals, to_frame, walk_back
@@ -231,6 +231,8 @@ def _walk(
         if key in visited or key in excluded:
             continue
         visited.add(key)
+        if len(visited) > MAX_OBJECTS:
+            raise Abandoned(f"walk abandoned after {MAX_OBJECTS:,} objects")
         if pending and key in pending:  # a primitive that is itself a root (a task awaited by a root)
             woken.extend(pending.pop(key))
         if type(obj) is frame_type:

@@ -17,7 +17,7 @@ import itertools
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from looseends import _cpython
@@ -50,6 +50,29 @@ _destroyed: dict[str, tuple[int, float, float, Unit]] = {}  # by creation site
 _recorded: dict[int, int] = {}  # id(task) -> id(its coroutine): a task recorded once is not recorded again
 _numbers = itertools.count()
 _prover: list[ShutdownProver] = []
+
+
+@dataclass(frozen=True)
+class Taker:
+    """A check running now: what it will report (created since it began, and no ignore rule of its
+    matches) and whether it wants proofs. A loop's shutdown proves only what some taker will report."""
+
+    since: float
+    wants: Callable[[Unit], bool]
+    proves: bool
+
+
+_takers: dict[int, Taker] = {}
+
+
+def taking(taker: Taker) -> Callable[[], None]:
+    """Register a running check's interest until the returned undo is called."""
+    _takers[id(taker)] = taker
+
+    def undo() -> None:
+        _takers.pop(id(taker), None)
+
+    return undo
 
 
 def set_prover(prover: ShutdownProver) -> None:
@@ -155,12 +178,20 @@ def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     tasks = pending_tasks(loop)
     if not tasks:
         return
+    takers = list(_takers.values())
+
+    def reported(unit: Unit) -> bool:
+        return any(_created_since(unit, t.since) and t.wants(unit) for t in takers)
 
     def look() -> list[Unit]:
-        return [unit for task in tasks if (unit := live_unit(task)) is not None]
+        return [unit for task in tasks if (unit := live_unit(task)) is not None and reported(unit)]
 
-    proofs: Mapping[Hashable, str] = _prover[0](look) if _prover else {}
-    for unit in look():
+    # Proofs walk the heap: only for what a check will report, and only if one asked for proofs. A loop
+    # closed with nothing reportable pending (a test runner's own task) costs no walk.
+    wanted = look()
+    proves = any(t.proves for t in takers)
+    proofs: Mapping[Hashable, str] = _prover[0](look) if _prover and wanted and proves else {}
+    for unit in wanted:
         task = unit.ref() if unit.ref is not None else None
         if isinstance(task, asyncio.Task):
             how = STOPPED_BY_DESIGN if handles_its_cancellation(task) else CANCELLED_AT_SHUTDOWN
