@@ -228,11 +228,8 @@ def _walk(
     while frontier:
         obj = frontier.pop()
         key = id(obj)
-        if key in visited or key in excluded:
+        if not _first_visit(key, visited, excluded):
             continue
-        visited.add(key)
-        if len(visited) > MAX_OBJECTS:
-            raise Abandoned(f"walk abandoned after {MAX_OBJECTS:,} objects")
         if pending and key in pending:  # a primitive that is itself a root (a task awaited by a root)
             woken.extend(pending.pop(key))
         if type(obj) is frame_type:
@@ -252,6 +249,17 @@ def _walk(
             if is_tracked(referent) or type(referent) is frame_type:
                 frontier.append(referent)
     return woken
+
+
+def _first_visit(key: int, visited: set[int], excluded: set[int]) -> bool:
+    """Mark an object visited; False if it was, or is not to be walked. Bounded: a heap past
+    MAX_OBJECTS is not proven anything (Abandoned) rather than stall its caller."""
+    if key in visited or key in excluded:
+        return False
+    visited.add(key)
+    if len(visited) > MAX_OBJECTS:
+        raise Abandoned(f"walk abandoned after {MAX_OBJECTS:,} objects")
+    return True
 
 
 def _holder_referents(holder: object, hidden: set[int]) -> list[object]:
