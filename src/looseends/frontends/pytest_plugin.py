@@ -10,6 +10,9 @@ fixture and are checked when it is torn down.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -93,9 +96,27 @@ def _wanted(config: pytest.Config) -> bool:
 def activate(config: pytest.Config) -> None:
     """Import and register the checks (their own pytest_configure runs at once: a historic hook)."""
     if config.pluginmanager.get_plugin(_CHECKS) is None:
-        from looseends.frontends.pytest_checks import ChecksPlugin
+        with _without_assertion_rewriting():
+            from looseends.frontends.pytest_checks import ChecksPlugin
 
         config.pluginmanager.register(ChecksPlugin(), _CHECKS)
+
+
+@contextlib.contextmanager
+def _without_assertion_rewriting() -> Iterator[None]:
+    """pytest rewrites the asserts of every module of a plugin's distribution, ours included, though
+    looseends' code is a library's, not tests: each module is parsed and compiled again, and where its
+    cache cannot be written (PYTHONDONTWRITEBYTECODE, a read-only site-packages) on every run, which
+    cost 120 ms of start-up. The checks' modules are imported with the rewriting hook stepped aside."""
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    hooks = [finder for finder in sys.meta_path if isinstance(finder, AssertionRewritingHook)]
+    for hook in hooks:
+        sys.meta_path.remove(hook)
+    try:
+        yield
+    finally:
+        sys.meta_path[:0] = hooks
 
 
 def pytest_configure(config: pytest.Config) -> None:

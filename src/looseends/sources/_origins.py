@@ -256,6 +256,16 @@ def raw_thread_origin(ident: int) -> Origin | None:
     return to_origin(record) if record is not None else None
 
 
+def task_created_at(task: asyncio.Task[Any]) -> float | None:
+    """When the task was created (monotonic), read from its record without building its origin: None
+    when creation tracking did not see it made."""
+    record = _task_origins.entries.get(id(task))
+    if record is None or record[0] != id(_cpython.task_call(task, "get_coro", None)):
+        return None
+    created = record[1].created_at if len(record) == 2 and isinstance(record[1], Origin) else record[3]
+    return created if isinstance(created, float) else None
+
+
 def task_origin(task: asyncio.Task[Any]) -> Origin | None:
     coro = _cpython.task_call(task, "get_coro", None)
     origin = _task_origins.get(task, coro)

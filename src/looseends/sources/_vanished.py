@@ -23,6 +23,7 @@ from typing import Any
 from looseends import _cpython
 from looseends.model import DESTROYED_LAST, Unit
 from looseends.sources import _tracking
+from looseends.sources._origins import task_created_at
 from looseends.sources.tasks import (
     CANCELLED_AT_SHUTDOWN,
     DESTROYED,
@@ -175,10 +176,16 @@ def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | N
 def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     if _tracking.state.checks == 0:  # nobody will take them: no proofs, no records
         return
-    tasks = pending_tasks(loop)
+    takers = list(_takers.values())
+    first = min((t.since for t in takers), default=None)
+    # A task made before every running check began is none of theirs: not even described.
+    tasks = [
+        task
+        for task in pending_tasks(loop)
+        if first is not None and (made := task_created_at(task)) is not None and made >= first
+    ]
     if not tasks:
         return
-    takers = list(_takers.values())
 
     def reported(unit: Unit) -> bool:
         return any(_created_since(unit, t.since) and t.wants(unit) for t in takers)
