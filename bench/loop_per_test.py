@@ -99,3 +99,23 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def table(result: dict[str, object]) -> str:
+    """Figure 13 of BENCHMARKS.md."""
+    rows = [
+        "| whole runs, alternated (median, range) | plain pytest | --looseends | ÷ plain |",
+        "|---|---|---|---|",
+    ]
+    suite = dict(result["suite"])  # type: ignore[call-overload]
+    rows.append(
+        f"| 200 async tests, a loop each (pytest-asyncio, anyio) | {suite['plain']} | {suite['--looseends']} "
+        f"| {result['suite ratio']}x |"
+    )
+    if "anyio ratio" in result:
+        anyio = dict(result["anyio test_synchronization"])  # type: ignore[call-overload]
+        rows.append(
+            f"| anyio's own tests/test_synchronization.py | {anyio['plain']} | {anyio['--looseends']} "
+            f"| {result['anyio ratio']}x |"
+        )
+    return "\n".join(rows)
