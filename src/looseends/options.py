@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ def check_names(options: Mapping[str, object], source: str, extra: Iterable[str]
     known = (*OPTION_NAMES, *extra)
     for name in options:
         if name not in known:
+            import difflib  # only for a misspelt option
+
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise UnknownOptionError(

@@ -7,7 +7,6 @@ are summarised in one line. JSON carries every group (schema in docs/json-schema
 from __future__ import annotations
 
 import heapq
-import json
 import re
 import time
 from collections import Counter
@@ -174,6 +173,8 @@ class Report:
         return report_to_dict(self)
 
     def to_json(self, *, indent: int | None = 2) -> str:
+        import json  # here: an attach's snapshot imports this module inside a process without json
+
         return json.dumps(self.to_dict(), indent=indent)
 
 
@@ -272,15 +273,20 @@ def _outline(group: Group, now: float) -> str:
     return f"  {_headline(group, now)}{where}{_during(group)}"
 
 
+def _main_thread(name: str) -> bool:
+    """The main thread's name, alone or with the process it is in (`attach --children`)."""
+    return name == "MainThread" or (name.startswith("MainThread [pid ") and name.endswith("]"))
+
+
 def _render_origin(group: Group) -> list[str]:
     origin = group.origin
     if origin is None or origin.site is None:
         parent = group.blocked_on.detail.get("parent")
         if group.kind is Kind.PROCESS and parent is not None:
-            return [f"  created by process {parent} (not by Python code in this process)"]
+            return [f"  created by process {parent} (the call that started it was not recorded)"]
         if group.kind is Kind.GOROUTINE:
             return ["  created by: not in the dump (the main goroutine, or a runtime one)"]
-        if group.kind is Kind.THREAD and all(unit.name == "MainThread" for unit in group.units):
+        if group.kind is Kind.THREAD and all(_main_thread(unit.name) for unit in group.units):
             return ["  created by: the interpreter (the main thread)"]
         return ["  created by: unknown (started before tracking began)"]
     site = origin.site

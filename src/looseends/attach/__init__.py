@@ -25,15 +25,16 @@ from collections.abc import Iterator
 
 from looseends.attach import ptrace, remote_exec, target
 from looseends.attach.borrowed_thread import Borrowed, NotHere, borrow, returned
-from looseends.attach.channel import Channel, script
+from looseends.attach.channel import Channel, same_mount_namespace, script
 from looseends.attach.memory import Memory, exited
 from looseends.errors import LooseEndsError
-from looseends.model import Unit
+from looseends.model import Kind, Unit
 from looseends.report import Report
 from looseends.report_json import report_from_dict
+from looseends.sources.processes import ProcessSource
 from looseends.sources.threads import ATTACH_SCRIPT
 
-__all__ = ["ROUTES", "AttachError", "Visit", "attach", "visit"]
+__all__ = ["ROUTES", "AttachError", "NotPython", "Visit", "attach", "visit"]
 
 ROUTES = ("thread", "remote-exec")
 RETRY = 0.02  # seconds between looks for a thread that waits where it can be borrowed
@@ -41,6 +42,10 @@ RETRY = 0.02  # seconds between looks for a thread that waits where it can be bo
 
 class AttachError(LooseEndsError):
     """The attach could not be made or did not answer; the message says why, in one line."""
+
+
+class NotPython(AttachError):
+    """The process is not a CPython interpreter (or not one looseends can attach to)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +87,7 @@ def visit(pid: int, *, timeout: float = 10.0, proven: bool = False, via: str | N
         try:
             python = target.interpreter(pid, memory)
         except target.NotCPython as exc:
-            raise AttachError(str(exc)) from None
+            raise NotPython(str(exc)) from None
         except OSError as exc:
             raise AttachError(f"could not read process {pid}: {os.strerror(exc.errno or 0)}") from None
         if python.version < (3, 11):
@@ -104,7 +109,29 @@ def _report(pid: int, answer: Answer) -> Report:
     except ValueError as exc:
         raise AttachError(f"process {pid} answered with an unreadable report: {exc}") from None
     units = [_without_bootstrap(unit) for unit in report.units]
+    units += _children_of(pid, {unit.ident for unit in units if unit.kind is Kind.PROCESS})
     return Report.from_units(units, now=report.now, errors=report.errors, max_groups=10_000)
+
+
+def _children_of(pid: int, known: set[object]) -> list[Unit]:
+    """The target's child processes, read from outside (the snapshot inside loads no psutil), but for
+    those a looseends of the target's own already reported with the spawn that made them."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return []
+    found = ProcessSource(_root=root).read()
+    now = time.monotonic()  # the target's report is rendered at 0: ages, not times
+    return [_aged(unit, now) for unit in found if unit.ident not in known and unit.ident != os.getpid()]
+
+
+def _aged(unit: Unit, now: float) -> Unit:
+    origin = unit.origin
+    if origin is None or origin.created_at is None:
+        return unit
+    return dataclasses.replace(unit, origin=dataclasses.replace(origin, created_at=origin.created_at - now))
 
 
 def _through_a_borrowed_thread(
@@ -116,7 +143,7 @@ def _through_a_borrowed_thread(
     if python.free_threaded:
         raise AttachError(f"process {pid} runs a free-threaded Python, which a borrowed thread cannot serve")
     channel = Channel(pid)
-    text = script(channel.nonce, deadline=deadline, proven=proven).encode()
+    text = script(pid, channel.nonce, deadline=deadline, proven=proven).encode()
     came_back = 0
     try:
         while True:  # threads pass through their waits all the time: look again until one can serve
@@ -195,6 +222,11 @@ def _through_remote_exec(
             f"--via remote-exec needs the same Python 3.14+ on both sides (sys.remote_exec, PEP 768); "
             f"this is {_dotted(sys.version_info[:2])}, process {pid} runs {_dotted(python.version)}"
         )
+    if not same_mount_namespace(pid):
+        raise AttachError(
+            f"process {pid} sees other files than ours (a container): sys.remote_exec would hand it a "
+            "script path it cannot open; use the default route (--via thread)"
+        )
     channel = Channel(pid)
     try:
         data = remote_exec.run(pid, channel, proven=proven, deadline=deadline, timeout=timeout)
@@ -207,16 +239,12 @@ def _through_remote_exec(
 
 def _without_bootstrap(unit: Unit) -> Unit:
     """The thread that ran the bootstrap, as it was before: without the snapshot's frames, the script's
-    and the one line that compiled it (the trampoline's, or sys.remote_exec's)."""
-    stack = unit.stack
-    while stack and (stack[0].filename == ATTACH_SCRIPT or stack[0].filename.startswith(_PACKAGE)):
-        stack = stack[1:]
-    if stack is unit.stack:
+    and the one line that compiled it (the trampoline's, or sys.remote_exec's). The snapshot strips
+    them itself; an older looseends of the target's own may not."""
+    script = [index for index, frame in enumerate(unit.stack) if frame.filename == ATTACH_SCRIPT]
+    if not script:
         return unit
-    return dataclasses.replace(unit, stack=stack[1:])
-
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    return dataclasses.replace(unit, stack=unit.stack[script[-1] + 2 :])
 
 
 def _check_process(pid: int) -> None:

@@ -3,9 +3,11 @@ through memory only the two processes share.
 
 This file is sent as text (attach.script) and run in a dictionary of its own, with one call to `run`
 appended and a `globals().clear()` after it, so it leaves no name in any module of the target's and no
-reference cycle behind. It imports only the standard library at the top of `run`; looseends (and
-psutil) are loaded from the attacher's directories by import spec, never through the target's
-`sys.path`, unless the target has its own loaded, and are taken back out of `sys.modules` at the end.
+reference cycle behind. It imports only the standard library at the top of `run`; looseends comes in
+the script itself, a zip read from a memfd (attach.shipment), never through the target's `sys.path`,
+unless the target has its own loaded, and is taken back out of `sys.modules` and every import cache
+at the end. Nothing compiled is loaded for it: no psutil (the attacher reads the target's children
+from outside), no C speed-ups, no `json` accelerator.
 
 The answer travels in a memfd (an anonymous file in memory) named after a nonce: the attacher finds it
 in /proc/PID/fd, opens its own reference and sets the first byte; the script writes the report's
@@ -16,12 +18,14 @@ the attacher is gone, the memfd goes with the script's last reference.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["ACK", "BUSY", "LENGTH", "PAYLOAD", "run"]
 
 ACK, LENGTH, PAYLOAD = 0, 1, 9  # the memfd: the attacher's byte, the report's length (8 bytes), the report
-OURS = ("looseends", "psutil")
 BUSY = "looseends.attach-in-progress"  # held in sys.modules while one attach's script runs
 
 
@@ -57,8 +61,12 @@ def run(arguments: dict[str, Any]) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether the attacher lives; 0 when it is in another pid namespace than ours (we are in a
+    container): then only the deadline bounds the wait."""
     import os
 
+    if not pid:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -70,7 +78,6 @@ def alive(pid: int) -> bool:
 
 def report(arguments: dict[str, Any]) -> str:
     """The report as JSON text, or {"attach_error": ...} saying what went wrong."""
-    import json
     import sys
     import sysconfig
     import time
@@ -79,48 +86,97 @@ def report(arguments: dict[str, Any]) -> str:
     claim = types.ModuleType(BUSY)  # a module, for the program's code that walks sys.modules
     while sys.modules.setdefault(BUSY, claim) is not claim:  # atomic: one attach's script at a time
         if time.monotonic() > arguments["deadline"]:
-            return json.dumps({"attach_error": "another attach's script was still running inside"})
+            return as_json({"attach_error": "another attach's script was still running inside"})
         time.sleep(0.005)  # the other script, in another thread: it ends on its own
     before = set(sys.modules)
+    forget = None
     try:
-        load(arguments["packages"])
-        from looseends import _find
+        forget = load(arguments["code"])
+        from looseends import _find, sources
         from looseends.report import Report
 
-        look = getattr(_find, "visit", _find.snapshot)  # an older looseends of the target's own
-        dump = look(proven_only=arguments["proven"])
+        if hasattr(_find, "visit"):  # processes are read from outside, by the attacher
+            chosen = tuple(source for source in sources.DEFAULT_SOURCES if source.name != "processes")
+            dump = _find.visit(sources=chosen, proven_only=arguments["proven"])
+        else:  # an older looseends of the target's own
+            dump = _find.snapshot(proven_only=arguments["proven"])
         data = Report.from_units(dump.units, now=dump.taken_at, errors=dump.errors).to_dict()
         paths = sysconfig.get_paths()
         data["target"] = {
             "version": list(sys.version_info[:3]),
             "stdlib": sorted({paths["stdlib"], paths["platstdlib"]}),
         }
-        return json.dumps(data)
+        return as_json(data)
     except Exception as exc:  # the target must never see an exception of ours
-        return json.dumps({"attach_error": f"{type(exc).__name__}: {exc}"})
+        return as_json({"attach_error": f"{type(exc).__name__}: {exc}"})
     finally:
         for name in set(sys.modules) - before:  # ours only: the target's threads may be importing too
-            if name.partition(".")[0] in OURS:
+            if name.partition(".")[0] == "looseends":
                 del sys.modules[name]
+        if forget is not None:
+            forget()
         del sys.modules[BUSY]
 
 
-def load(packages: list[list[str]]) -> None:
-    """Our packages, from the directories the attacher names, unless the target has its own loaded.
+ESCAPES = {
+    **{code: f"\\u{code:04x}" for code in (*range(32), *range(0xD800, 0xE000))},
+    ord('"'): '\\"',
+    ord("\\"): "\\\\",
+}
+
+
+def as_json(value: Any) -> str:
+    """JSON text of a report's plain data, written here rather than by `json`, whose accelerator is
+    a compiled module the target may not have loaded (it would stay mapped there for good)."""
+    if isinstance(value, str):
+        return '"' + value.translate(ESCAPES) + '"'
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else "null"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{as_json(str(key))}:{as_json(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(as_json(item) for item in value) + "]"
+    return as_json(str(value))
+
+
+def load(code: str) -> Callable[[], None]:
+    """Our package from the archive the attacher sent (attach.shipment), unless the target has its own
+    loaded; returns what forgets it again: the archive's memfd and every import cache that named it.
 
     The package module is made without running its `__init__` (which would import every front end):
     the snapshot's modules come in under it as they are imported."""
-    import importlib.machinery
-    import importlib.util
+    import os
     import sys
+    import types
+    import zipimport
 
-    for name, where in packages:
-        if name in sys.modules:
-            continue
-        spec = importlib.machinery.PathFinder.find_spec(name, [where])
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{name} is not in {where} (can the target's user read it?)")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        if name == "psutil":
-            spec.loader.exec_module(module)
+    if "looseends" in sys.modules:
+        return lambda: None
+    fd = os.memfd_create("looseends-code", getattr(os, "MFD_CLOEXEC", 1))
+    archive = f"/proc/self/fd/{fd}"
+
+    def forget() -> None:
+        for cache in (sys.path_importer_cache, getattr(zipimport, "_zip_directory_cache", {})):
+            for path in [path for path in cache if isinstance(path, str) and path.startswith(archive)]:
+                cache.pop(path, None)
+        os.close(fd)
+
+    try:
+        data = memoryview(bytes.fromhex(code))
+        while data:
+            data = data[os.write(fd, data) :]
+        spec = zipimport.zipimporter(archive).find_spec("looseends")
+        if spec is None or spec.submodule_search_locations is None:
+            raise ImportError("the archive holds no looseends package")
+        package = types.ModuleType("looseends")  # importlib.util.module_from_spec, without importing it
+        package.__spec__, package.__loader__, package.__file__ = spec, spec.loader, spec.origin
+        package.__package__, package.__path__ = "looseends", list(spec.submodule_search_locations)
+        sys.modules["looseends"] = package
+    except BaseException:
+        forget()
+        raise
+    return forget

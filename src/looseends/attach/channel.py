@@ -17,35 +17,46 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from looseends.attach import bootstrap
+from looseends.attach import bootstrap, shipment
 from looseends.attach.memory import exited
 from looseends.sources.threads import ATTACH_SCRIPT
 
-__all__ = ["Channel", "script"]
+__all__ = ["Channel", "same_mount_namespace", "same_pid_namespace", "script"]
 
 MAX_REPORT = 256 << 20  # bytes: a report larger than this is refused, not read
 POLL = 0.005  # seconds between looks at the target (another process: nothing to wait on)
 
 
-def script(nonce: str, *, deadline: float, proven: bool, remove: tuple[str, ...] = ()) -> str:
+def script(pid: int, nonce: str, *, deadline: float, proven: bool, remove: tuple[str, ...] = ()) -> str:
     """bootstrap.py's text with the call that runs it, compiled under ATTACH_SCRIPT so its frames are told
     from the target's own: no placeholder is filled in, only literals appended (the repr of a str, a
     float, a bool, an int and lists of them is Python source)."""
-    import psutil
-
     arguments = {
         "nonce": nonce,
         "deadline": deadline,
         "proven": proven,
-        "attacher": os.getpid(),
+        "attacher": os.getpid() if same_pid_namespace(pid) else 0,  # 0: not a pid the target can see
         "remove": list(remove),
-        "packages": [
-            ["looseends", str(Path(bootstrap.__file__).resolve().parents[2])],
-            ["psutil", str(Path(psutil.__file__).resolve().parent.parent)],
-        ],
+        "code": shipment.archive(),
     }
     source = Path(bootstrap.__file__).read_text() + f"\nrun({arguments!r})\nglobals().clear()\n"
     return f"exec(compile({source!r}, {ATTACH_SCRIPT!r}, 'exec'))\n"
+
+
+def same_pid_namespace(pid: int) -> bool:
+    """Whether process `pid` sees our pid as ours (not from inside a container of its own)."""
+    try:
+        return os.readlink("/proc/self/ns/pid") == os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return True  # no namespaces here (or no access to compare): the plain case
+
+
+def same_mount_namespace(pid: int) -> bool:
+    """Whether process `pid` sees the files we see (not from inside a container of its own)."""
+    try:
+        return os.readlink("/proc/self/ns/mnt") == os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return True
 
 
 class Channel:

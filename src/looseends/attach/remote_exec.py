@@ -44,7 +44,7 @@ def run(pid: int, channel: Channel, *, proven: bool, deadline: float, timeout: f
     try:
         os.mkdir(inner, 0o700)
         text = script(
-            channel.nonce, deadline=deadline, proven=proven, remove=(path, inner + "/", outer + "/")
+            pid, channel.nonce, deadline=deadline, proven=proven, remove=(path, inner + "/", outer + "/")
         )
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "w") as file:

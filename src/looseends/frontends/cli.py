@@ -24,7 +24,8 @@ from typing import Any, TextIO
 
 from looseends._text import printable
 from looseends.analysis.ignore import GO_IGNORES
-from looseends.attach import ROUTES, visit
+from looseends.attach import ROUTES, Visit, visit
+from looseends.attach.family import visit_family
 from looseends.errors import DumpParseError, LooseEndsError
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
 from looseends.frontends.growth import Fleet, Growth
@@ -231,17 +232,51 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _attach(args: argparse.Namespace, out: TextIO) -> int:
-    wanted = Selection(parse_kinds(args.kind) if args.kind else None, args.blocked_on or None)
+    if args.children:
+        return _attach_family(args, out)
     attached = visit(args.pid, timeout=args.timeout, proven=args.proven, via=args.via)
-    report = wanted.select(Snapshot(attached.report.units, attached.report.now, attached.report.errors))
+    report = _attach_selection(args).select(
+        Snapshot(attached.report.units, attached.report.now, attached.report.errors)
+    )
     if args.json:
         data = report.to_dict()
-        data["attached"] = {"pid": args.pid, "route": attached.route, "python": list(attached.version)}
+        data["attached"] = {"pid": args.pid, **_visit_dict(attached)}
         out.write(json.dumps(data, indent=2) + "\n")
     else:
         title = f"looseends dump of process {args.pid} ({attached.describe()})"
         out.write(report.render(full=args.debug == 2, title=title) + "\n")
     return EXIT_CLEAN
+
+
+def _attach_family(args: argparse.Namespace, out: TextIO) -> int:
+    family = visit_family(args.pid, timeout=args.timeout, proven=args.proven, via=args.via)
+    report = _attach_selection(args).select(
+        Snapshot(family.report.units, family.report.now, family.report.errors)
+    )
+    if args.json:
+        data = report.to_dict()
+        data["attached"] = {
+            "pid": args.pid,
+            "processes": [
+                {"pid": member.pid, "name": member.name, "error": member.error}
+                | (_visit_dict(member.visit) if member.visit is not None else {})
+                for member in family.members
+            ],
+        }
+        out.write(json.dumps(data, indent=2) + "\n")
+    else:
+        title = f"looseends dump of process {args.pid} and its Python children ({family.describe()})"
+        rendered = report.render(full=args.debug == 2, title=title).split("\n", 1)
+        out.write("\n".join([rendered[0], *family.lines(), *rendered[1:]]) + "\n")
+    return EXIT_CLEAN
+
+
+def _attach_selection(args: argparse.Namespace) -> Selection:
+    return Selection(parse_kinds(args.kind) if args.kind else None, args.blocked_on or None)
+
+
+def _visit_dict(attached: Visit) -> dict[str, object]:
+    return {"route": attached.route, "python": list(attached.version)}
 
 
 def _prometheus_rules(args: argparse.Namespace, out: TextIO) -> int:
@@ -326,6 +361,11 @@ def _add_attach(commands: Any) -> None:
     attached.add_argument("--proven", action="store_true", help="only units proven stuck forever")
     attached.add_argument(
         "--timeout", type=_positive_float, default=10.0, help="seconds to wait for the target (10)"
+    )
+    attached.add_argument(
+        "--children",
+        action="store_true",
+        help="also attach to every Python process under PID (a pre-fork server's workers): one report",
     )
     attached.add_argument(
         "--via",

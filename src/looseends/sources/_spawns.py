@@ -1,18 +1,22 @@
 """Child processes started while tracking is on: who started each, and with what command line.
 
 `subprocess.Popen`, `multiprocessing` processes, `os.fork` and `os.posix_spawn[p]` are wrapped. The
-process source uses the spawn count to know when its cached process list is stale.
+process source uses the spawn count to know when its cached process list is stale. `subprocess` and
+`multiprocessing` are imported when tracking starts, not with this module: an attach's snapshot
+imports the sources inside a process that may have neither (multiprocessing even adds a module name).
 """
 
 from __future__ import annotations
 
-import multiprocessing.process
 import os
-import subprocess
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import multiprocessing.process
+    import subprocess
 
 from looseends._cpython import read_attr
 from looseends._redaction import redact_command
@@ -80,6 +84,9 @@ def command_text(command: object) -> str:
 
 
 def _install(stack: ExitStack) -> None:
+    import multiprocessing.process
+    import subprocess
+
     global _spawns
     _spawns += 1  # spawns went unnoticed while tracking was off: cached process lists are stale
     original_popen_init = subprocess.Popen.__init__

@@ -13,15 +13,16 @@ atomic operation.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import itertools
 import sys
 import threading
 import types
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import importlib.machinery
 
 Installer = Callable[[ExitStack], None]
 
@@ -199,7 +200,7 @@ def _after_late_import() -> None:
                 install(_stack)
 
 
-class _LateImports(importlib.abc.MetaPathFinder):
+class _LateImports:  # a meta path finder: importlib.abc (heavy since 3.12) is not needed for one
     """Runs the late installers right after a LATE_MODULES module is imported (uvicorn imports uvloop
     only when its server starts, after the app turned tracking on). It finds nothing itself: it wraps the
     loader the other finders return, and steps aside on any surprise."""
@@ -222,7 +223,7 @@ class _LateImports(importlib.abc.MetaPathFinder):
         return None
 
 
-class _Notifying(importlib.abc.Loader):
+class _Notifying:  # a loader
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 

@@ -5,6 +5,9 @@ milliseconds. So an identity-only read reuses the last scan while nothing says a
 no spawn tracked since (`Popen`, `multiprocessing`, `os.fork`, `os.posix_spawn`) and the kernel's own
 list of this process's children unchanged (a child forked by an untracked call, such as `pty.fork`,
 changes it): a test that started no process pays almost nothing. Detailed reads always scan.
+
+psutil is imported when processes are read, not with this module: an attach's snapshot imports the
+sources inside a process that may not have psutil loaded, and reads its processes from outside.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import os
 import sys
 import time
 from typing import Any
-
-import psutil
 
 from looseends._safe import safe
 from looseends.model import BlockedOn, Kind, Origin, Unit
@@ -30,15 +31,16 @@ from looseends.sources._tracking import is_tracking
 
 __all__ = ["ProcessSource"]
 
-_STATES = {
-    psutil.STATUS_RUNNING: "running",
-    psutil.STATUS_SLEEPING: "sleeping",
-    psutil.STATUS_DISK_SLEEP: "in uninterruptible sleep",
-    psutil.STATUS_STOPPED: "stopped",
-    psutil.STATUS_TRACING_STOP: "stopped by a tracer",
-    psutil.STATUS_ZOMBIE: "zombie",
-    psutil.STATUS_IDLE: "idle",
+_STATES = {  # psutil's status strings (psutil.STATUS_*), in words
+    "running": "running",
+    "sleeping": "sleeping",
+    "disk-sleep": "in uninterruptible sleep",
+    "stopped": "stopped",
+    "tracing-stop": "stopped by a tracer",
+    "zombie": "zombie",
+    "idle": "idle",
 }
+ZOMBIE = "zombie"
 
 
 class ProcessSource:
@@ -54,8 +56,10 @@ class ProcessSource:
         self._cache_children: frozenset[int] | None = None
 
     def read(self, *, detail: bool = True) -> list[Unit]:
+        import psutil
+
         pid = os.getpid()  # a forked child must not reuse its parent's cache
-        kernel = children(frozenset(sys._current_frames()))
+        kernel = None if detail else children(frozenset(sys._current_frames()))
         cached = (
             self._cache is not None
             and self._cache_spawns == spawn_count()
@@ -80,6 +84,8 @@ class ProcessSource:
 
 
 def _children(root: Any) -> list[Any]:
+    import psutil
+
     pids = _descendant_pids(root.pid)
     if pids is not None:
         return [process for pid in pids if (process := _process(pid)) is not None]
@@ -90,6 +96,8 @@ def _children(root: Any) -> list[Any]:
 
 
 def _process(pid: int) -> Any:
+    import psutil
+
     try:
         return psutil.Process(pid)
     except psutil.Error:
@@ -124,6 +132,8 @@ def _descendant_pids(root: int) -> list[int] | None:
 
 
 def _process_unit(process: Any, now: float, detail: bool) -> Unit | None:
+    import psutil
+
     try:
         with process.oneshot():
             pid = process.pid
@@ -151,6 +161,8 @@ def _process_unit(process: Any, now: float, detail: bool) -> Unit | None:
 
 
 def _command(process: Any) -> str:
+    import psutil
+
     try:
         parts = process.cmdline()
     except psutil.Error:
@@ -164,7 +176,7 @@ def _state(pid: int, status: str, command: str, parent: int | None, spawner: str
         detail["parent"] = parent
     if spawner is not None:
         detail["spawner"] = spawner
-    if status == psutil.STATUS_ZOMBIE:
+    if status == ZOMBIE:
         code = _exit_code(pid)
         if code is not None:
             detail["exit_code"] = code
@@ -178,7 +190,19 @@ def _exit_code(pid: int) -> int | None:
     try:
         result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except (ChildProcessError, OSError, AttributeError):
-        return None  # not our direct child (a grandchild's zombie), or no waitid on this platform
+        return _kernel_exit_code(pid)  # not our direct child: a grandchild, or an attach's target's
     if result is None:
         return None
     return result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+
+
+def _kernel_exit_code(pid: int) -> int | None:
+    """A zombie's status as the kernel shows it (Linux 3.5+: the last field of /proc/PID/stat, in
+    waitpid's encoding), for zombies whose parent is someone else."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            fields = file.read().rpartition(b")")[2].split()
+        status = int(fields[49])
+    except (OSError, ValueError, IndexError):
+        return None
+    return status >> 8 if status & 0x7F == 0 else -(status & 0x7F)
