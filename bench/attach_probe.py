@@ -18,6 +18,7 @@ handled more than a second after it was sent, or anything of ours is left.
     python bench/attach_probe.py --rounds 200 --signal KILL
     python bench/attach_probe.py --rounds 200 --signal INT
     python bench/attach_probe.py --rounds 100 --signal KILL --shape single   # the main thread borrowed
+    python bench/attach_probe.py --rounds 100 --signal INT --shape timed     # ... in a timed lock wait
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ def sleeps(step):  # a sleep must last what it was asked, and never raise
         if time.monotonic() - started < step:
             problems.append(f"sleep came back after {time.monotonic() - started:.4f} s of {step}")
 
+def timed_waits(step):  # a lock wait with a timeout must last it, never come back early or raise
+    held = threading.Lock()
+    held.acquire()
+    while not os.path.exists(stop):
+        started = time.monotonic()
+        try:
+            if held.acquire(timeout=step):
+                problems.append("a timed wait took a lock that is held")
+        except OSError as exc:
+            problems.append(f"timed wait raised {exc!r}")
+        if time.monotonic() - started < step:
+            problems.append(f"timed wait came back after {time.monotonic() - started:.4f} s of {step}")
+
 def busy():
     while not os.path.exists(stop):
         if math.fsum(math.sqrt(i) * 1.000001 for i in range(2000)) != WANT:
@@ -102,13 +116,17 @@ if shape == "threads":
     left, right = socket.socketpair()
     threads += [threading.Thread(target=busy, daemon=True) for _ in range(2)]
     threads += [threading.Thread(target=sleeps, args=(0.02,), daemon=True, name="sleeper")]
+    threads += [threading.Thread(target=timed_waits, args=(0.02,), daemon=True, name="timed")]
     threads += [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
     threads += [threading.Thread(target=inbox.get, daemon=True, name="inbox")]
     threads += [threading.Thread(target=select.select, args=([left], [], []), daemon=True)]
     for thread in threads:
         thread.start()
 print("ready", flush=True)
-sleeps(0.5 if shape == "threads" else 0.05)  # the main thread: signals are handled here
+if shape == "timed":  # alone, in timed lock waits (a pre-fork master's loop)
+    timed_waits(0.05)
+else:  # the main thread: signals are handled here
+    sleeps(0.5 if shape == "threads" else 0.05)
 if shape == "threads":
     inbox.put(None)
     right.send(b"x")
@@ -119,6 +137,13 @@ on_signal()
 print(json.dumps({"problems": problems[:10], "problem_count": len(problems), "checks": checks[0],
                   "handled": handled, "delivered": delivered[0], "ours": ours}), flush=True)
 """
+
+
+SHAPES = {  # the probe's targets, as figure 12 names them
+    "threads": "nine threads",
+    "single": "one thread, in sleeps",
+    "timed": "one thread, in timed lock waits",
+}
 
 
 def traced(pid: int) -> bool:
@@ -258,7 +283,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--signal", choices=("KILL", "INT"), default="KILL")
-    parser.add_argument("--shape", choices=("threads", "single"), default="threads")
+    parser.add_argument("--shape", choices=tuple(SHAPES), default="threads")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     result = run(args.rounds, signal.Signals[f"SIG{args.signal}"], args.shape, args.seed)
@@ -286,7 +311,7 @@ def table(results: list[dict[str, object]]) -> str:
         )  # type: ignore[arg-type]
         late = len(result["handled later than 1 s"])  # type: ignore[arg-type]
         rows.append(
-            f"| {result['signal']} | {'one thread' if result['shape'] == 'single' else 'eight threads'} | "
+            f"| {result['signal']} | {SHAPES[str(result['shape'])]} | "
             f"{result['rounds']} | {result['hit']} | {result['problem_count']} | "
             f"{result['signals sent']} / {result['signals delivered']} / {late} | "
             f"{leftovers} | {'yes' if result['hurt'] else 'no'} |"

@@ -293,11 +293,11 @@ def main() -> None:
         + "\n\n"
         + NOTES["attach"]
     )
-    print("figure 12: attaches killed while they hold a thread (4 x 200 rounds)...", flush=True)
+    print("figure 12: attaches killed while they hold a thread (6 x 200 rounds)...", flush=True)
     probes = [
         attach_probe.run(200, kill, shape, seed=7)
         for kill in (signal.SIGKILL, signal.SIGINT)
-        for shape in ("threads", "single")
+        for shape in attach_probe.SHAPES
     ]
     for probe in probes:
         probe["hurt"] = attach_probe.hurt(probe)

@@ -116,6 +116,50 @@ def test_a_ctrl_c_during_an_attach_reaches_the_program_s_own_except_within_a_sec
     assert target.returncode in (0, -signal.SIGKILL)  # it ended on its own, or was killed after printing
 
 
+TIMED_WAIT = """
+import json, queue, sys, threading, time
+lock = threading.Lock()
+lock.acquire()
+print("ready", flush=True)
+began = time.monotonic()
+try:
+    lock.acquire(timeout=float(sys.argv[1]))  # a futex wait with an absolute deadline
+    print(json.dumps({"waited": time.monotonic() - began}), flush=True)
+except KeyboardInterrupt:
+    print(json.dumps({"caught": time.monotonic()}), flush=True)
+"""
+
+
+@NEEDS_BORROWING
+def test_a_timed_lock_wait_is_borrowed_and_ends_at_its_own_deadline() -> None:
+    """The only thread waits with a timeout (a pre-fork master's loop: `queue.get(timeout=1)`): made
+    again with the same absolute deadline, the wait ends when it would have, neither early nor late."""
+    with started(TIMED_WAIT, "3") as target:
+        _waits(target.pid, target.pid, ("futex",))
+        report = attach(target.pid)
+        assert [unit.name for unit in report.units] == ["MainThread"]
+        assert target.stdout is not None
+        waited = json.loads(target.stdout.readline())["waited"]
+    assert 3.0 <= waited < 3.5
+
+
+@NEEDS_BORROWING
+def test_a_ctrl_c_during_an_attach_interrupts_a_timed_lock_wait_at_once() -> None:
+    with started(TIMED_WAIT, "3600") as target:
+        _waits(target.pid, target.pid, ("futex",))
+        attacher, result = _attach_in_background(target.pid)
+        deadline = time.monotonic() + 30
+        while not _traced(target.pid):
+            assert time.monotonic() < deadline, result
+            assert attacher.is_alive(), result
+        sent = time.monotonic()
+        os.kill(target.pid, signal.SIGINT)
+        assert target.stdout is not None
+        caught = json.loads(target.stdout.readline())["caught"]
+        attacher.join(30)
+    assert caught - sent < 1.0
+
+
 STOPPED_OR_SMALL = """
 import queue, sys, threading, time
 threading.stack_size(65536)  # too small to run a snapshot on: such threads are never borrowed

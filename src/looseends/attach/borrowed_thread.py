@@ -33,7 +33,15 @@ from collections.abc import Iterator
 from looseends.attach import trampoline
 from looseends.attach.frame import FRAME_SIZE, fpstate, frame
 from looseends.attach.memory import Mapping, Memory, mappings
-from looseends.attach.ptrace import RESTART, SAYS_EINTR, WAITING_CALLS, Registers, TraceError, seized
+from looseends.attach.ptrace import (
+    RESTART,
+    RESTART_BLOCK,
+    SAYS_EINTR,
+    WAITING_CALLS,
+    Registers,
+    TraceError,
+    seized,
+)
 from looseends.attach.target import Interpreter, stack_limit
 
 __all__ = ["STACK_NEEDED", "Borrowed", "NotHere", "borrow", "borrowable", "returned"]
@@ -48,6 +56,7 @@ PROT_READ, PROT_EXEC = 1, 4
 MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE = 0x02, 0x20, 0x100000
 ERESTARTSYS, ERESTARTNOHAND, EINTR = -512, -514, -4
 FUTEX = 202
+FUTEX_COMMAND, FUTEX_WAIT_BITSET = 0x7F, 9  # the operation without its PRIVATE and CLOCK_REALTIME flags
 USER_TOP = 0x7FFF_FFFF_F000  # the end of a 47-bit address space: nothing is mapped for us above it
 DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
@@ -146,10 +155,11 @@ def borrowable(regs: Registers, maps: list[Mapping]) -> bool:
     there deadlocks the process). Not one waiting on a futex in a file's data either: the GIL's mutexes
     and condition variables lie in `_PyRuntime`, the C library's own locks in its data, and a thread
     that waits for one of those may hold another. Python's locks and conditions are on the heap.
-    A call only the kernel can resume exactly (ERESTART_RESTARTBLOCK: a timed futex, a relative
-    sleep) is left alone too: a signal return forgets the state it is resumed from."""
+    A call only the kernel can resume exactly (ERESTART_RESTARTBLOCK: a relative sleep or poll) is left
+    alone too: a signal return forgets the state it is resumed from. A timed futex wait answers the
+    same, but when its deadline is absolute, making it again resumes it exactly (`_made_again`)."""
     call, answer = regs.signed("orig_rax"), regs.signed("rax")
-    if call not in WAITING_CALLS or not (answer in RESTART or (answer == EINTR and call in SAYS_EINTR)):
+    if call not in WAITING_CALLS or not (_made_again(regs) or (answer == EINTR and call in SAYS_EINTR)):
         return False
     if call == FUTEX:
         return not any(regs.rdi in mapping and mapping.path.startswith("/") for mapping in maps)
@@ -168,16 +178,28 @@ def _syscall_site(memory: Memory, regs: Registers) -> int | None:
 def _resumed(regs: Registers, site: int) -> Registers:
     """The registers that take the thread on as if never stopped: a restartable call made again, as the
     kernel does; epoll's own EINTR returned (asyncio and libuv retry, PEP 475)."""
-    if regs.signed("rax") in RESTART:
+    if _made_again(regs):
         return regs.set(rip=site, rax=regs.orig_rax)
     return regs.copy()
+
+
+def _made_again(regs: Registers) -> bool:
+    """Whether the call, made again with the same arguments, goes on exactly as the kernel would have
+    resumed it: a restartable one; or a futex wait whose deadline is absolute (FUTEX_WAIT_BITSET: what
+    the C library's timed locks, semaphores and condition variables use, so Python's `lock.acquire`,
+    `queue.get` and `Event.wait` with a timeout), whose own restart state only the kernel holds."""
+    answer = regs.signed("rax")
+    if answer in RESTART:
+        return True
+    absolute = regs.rsi & FUTEX_COMMAND == FUTEX_WAIT_BITSET
+    return answer == RESTART_BLOCK and regs.signed("orig_rax") == FUTEX and absolute
 
 
 def _mode(regs: Registers, home: Registers) -> int:
     """When a handled signal makes the call return EINTR instead (the kernel's own rules)."""
     if home.rip != regs.rip - 2:
         return 0  # not a restart: the answer stands
-    return {ERESTARTNOHAND: 1, ERESTARTSYS: 2}.get(regs.signed("rax"), 0)  # ERESTARTNOINTR: never
+    return {ERESTARTNOHAND: 1, RESTART_BLOCK: 1, ERESTARTSYS: 2}.get(regs.signed("rax"), 0)  # NOINTR: never
 
 
 def _stack_floor(pid: int, sp: int, maps: list[Mapping]) -> int:
