@@ -11,10 +11,11 @@ interpreter's data) is running, as far as anyone can tell, and so is one in a ca
 from __future__ import annotations
 
 import os
+import time
 
 from looseends.model import BlockedOn
 
-__all__ = ["children", "kernel_wait"]
+__all__ = ["children", "kernel_wait", "time_left"]
 
 # System call number (x86-64, aarch64's differ: no fallback there) -> (code, what it is, descriptor?).
 _CALLS: dict[int, tuple[str, str, bool]] = {
@@ -52,29 +53,113 @@ _SOCKET_CODES = {"io.read": "socket.recv", "os.wait": "socket.send"}  # read/wri
 
 def kernel_wait(native_id: int | None, *, _proc: str = "/proc/self") -> BlockedOn | None:
     """The wait the kernel has thread `native_id` asleep in, or None (running, unknown, not Linux)."""
-    if native_id is None or os.uname().machine not in ("x86_64", "AMD64"):
+    call = _system_call(native_id, _proc)
+    known = _CALLS.get(call[0]) if call is not None else None
+    if call is None or known is None:
         return None
-    try:
-        with open(f"{_proc}/task/{native_id}/syscall") as file:
-            fields = file.read().split()
-    except OSError:
-        return None
-    if len(fields) < 2 or not fields[0].isdigit():
-        return None  # "running", or "-1 ..." (not in a system call)
-    known = _CALLS.get(int(fields[0]))
-    if known is None:
-        return None
-    code, call, on_descriptor = known
-    if int(fields[0]) == 202 and _in_a_file(int(fields[1], 16), _proc):
+    code, name, on_descriptor = known
+    number, arguments = call
+    if number == 202 and _in_a_file(arguments[0], _proc):
         return None  # the GIL's or the C library's own lock: the thread waits to run, it is running
     if not on_descriptor:
-        return BlockedOn(code, f"{call} (from the kernel: no Python call names it)", {"syscall": call})
-    fd = int(fields[1], 16)
+        detail: dict[str, int | float | str] = {"syscall": name}
+        left = _time_left(number, arguments, _proc)
+        if left is not None:
+            detail["timeout"] = round(left, 3)  # what settling waits for: it ends by itself by then
+        return BlockedOn(code, f"{name} (from the kernel: no Python call names it)", detail)
+    fd = arguments[0]
     what = _descriptor(fd, _proc)
     if what.startswith("socket"):
         code = _SOCKET_CODES.get(code, code)
-    detail: dict[str, int | float | str] = {"syscall": call, "fd": fd, "descriptor": what}
-    return BlockedOn(code, f"{call} on {what} (fd {fd}, from the kernel: no Python call names it)", detail)
+    detail = {"syscall": name, "fd": fd, "descriptor": what}
+    return BlockedOn(code, f"{name} on {what} (fd {fd}, from the kernel: no Python call names it)", detail)
+
+
+def time_left(native_id: int | None, *, _proc: str = "/proc/self") -> float | None:
+    """The longest thread `native_id`'s system call can still wait by itself, when it is a timed wait
+    whose timeout the Python frames did not show (a call through a wrapper: `f(*args)`)."""
+    call = _system_call(native_id, _proc)
+    return _time_left(*call, _proc) if call is not None else None
+
+
+def _system_call(native_id: int | None, proc: str) -> tuple[int, list[int]] | None:
+    """The call thread `native_id` is in, and its six arguments (x86-64 numbers: None elsewhere)."""
+    if native_id is None or os.uname().machine not in ("x86_64", "AMD64"):
+        return None
+    try:
+        with open(f"{proc}/task/{native_id}/syscall") as file:
+            fields = file.read().split()
+    except OSError:
+        return None
+    if len(fields) < 7 or not fields[0].isdigit():
+        return None  # "running", or "-1 ..." (not in a system call)
+    return int(fields[0]), [int(field, 16) for field in fields[1:7]]
+
+
+# Timed waits: call -> (the argument holding the timeout, its form). "ms": milliseconds in the argument
+# itself (negative: none); the others point at a struct, relative to when the call was made, so what
+# is left is at most that. Where it is absolute (clock_nanosleep with TIMER_ABSTIME, the futex waits of
+# the C library's timed locks), what is left is exact.
+_TIMEOUTS: dict[int, tuple[int, str]] = {
+    7: (2, "ms"),  # poll(fds, n, timeout)
+    232: (3, "ms"),  # epoll_wait(epfd, events, max, timeout)
+    281: (3, "ms"),  # epoll_pwait
+    441: (3, "timespec"),  # epoll_pwait2
+    271: (2, "timespec"),  # ppoll(fds, n, timeout, mask)
+    23: (4, "timeval"),  # select(n, r, w, x, timeout)
+    270: (4, "timespec"),  # pselect6
+    35: (0, "timespec"),  # nanosleep(request, remaining)
+    128: (2, "timespec"),  # rt_sigtimedwait(set, info, timeout)
+}
+CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
+TIMER_ABSTIME = 1
+FUTEX_COMMAND, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_CLOCK_REALTIME = 0x7F, 0, 9, 256
+
+
+def _time_left(number: int, arguments: list[int], proc: str) -> float | None:
+    """The longest a timed wait can still last by itself, from its arguments (None: no timeout)."""
+    if number == 230:  # clock_nanosleep(clock, flags, request, remaining)
+        return _until(arguments[2], arguments[0], arguments[1] & TIMER_ABSTIME != 0, proc)
+    if number == 202:  # futex(address, operation, value, timeout, ...)
+        command = arguments[1] & FUTEX_COMMAND
+        if command not in (FUTEX_WAIT, FUTEX_WAIT_BITSET) or not arguments[3]:
+            return None
+        clock = CLOCK_REALTIME if arguments[1] & FUTEX_CLOCK_REALTIME else CLOCK_MONOTONIC
+        return _until(arguments[3], clock, command == FUTEX_WAIT_BITSET, proc)
+    where = _TIMEOUTS.get(number)
+    if where is None:
+        return None
+    index, form = where
+    if form == "ms":
+        milliseconds = arguments[index] - (1 << 64) if arguments[index] >= 1 << 63 else arguments[index]
+        return milliseconds / 1000 if milliseconds >= 0 else None
+    if not arguments[index]:
+        return None  # a null pointer: no timeout
+    return _until(arguments[index], CLOCK_MONOTONIC, False, proc, micro=form == "timeval")
+
+
+def _until(address: int, clock: int, absolute: bool, proc: str, *, micro: bool = False) -> float | None:
+    """Seconds from now to the time a struct timespec (or timeval) in the thread's memory says: read
+    through /proc, which answers an error, never a fault, if the call ended and its memory went."""
+    try:
+        fd = os.open(f"{proc}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, 16, address)
+        finally:
+            os.close(fd)
+    except (OSError, OverflowError):
+        return None
+    if len(data) != 16:
+        return None
+    seconds = int.from_bytes(data[:8], "little", signed=True)
+    fraction = int.from_bytes(data[8:], "little", signed=True) / (1e6 if micro else 1e9)
+    value = seconds + fraction
+    if not absolute:
+        return max(0.0, value)
+    try:
+        return max(0.0, value - time.clock_gettime(clock))
+    except OSError:
+        return None
 
 
 def _descriptor(fd: int, proc: str) -> str:

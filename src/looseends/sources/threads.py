@@ -14,7 +14,7 @@ from looseends import _cpython
 from looseends._library import is_own_file
 from looseends.model import RUNNING, BlockedOn, Kind, Unit
 from looseends.sources._frames import frame_locals, to_frame, walk_back
-from looseends.sources._kernel import kernel_wait
+from looseends.sources._kernel import kernel_wait, time_left
 from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
 from looseends.sources._waits import POOL_JOB, classify_or_running
 
@@ -83,11 +83,11 @@ def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | 
     if not detail:
         return Unit(kind=Kind.THREAD, key=("thread", ident), name=name, ident=ident, ref=weakref.ref(thread))
     live = list(walk_back(frame))
-    stack = tuple(to_frame(f) for f in live)
-    blocked_on = classify_or_running(_beyond_the_snapshot(ident, live))
-    if blocked_on.is_running and ident != _get_ident():  # no Python call names it: the kernel may
-        native_id = _cpython.thread_native_id(thread)
-        blocked_on = _with_context(kernel_wait(native_id), blocked_on.context) or blocked_on
+    beyond = _beyond_the_snapshot(ident, live)
+    stack = tuple(to_frame(f) for f in beyond)
+    blocked_on = classify_or_running(beyond)
+    if ident != _get_ident():
+        blocked_on = _with_the_kernel_s_view(blocked_on, _cpython.thread_native_id(thread))
     job = _current_job(live) if blocked_on.context == POOL_JOB else None
     live.clear()
     return Unit(
@@ -124,6 +124,20 @@ def _beyond_the_snapshot(ident: int, frames: Sequence[types.FrameType]) -> Seque
             break
         depth += 1
     return frames[depth + 1 :] if attached else frames
+
+
+def _with_the_kernel_s_view(blocked_on: BlockedOn, native_id: int | None) -> BlockedOn:
+    """What the kernel adds: the wait, when no Python call names it; the time left, when the call
+    that names it did not show its timeout (passed through a wrapper). Settling waits that long."""
+    if blocked_on.is_running:
+        return _with_context(kernel_wait(native_id), blocked_on.context) or blocked_on
+    if "timeout" in blocked_on.detail or "delay" in blocked_on.detail:
+        return blocked_on
+    left = time_left(native_id)
+    if left is None:
+        return blocked_on
+    detail = {**blocked_on.detail, "timeout": round(left, 3)}
+    return BlockedOn(blocked_on.code, blocked_on.description, detail, blocked_on.context)
 
 
 def _with_context(blocked: BlockedOn | None, context: str | None) -> BlockedOn | None:
