@@ -410,7 +410,8 @@ def test_a_task_seen_by_both_capture_paths_is_one_unit() -> None:
     with _tracking.tracking():
         _vanished._record(task, CANCELLED_AT_SHUTDOWN, None)
         _vanished._record(task, DESTROYED, _vanished.DESTROYED_PROOF)
-        taken = _vanished.take_vanished(started, lambda unit: unit.name == "tw-twice")
+        taker = _vanished.Taker(started, lambda unit: True, False, lambda key: False)
+        taken = _vanished.take_vanished(taker, lambda unit: unit.name == "tw-twice")
     task.cancel()
     loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
     loop.close()

@@ -43,7 +43,7 @@ def test_an_interpreter_that_hides_its_tasks_is_announced_not_reported_clean() -
         async def main():
             with warnings.catch_warnings(record=True) as caught:
                 async with looseends.check(timeout=0.05):
-                    asyncio.create_task(asyncio.Event().wait(), name="unseen")
+                    unseen = asyncio.create_task(asyncio.Event().wait(), name="unseen")  # alive: hidden only
                     await asyncio.sleep(0)
             print("warned:", [str(w.category.__name__) for w in caught])
             print(looseends.snapshot().render())

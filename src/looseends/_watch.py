@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
@@ -10,7 +11,7 @@ from looseends import _canary
 from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
-from looseends.model import Snapshot, Unit
+from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options
 from looseends.report import Report
 from looseends.sources import fingerprint, identities
@@ -35,6 +36,7 @@ class Watch:
         self._fingerprint: Hashable = None
         self._lease: tracking | None = None
         self._untake: Callable[[], object] | None = None
+        self._taker = Taker(0.0, lambda unit: False, False)
 
     def start(self) -> None:
         _canary.sing_once()  # before the baseline: its thread and task are gone by then
@@ -48,9 +50,19 @@ class Watch:
             raise
         self.started = time.monotonic()
         kinds, is_leak = self.options.kinds, leak_filter(self.options)
-        self._untake = taking(
-            Taker(self.started, lambda unit: unit.kind in kinds and is_leak(unit), self.options.prove)
+        before = self._before
+
+        @functools.cache
+        def tasks_at_start() -> frozenset[Hashable]:  # only a task no wrapper saw made asks
+            return frozenset(unit.key for unit in before.units if unit.kind is Kind.TASK)
+
+        self._taker = Taker(
+            self.started,
+            lambda unit: unit.kind in kinds and is_leak(unit),
+            self.options.prove,
+            lambda key: key in tasks_at_start(),
         )
+        self._untake = taking(self._taker)
 
     def unchanged(self) -> bool:
         """Nothing tracked started and no thread or task came or went since start: clean, without a look."""
@@ -64,7 +76,7 @@ class Watch:
         if mark == self._fingerprint:
             return True
         assert self._before is not None, "Watch.nothing_new() before start()"
-        if vanished_since(self.started):
+        if vanished_since(self._taker):
             return False
         before, now = self._before.units, identities(mark)[1].units
         # Sources reuse the identity units of what is unchanged: the same objects, compared by id (the
@@ -87,7 +99,7 @@ class Watch:
         settled, is_leak = yield from settle_steps(self.options, baseline)
         mark_reported(settled.leaks)
         is_candidate = candidate_filter(self.options, baseline)
-        vanished = take_vanished(self.started, lambda unit: is_candidate(unit) and is_leak(unit))
+        vanished = take_vanished(self._taker, lambda unit: is_candidate(unit) and is_leak(unit))
         designed = [unit.blocked_on.detail.get("vanished") == STOPPED_BY_DESIGN for unit in vanished]
         by_design = [unit for unit, ok in zip(vanished, designed, strict=True) if ok]
         leaks = tuple(unit for unit, ok in zip(vanished, designed, strict=True) if not ok) + settled.leaks

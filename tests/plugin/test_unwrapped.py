@@ -38,6 +38,34 @@ def test_a_task_made_by_its_constructor_is_caught_even_when_the_count_stands(
     )
 
 
+TASK_MADE_DIRECTLY_AND_COLLECTED = """
+import asyncio, gc
+
+loop = asyncio.new_event_loop()
+
+def test_task_made_by_its_constructor_and_collected():
+    asyncio.Task(asyncio.Event().wait(), loop=loop, name="made-and-collected")  # no wrapper saw it made
+    loop.run_until_complete(asyncio.sleep(0))
+    gc.collect()  # destroyed while pending: no later look can see it
+
+def test_after():
+    loop.close()
+"""
+
+
+def test_a_task_made_by_its_constructor_and_collected_during_the_test_is_that_test_s_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """No creation time was recorded for it; it was not alive when the test began, and vanished
+    after: the test's. (A task alive at the start that vanishes is not, whatever its id.)"""
+    pytester.makepyfile(test_collected=TASK_MADE_DIRECTLY_AND_COLLECTED)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--looseends")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_task_made_by_its_constructor_and_collected*", "*made-and-collected*"]
+    )
+
+
 CHILD_FROM_A_PTY = """
 import os
 import pty

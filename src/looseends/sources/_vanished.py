@@ -43,7 +43,7 @@ MAX_VANISHED = 10_000
 # the keys of those proven stuck and why. Set by the composing layer, which owns the proofs.
 ShutdownProver = Callable[[Callable[[], Sequence[Unit]]], Mapping[Hashable, str]]
 
-_vanished: dict[int, Unit] = {}  # one by one, for the checks running now
+_vanished: dict[int, tuple[Unit, float]] = {}  # one by one, with when, for the checks running now
 # The live summary of tasks destroyed while pending, by creation site and wait: a fire-and-forget leak in a
 # service shows as a count that keeps growing (dumps, watch, Prometheus). Bounded by MAX_PLACES.
 MAX_PLACES = 256
@@ -56,11 +56,22 @@ _prover: list[ShutdownProver] = []
 @dataclass(frozen=True)
 class Taker:
     """A check running now: what it will report (created since it began, and no ignore rule of its
-    matches) and whether it wants proofs. A loop's shutdown proves only what some taker will report."""
+    matches) and whether it wants proofs. A loop's shutdown proves only what some taker will report.
+
+    A task made by a call tracking does not wrap (`asyncio.Task(...)`, a C library's) has no creation
+    time: it is the check's when it was not alive at the start (`knew`: the keys of the tasks alive
+    then) and vanished after it."""
 
     since: float
     wants: Callable[[Unit], bool]
     proves: bool
+    knew: Callable[[Hashable], bool] = lambda key: True  # without a baseline: claim nothing
+
+    def made_during(self, unit: Unit, vanished_at: float) -> bool:
+        created = unit.origin.created_at if unit.origin is not None else None
+        if created is not None:
+            return created >= self.since
+        return vanished_at >= self.since and not self.knew(unit.key)
 
 
 _takers: dict[int, Taker] = {}
@@ -80,32 +91,28 @@ def set_prover(prover: ShutdownProver) -> None:
     _prover[:] = [prover]
 
 
-def take_vanished(start: float, wanted: Callable[[Unit], bool]) -> list[Unit]:
-    """Remove and return the vanished tasks created at or after `start` (monotonic) that `wanted` accepts.
+def take_vanished(taker: Taker, wanted: Callable[[Unit], bool]) -> list[Unit]:
+    """Remove and return the vanished tasks made during `taker`'s check that `wanted` accepts.
 
     Taking them means a vanished task is reported by one check only, the innermost one that saw it.
     """
     taken = []
     for number in list(_vanished):
-        unit = _vanished.get(number)
+        entry = _vanished.get(number)
         if (
-            unit is not None
-            and _created_since(unit, start)
-            and wanted(unit)
+            entry is not None
+            and taker.made_during(*entry)
+            and wanted(entry[0])
             and _vanished.pop(number, None) is not None
         ):
-            taken.append(unit)
+            taken.append(entry[0])
     return taken
 
 
-def vanished_since(start: float) -> bool:
-    """Whether any task created at or after `start` vanished: what a check that sees nothing else new
+def vanished_since(taker: Taker) -> bool:
+    """Whether any task made during `taker`'s check vanished: what a check that sees nothing else new
     still has to report."""
-    return bool(_vanished) and any(_created_since(unit, start) for unit in list(_vanished.values()))
-
-
-def _created_since(unit: Unit, start: float) -> bool:
-    return unit.origin is not None and unit.origin.created_at is not None and unit.origin.created_at >= start
+    return bool(_vanished) and any(taker.made_during(*entry) for entry in list(_vanished.values()))
 
 
 def mark_reported(units: Sequence[Unit]) -> None:
@@ -170,7 +177,7 @@ def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | N
             if len(_recorded) > 4 * MAX_VANISHED:
                 _recorded.clear()  # only long-gone tasks lose their one-record guard
             _recorded[id(task)] = id(coro)
-        _vanished[next(_numbers)] = found
+        _vanished[next(_numbers)] = (found, time.monotonic())
 
 
 def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
@@ -178,17 +185,19 @@ def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
         return
     takers = list(_takers.values())
     first = min((t.since for t in takers), default=None)
-    # A task made before every running check began is none of theirs: not even described.
+    # A task made before every running check began is none of theirs: not even described. One whose
+    # making no wrapper saw is described, and judged by the checks' baselines.
     tasks = [
         task
         for task in pending_tasks(loop)
-        if first is not None and (made := task_created_at(task)) is not None and made >= first
+        if first is not None and ((made := task_created_at(task)) is None or made >= first)
     ]
     if not tasks:
         return
+    now = time.monotonic()
 
     def reported(unit: Unit) -> bool:
-        return any(_created_since(unit, t.since) and t.wants(unit) for t in takers)
+        return any(t.made_during(unit, now) and t.wants(unit) for t in takers)
 
     def look() -> list[Unit]:
         return [unit for task in tasks if (unit := live_unit(task)) is not None and reported(unit)]
