@@ -204,7 +204,8 @@ def test_an_interpreter_deleted_since_it_started(tmp_path: Path) -> None:
     copy = tmp_path / "python-old"
     shutil.copy2(INTERPRETER, copy)
     (tmp_path / "svc.py").write_text(SERVICE)
-    with _service([str(copy), str(tmp_path / "svc.py")]) as process:
+    home = {**os.environ, "PYTHONHOME": sys.base_prefix}  # a relocated build finds its library by its path
+    with _service([str(copy), str(tmp_path / "svc.py")], env=home) as process:
         copy.unlink()
         assert os.readlink(f"/proc/{process.pid}/exe").endswith("(deleted)")
         _attached_and_unharmed(process)

@@ -143,40 +143,62 @@ def as_json(value: Any) -> str:
     return as_json(str(value))
 
 
-def load(code: str) -> Callable[[], None]:
-    """Our package from the archive the attacher sent (attach.shipment), unless the target has its own
-    loaded; returns what forgets it again: the archive's memfd and every import cache that named it.
+HOME = "/<looseends attach>"  # where our modules say they are: a path no file system holds
 
-    The package module is made without running its `__init__` (which would import every front end):
-    the snapshot's modules come in under it as they are imported."""
-    import os
+
+def load(code: dict[str, tuple[bool, str]]) -> Callable[[], None]:
+    """Our package from the sources the attacher sent (attach.shipment), unless the target has its own
+    loaded; returns what forgets it again: every import cache entry that names it.
+
+    Each package's `__path__` names a place under HOME, whose finder, set in `sys.path_importer_cache`,
+    answers from memory: the import system asks it and nothing else, and no file is opened. The
+    package module is made without running its `__init__` (which would import every front end): the
+    snapshot's modules come in under it as they are imported."""
+    import importlib.machinery
     import sys
-    import types
-    import zipimport
 
     if "looseends" in sys.modules:
         return lambda: None
-    fd = os.memfd_create("looseends-code", getattr(os, "MFD_CLOEXEC", 1))
-    archive = f"/proc/self/fd/{fd}"
+
+    class Memory:  # a path entry finder and loader, for our names only
+        @staticmethod
+        def find_spec(name: str, target: object = None) -> importlib.machinery.ModuleSpec | None:
+            if name not in code:
+                return None
+            package, _ = code[name]
+            where = HOME + "/" + name.replace(".", "/")
+            spec = importlib.machinery.ModuleSpec(
+                name,
+                Memory,  # type: ignore[arg-type]  # a loader by its methods (importlib.abc is heavy)
+                origin=where + ("/__init__.py" if package else ".py"),
+            )
+            spec.has_location = True
+            if package:
+                spec.submodule_search_locations = [where]
+                sys.path_importer_cache[where] = Memory  # a path entry finder, by its method
+            return spec
+
+        @staticmethod
+        def create_module(spec: object) -> None:
+            return None
+
+        @staticmethod
+        def exec_module(module: Any) -> None:
+            source = code[module.__name__][1]
+            exec(compile(source, module.__spec__.origin, "exec", dont_inherit=True), module.__dict__)
 
     def forget() -> None:
-        for cache in (sys.path_importer_cache, getattr(zipimport, "_zip_directory_cache", {})):
-            for path in [path for path in cache if isinstance(path, str) and path.startswith(archive)]:
-                cache.pop(path, None)
-        os.close(fd)
+        for path in [
+            path for path in sys.path_importer_cache if isinstance(path, str) and path.startswith(HOME)
+        ]:
+            sys.path_importer_cache.pop(path, None)
 
-    try:
-        data = memoryview(bytes.fromhex(code))
-        while data:
-            data = data[os.write(fd, data) :]
-        spec = zipimport.zipimporter(archive).find_spec("looseends")
-        if spec is None or spec.submodule_search_locations is None:
-            raise ImportError("the archive holds no looseends package")
-        package = types.ModuleType("looseends")  # importlib.util.module_from_spec, without importing it
-        package.__spec__, package.__loader__, package.__file__ = spec, spec.loader, spec.origin
-        package.__package__, package.__path__ = "looseends", list(spec.submodule_search_locations)
-        sys.modules["looseends"] = package
-    except BaseException:
-        forget()
-        raise
+    spec = Memory.find_spec("looseends")
+    if spec is None or spec.submodule_search_locations is None:
+        raise ImportError("the script holds no looseends package")
+    package = type(sys)("looseends")  # importlib.util.module_from_spec, without importing it
+    package.__spec__, package.__file__ = spec, spec.origin
+    package.__loader__ = Memory  # type: ignore[assignment]
+    package.__package__, package.__path__ = "looseends", list(spec.submodule_search_locations)
+    sys.modules["looseends"] = package
     return forget

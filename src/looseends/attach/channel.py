@@ -37,7 +37,7 @@ def script(pid: int, nonce: str, *, deadline: float, proven: bool, remove: tuple
         "proven": proven,
         "attacher": os.getpid() if same_pid_namespace(pid) else 0,  # 0: not a pid the target can see
         "remove": list(remove),
-        "code": shipment.archive(),
+        "code": shipment.sources(),
     }
     source = Path(bootstrap.__file__).read_text() + f"\nrun({arguments!r})\nglobals().clear()\n"
     return f"exec(compile({source!r}, {ATTACH_SCRIPT!r}, 'exec'))\n"

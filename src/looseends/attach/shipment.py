@@ -1,37 +1,38 @@
-"""looseends's own code as an attach hands it to its target: the snapshot's modules in a zip that
-travels inside the script, so the target reads no file of ours.
+"""looseends's own code as an attach hands it to its target: the snapshot's modules as source text,
+inside the script, so the target reads no file of ours.
 
 A target in another mount namespace (a container) cannot see our files, nor can one whose user may
 not read our install; and a directory of ours on the target's import path would be a path someone
-else could write. The archive holds source only: no compiled module of ours can be loaded from it, so
-none stays mapped in the target (the C speed-ups are for tracking, which an attach never installs;
-psutil stays out, as the attacher reads the target's children from outside).
+else could write. Imported from memory (attach.bootstrap), the modules cost the target no system
+call either: in a process whose threads are busy in Python code, every call that lets the GIL go
+waits up to a switch interval to get it back, and reading 40 files that way takes seconds. Source
+only: no compiled module of ours can come from it, so none stays mapped in the target (the C
+speed-ups are for tracking, which an attach never installs; psutil stays out, as the attacher reads
+the target's children from outside).
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import zipfile
 from pathlib import Path
 
-__all__ = ["archive"]
+__all__ = ["sources"]
 
 PACKAGE = Path(__file__).resolve().parents[1]
 LEFT_OUT = ("attach", "frontends")  # the attacher's side and the front ends: a snapshot needs neither
-FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # the same bytes from every install of one version
 
 
 @functools.cache
-def archive() -> str:
-    """The zip, in hex for a script's literal (`bytes.fromhex` needs no import in the target; stored,
-    not compressed: inflating needs zlib, which a target may not have loaded)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zipped:
-        for path in sorted(PACKAGE.rglob("*.py")):
-            inside = path.relative_to(PACKAGE)
-            if inside.parts[0] in LEFT_OUT:
-                continue
-            entry = zipfile.ZipInfo(f"{PACKAGE.name}/{inside.as_posix()}", FIXED_TIME)
-            zipped.writestr(entry, path.read_bytes())
-    return buffer.getvalue().hex()
+def sources() -> dict[str, tuple[bool, str]]:
+    """By module name: whether it is a package, and its source."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        inside = path.relative_to(PACKAGE)
+        if inside.parts[0] in LEFT_OUT:
+            continue
+        package = inside.name == "__init__.py"
+        parts = (
+            (PACKAGE.name, *inside.parent.parts) if package else (PACKAGE.name, *inside.with_suffix("").parts)
+        )
+        found[".".join(parts)] = (package, path.read_text(encoding="utf-8"))
+    return found
