@@ -446,3 +446,23 @@ def test_a_loop_shutdown_walks_nothing_unless_a_check_will_report_and_prove_it(
         asyncio.run(forget("forgotten"))
     assert walks == [1]
     assert proven.value.report.units[0].proof is not None
+
+
+def test_a_walk_past_its_bound_says_it_gave_up_rather_than_may_still_be_woken(
+    cleanup: Cleanup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heap past the walk's bound proves nothing, and the report says why, not that something may
+    still wake the unit: nobody looked."""
+    from looseends.analysis import reachability, unseen
+
+    monkeypatch.setattr(unseen, "MAX_OBJECTS", 10)
+    monkeypatch.setattr(reachability, "MAX_OBJECTS", 10)
+    unblock, threads = start_forgotten_senders(2)
+    cleanup.stop(unblock, *threads)
+    wait_blocked("fs-", 2, "queue.put")
+    only_senders = looseends.ignore_if(lambda u: not u.name.startswith("fs-"))
+    report = looseends.find(timeout=0.2, ignore=[only_senders], prove=True)
+    text = report.render()
+    assert report.groups[0].units[0].proof is None
+    assert "not proven: walk abandoned after 10 objects" in text
+    assert "may still be woken" not in text

@@ -148,9 +148,18 @@ def _pool_owner(unit: Unit) -> Callable[[], object] | None:
     return _cpython.pool_executor_ref(thread) if thread is not None else None
 
 
-def proofs(units: Sequence[Unit]) -> dict[Hashable, str]:
+class Reasons(dict[Hashable, str]):
+    """Proofs' reasons by unit key, and why the walk gave up, when it did."""
+
+    abandoned: str | None = None
+
+
+def proofs(units: Sequence[Unit]) -> Reasons:
     """Reasons by unit key, for the units reachability proves stuck forever."""
-    return {key: proof.reason for key, proof in prove(units).items()}
+    found = prove(units)
+    reasons = Reasons((key, proof.reason) for key, proof in found.items())
+    reasons.abandoned = found.abandoned
+    return reasons
 
 
 _vanished.set_prover(lambda look: confirmed_proofs(look, proofs))
@@ -164,6 +173,7 @@ def to_report(judged: tuple[Settled, LeakFilter], options: Options) -> Report:
         errors=settled.snapshot.errors + _canary.problems(),
         max_groups=options.max_groups,
         proofs_tried=settled.proofs_tried,
+        proofs_abandoned=settled.proofs_abandoned,
         ignored=is_leak.ignored(settled.ignored),
     )
 

@@ -47,6 +47,7 @@ class Report:
     proofs_tried: bool = False  # reachability was tried: unproven blocked groups may still be woken
     by_design: tuple[Unit, ...] = ()  # tasks stopped by their loop's shutdown as they were written to be
     ignored: tuple[tuple[str, Unit], ...] = ()  # (the ignore rule's description, the unit it kept out)
+    proofs_abandoned: str | None = None  # the proof's walk gave up (a heap past its bound): why
 
     @classmethod
     def from_units(
@@ -59,10 +60,20 @@ class Report:
         proofs_tried: bool = False,
         by_design: Sequence[Unit] = (),
         ignored: Sequence[tuple[str, Unit]] = (),
+        proofs_abandoned: str | None = None,
     ) -> Report:
         now = time.monotonic() if now is None else now
         groups = tuple(group_units(units))
-        return cls(groups, now, tuple(errors), max_groups, proofs_tried, tuple(by_design), tuple(ignored))
+        return cls(
+            groups,
+            now,
+            tuple(errors),
+            max_groups,
+            proofs_tried,
+            tuple(by_design),
+            tuple(ignored),
+            proofs_abandoned,
+        )
 
     def ignored_text(self) -> str | None:
         """One line: what the ignore rules kept out of this report, by rule (None when nothing was)."""
@@ -145,7 +156,14 @@ class Report:
         for group in shown:
             lines.append("")
             lines.extend(
-                _render_group(group, self.now, full=full, proofs_tried=self.proofs_tried, patterns=not dump)
+                _render_group(
+                    group,
+                    self.now,
+                    full=full,
+                    proofs_tried=self.proofs_tried,
+                    patterns=not dump,
+                    abandoned=self.proofs_abandoned,
+                )
             )
         hidden = self.groups[len(shown) :]
         if hidden:
@@ -233,7 +251,13 @@ def _headline(group: Group, now: float, *, patterns: bool = True) -> str:
 
 
 def _render_group(
-    group: Group, now: float, *, full: bool, proofs_tried: bool = False, patterns: bool = True
+    group: Group,
+    now: float,
+    *,
+    full: bool,
+    proofs_tried: bool = False,
+    patterns: bool = True,
+    abandoned: str | None = None,
 ) -> list[str]:
     lines = [_headline(group, now, patterns=patterns)]
     proof = group.units[0].proof
@@ -243,6 +267,8 @@ def _render_group(
     elif vanished is not None and group.kind is Kind.TASK:
         if provable(group.blocked_on.code):  # a sleep or a read was never a candidate for a proof
             lines.append("  not proven stuck: something that could still run could reach what it waited on")
+    elif proofs_tried and provable(group.blocked_on.code) and abandoned is not None:
+        lines.append(f"  not proven: {abandoned}")
     elif proofs_tried and provable(group.blocked_on.code):  # a sleep or a trio wait was never a candidate
         lines.append("  blocked, may still be woken: something that may still run can reach what it waits on")
     if vanished is not None:

@@ -66,23 +66,31 @@ class _Candidate:
     hidden: set[int] = field(default_factory=set)
 
 
-def prove(units: Iterable[Unit]) -> dict[Hashable, Proof]:
+class Proofs(dict[Hashable, Proof]):
+    """Proofs by unit key; `abandoned` says why the walk gave up, when it did (nothing is proven then)."""
+
+    abandoned: str | None = None
+
+
+def prove(units: Iterable[Unit]) -> Proofs:
     """Proofs by unit key, for the units among `units` that are provably stuck forever now."""
     if not _cpython.gil_enabled():
-        return {}
+        return Proofs()
     collecting = gc.isenabled()
     gc.disable()  # a collection mid-walk would run finalizers: the program's code, at our frames
     try:
         closed, candidates = _candidates(list(units))
         stuck = _fixed_point(candidates) if candidates else []
-    except Abandoned:
-        return {}
+    except Abandoned as exc:
+        given_up = Proofs()
+        given_up.abandoned = str(exc)
+        return given_up
     except Exception:  # a proof is a bonus: never let it break a check
-        return {}
+        return Proofs()
     finally:
         if collecting:
             gc.enable()
-    found = {c.unit.key: unreachable(c.label) for c in stuck}
+    found = Proofs((c.unit.key, unreachable(c.label)) for c in stuck)
     found.update({key: Proof("event loop", CLOSED_LOOP) for key in closed})
     return found
 

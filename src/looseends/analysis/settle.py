@@ -48,7 +48,7 @@ class Backoff:
 # program runs, and a unit that was about to be woken has had time to move by then.
 CONFIRM_STEP = 0.005
 
-Prover = Callable[[Sequence[Unit]], Mapping[Hashable, str]]
+Prover = Callable[[Sequence[Unit]], Mapping[Hashable, str]]  # may say why it gave up: `abandoned`
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,7 @@ class Settled:
     looks: int
     proofs_tried: bool = False
     ignored: tuple[Unit, ...] = ()  # candidates of the last look that an ignore rule kept out
+    proofs_abandoned: str | None = None  # why the proof's walk gave up, when it did: nothing proven
 
 
 class _Proofs:
@@ -69,10 +70,12 @@ class _Proofs:
         self._last: dict[Hashable, Unit] = {}
         self.confirmed: dict[Hashable, tuple[Unit, str]] = {}
         self.attempts = 0
+        self.abandoned: str | None = None
 
     def attempt(self, leaks: Sequence[Unit]) -> None:
         self.attempts += 1
         found = self._prove(leaks)
+        self.abandoned = getattr(found, "abandoned", None) or self.abandoned
         latest = {unit.key: unit for unit in leaks if unit.key in found}
         for key, unit in latest.items():
             before = self._last.get(key)
@@ -245,7 +248,9 @@ class _Settling:
         proofs = self._proofs
         if proofs is not None:
             leaks = tuple(replace(unit, proof=proofs.proof(unit)) for unit in leaks)
-        return Settled(snapshot, gone + leaks, looks, proofs is not None and proofs.attempts > 0)
+        tried = proofs is not None and proofs.attempts > 0
+        abandoned = proofs.abandoned if proofs is not None else None
+        return Settled(snapshot, gone + leaks, looks, tried, proofs_abandoned=abandoned)
 
 
 TICK = 0.05  # after a timed wait expires, the moment its unit needs to leave
