@@ -42,11 +42,11 @@ wakeups, wake_writes = os.pipe()  # the C handler writes a byte for every delive
 os.set_blocking(wakeups, False)
 os.set_blocking(wake_writes, False)
 signal.set_wakeup_fd(wake_writes)
-delivered = [0]
+delivered = []  # bytes per read: appended, never added to in place, as handlers may nest
 def on_signal(*_):
     handled.append(time.monotonic())
     try:
-        delivered[0] += len(os.read(wakeups, 65536))
+        delivered.append(len(os.read(wakeups, 65536)))
     except BlockingIOError:
         pass
 signal.signal(signal.SIGRTMIN + 1, on_signal)
@@ -135,7 +135,7 @@ if shape == "threads":
 ours = sorted(m for m in sys.modules if m.partition(".")[0] in ("looseends", "psutil"))
 on_signal()
 print(json.dumps({"problems": problems[:10], "problem_count": len(problems), "checks": checks[0],
-                  "handled": handled, "delivered": delivered[0], "ours": ours}), flush=True)
+                  "handled": handled, "delivered": sum(delivered), "ours": ours}), flush=True)
 """
 
 
