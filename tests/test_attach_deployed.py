@@ -264,7 +264,7 @@ def test_gunicorn_with_two_uvicorn_workers_is_one_report(tmp_path: Path) -> None
     ]  # fmt: skip
     if (
         "--no-control-socket"
-        in subprocess.run(command[:1] + ["--help"], capture_output=True, text=True).stdout
+        in subprocess.run([*command[:1], "--help"], capture_output=True, text=True).stdout
     ):
         command.insert(1, "--no-control-socket")  # its thread starts at some point after the workers
     master = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
