@@ -20,7 +20,7 @@ MAX_EXTENSION = 3.0
 DEFAULT_KINDS = frozenset({Kind.THREAD, Kind.TASK, Kind.PROCESS, Kind.GREENLET})
 
 
-__all__ = ["DEFAULT_TIMEOUT", "OptionValues", "Options", "build_options", "check_names"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_EXTENSION", "OptionValues", "Options", "build_options", "check_names"]
 
 
 class OptionValues(TypedDict, total=False):

@@ -28,7 +28,7 @@ from looseends.frontends.pytest_fixtures import FixtureOwners
 from looseends.frontends.pytest_settings import Settings
 from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import Kind, Unit
-from looseends.options import Options, build_options
+from looseends.options import MAX_EXTENSION, Options, build_options
 from looseends.report import Report
 from looseends.sources import _shutdown, take_snapshot
 from looseends.sources._tracking import tracking
@@ -252,13 +252,16 @@ def _non_daemon_threads() -> list[Unit]:
     ]
 
 
-def _announce_stuck_jobs(config: pytest.Config, state: PluginState, busy: list[str]) -> bool:
-    """A loop's close would wait forever for a default-executor job: say so now, on the terminal, past
-    output capture, and close the loop without waiting, so the run goes on and the test that left the job
-    fails with it (its check finds the worker still in the job)."""
+def _announce_stuck_jobs(config: pytest.Config, state: PluginState, busy: list[str], patience: float) -> bool:
+    """A loop's close waits for a default-executor job that has not returned in longer than any check waits
+    for a straggler: say so now, on the terminal, past output capture, and close the loop without waiting,
+    so the run goes on and the test's check can report the worker instead of the run hanging."""
     during = f" (left by {state.current})" if state.current else ""
     text = _shutdown.warning(
-        busy, f"not waiting{during}: the test fails with the worker as its leak; make the job return"
+        busy,
+        patience,
+        f"not waiting{during}: the test's check reports the worker if it is still in the job; make the job "
+        "return",
     )
     capture = config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
@@ -284,7 +287,13 @@ class ChecksPlugin:
         ledger = Ledger()
         state = PluginState(settings, FixtureOwners(settings.options, settings.warn_only, ledger), ledger)
         state.active = settings.enabled
-        config.add_cleanup(_shutdown.on_stuck_jobs(lambda busy: _announce_stuck_jobs(config, state, busy)))
+        # A job may end by itself as long as any check would wait for a straggler in a timed wait.
+        patience = settings.options.timeout + MAX_EXTENSION
+        config.add_cleanup(
+            _shutdown.on_stuck_jobs(
+                lambda busy: _announce_stuck_jobs(config, state, busy, patience), patience
+            )
+        )
         config.stash[STATE] = self.state = state
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
