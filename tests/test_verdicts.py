@@ -220,6 +220,94 @@ def test_a_librarys_own_cleanup_is_no_evidence_that_the_program_meant_a_task_to_
     assert report.by_design == ()
 
 
+OWN_WRAPPERS = """
+import asyncio
+
+background = set()
+
+
+class Handle:  # the shape of anyio's task wrapper, written in the program's own code
+    def __init__(self, coro):
+        self._coro = coro
+
+    async def run(self):
+        try:
+            return await self._coro
+        except BaseException:
+            raise
+        finally:
+            self._coro = None
+
+
+def wrapped(func, *args):
+    async def wrapper():  # the shape of a runner's wrapper: a closure over what it was handed
+        try:
+            return await func(*args)
+        finally:
+            pass
+
+    return wrapper()
+
+
+class Group:  # a context manager whose exit handles the cancellation of whoever waits in it
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        try:
+            await asyncio.Event().wait()
+        except BaseException:
+            raise
+
+
+async def in_a_group():
+    async with Group():
+        pass
+
+
+class Service:
+    async def _receive(self):
+        await asyncio.Event().wait()
+
+    async def serve(self):  # the program's own handler around its own call: it knows how it stops
+        try:
+            await self._receive()
+        finally:
+            pass
+
+
+async def main():
+    background.add(asyncio.create_task(Handle(asyncio.Event().wait()).run(), name="handled"))
+    background.add(asyncio.create_task(wrapped(asyncio.sleep, 3600), name="closure"))
+    background.add(asyncio.create_task(in_a_group(), name="exiting"))
+    background.add(asyncio.create_task(Service().serve(), name="service"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+"""
+
+
+def test_a_wrapper_that_passes_through_what_it_was_handed_is_no_evidence_even_in_the_programs_own_code(
+    tmp_path: Path,
+) -> None:
+    """In anyio's own repository its task wrapper is the program's code; it runs every task, so its
+    handler says nothing of how one will stop; nor does a context manager's exit, which handles whoever
+    waits in it. A handler around the program's own call still does."""
+    module = tmp_path / "own_wrappers.py"
+    module.write_text(OWN_WRAPPERS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_wrappers  # type: ignore[import-not-found]
+
+        with pytest.raises(looseends.LeakError) as info, looseends.check(timeout=0.05):
+            asyncio.run(own_wrappers.main())
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("own_wrappers", None)
+    report = info.value.report
+    assert sorted(unit.name for unit in report.units) == ["closure", "exiting", "handled"]
+    assert [unit.name for unit in report.by_design] == ["service"]
+
+
 def test_a_task_created_through_a_library_helper_names_the_users_line() -> None:
     import anyio
 

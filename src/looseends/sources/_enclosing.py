@@ -5,6 +5,11 @@
 - A `try` that handles cancellation (`except BaseException`, `except CancelledError`, a bare `except`,
   or a `finally`): a task suspended there knows how it will stop, by being cancelled, and cleans up.
   The implicit handlers of `with` and `async with` do not count: they belong to the context manager.
+  Nor does the `try` of a frame that only passes through what it was handed (`await coro`,
+  `await self._coro`, `await func(*args)` with `coro` or `func` a parameter or a closure's variable):
+  such a wrapper runs every task of its kind, so its handler says nothing of how this one will stop.
+  Nor do the protocol methods of a context manager or an awaitable (`__aexit__`, `__await__`...):
+  their handlers belong to the object, for every task that uses it.
 
 Each function's source is parsed once (cached by file and first line); only the function's own
 statements count, not those of functions nested in it.
@@ -19,40 +24,76 @@ import types
 
 # Exception names whose handler catches a cancellation: asyncio's, trio's, and everything.
 _CANCELLATION = frozenset({"BaseException", "CancelledError", "Cancelled"})
+# Methods that run for whoever uses their object: a task group's __aexit__ handles every cancellation.
+_PROTOCOL = frozenset(
+    {"__enter__", "__exit__", "__aenter__", "__aexit__", "__await__", "__aiter__", "__anext__"}
+)
 
 
 def in_loop(code: types.CodeType, lineno: int) -> bool:
     """True when a `while`/`for` of the function `code` belongs to encloses line `lineno`."""
-    return lineno in _facts(code.co_filename, code.co_firstlineno)[0]
+    return lineno in _facts(code.co_filename, code.co_firstlineno, code.co_freevars)[0]
 
 
-def handles_cancellation(code: types.CodeType, lineno: int) -> bool:
-    """True when line `lineno` is in the body of a `try` of that function that handles cancellation."""
-    return lineno in _facts(code.co_filename, code.co_firstlineno)[1]
+def handles_cancellation(code: types.CodeType, lineno: int, *, awaits_a_frame: bool = False) -> bool:
+    """True when line `lineno` is in the body of a `try` of that function that handles cancellation.
+
+    `awaits_a_frame`: the frame awaits another coroutine's frame (it is not the innermost of its
+    chain); then a line that only passes through what the frame was handed does not count."""
+    if code.co_name in _PROTOCOL:
+        return False
+    _, guarded, passing = _facts(code.co_filename, code.co_firstlineno, code.co_freevars)
+    return lineno in guarded and not (awaits_a_frame and lineno in passing)
+
+
+Facts = tuple[frozenset[int], frozenset[int], frozenset[int]]
 
 
 @functools.lru_cache(maxsize=512)
-def _facts(filename: str, first_line: int) -> tuple[frozenset[int], frozenset[int]]:
-    """(lines inside the function's own loops, lines inside its own cancellation-handling try bodies)."""
+def _facts(filename: str, first_line: int, free: tuple[str, ...] = ()) -> Facts:
+    """(lines inside the function's own loops, lines inside its own cancellation-handling try bodies,
+    lines of its awaits that pass through what it was handed: a parameter or one of the `free` names)."""
+    nothing: Facts = (frozenset(), frozenset(), frozenset())
     source = "".join(linecache.getlines(filename))
     if not source:
-        return frozenset(), frozenset()
+        return nothing
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return frozenset(), frozenset()
+        return nothing
     function = _function_at(tree, first_line)
     if function is None:
-        return frozenset(), frozenset()
+        return nothing
+    handed = {*free, *_parameters(function)}
     looped: set[int] = set()
     guarded: set[int] = set()
+    passing: set[int] = set()
     for node in _own_nodes(function):
         if isinstance(node, ast.While | ast.For | ast.AsyncFor):
             looped.update(_lines(node))
         elif isinstance(node, ast.Try | ast.TryStar) and _catches_cancellation(node) and node.body:
             last = node.body[-1]
             guarded.update(range(node.body[0].lineno, (last.end_lineno or last.lineno) + 1))
-    return frozenset(looped), frozenset(guarded)
+        elif isinstance(node, ast.Await) and _passes_through(node.value, handed):
+            passing.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return frozenset(looped), frozenset(guarded), frozenset(passing)
+
+
+def _parameters(function: ast.AST) -> list[str]:
+    arguments = getattr(function, "args", None)
+    if not isinstance(arguments, ast.arguments):
+        return []
+    every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+    every += [extra for extra in (arguments.vararg, arguments.kwarg) if extra is not None]
+    return [argument.arg for argument in every]
+
+
+def _passes_through(awaited: ast.expr, handed: set[str]) -> bool:
+    """`await coro` or `await func(...)` with a handed name, or `await obj.attribute` (not called)."""
+    if isinstance(awaited, ast.Call):
+        awaited = awaited.func
+        return isinstance(awaited, ast.Name) and awaited.id in handed
+    return isinstance(awaited, ast.Attribute) or (isinstance(awaited, ast.Name) and awaited.id in handed)
 
 
 def _lines(node: ast.stmt) -> range:

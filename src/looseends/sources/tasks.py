@@ -105,12 +105,16 @@ def handles_its_cancellation(task: Task) -> bool:
     Only the program's own frames are its evidence: not the standard library, whose helpers have
     `finally` blocks everywhere, and not installed packages (`my_packages` aside), whose generic
     wrappers and cleanups do too: anyio runs every task inside one, and its streams wait in a
-    `try/finally`. A library's cleanup says nothing of whether the program meant the task to stop."""
-    frames = coroutine_frames(_cpython.task_call(task, "get_coro", None))
+    `try/finally`. A library's cleanup says nothing of whether the program meant the task to stop. Nor
+    does a wrapper's of the program's own that passes through what it was handed (`await self._coro`):
+    in anyio's own repository, its task wrapper is the program's code, and runs every task."""
+    frames = coroutine_frames(_cpython.task_call(task, "get_coro", None))  # innermost first
     try:
         return any(
-            handles_cancellation(frame.f_code, frame.f_lineno or frame.f_code.co_firstlineno)
-            for frame in frames
+            handles_cancellation(
+                frame.f_code, frame.f_lineno or frame.f_code.co_firstlineno, awaits_a_frame=depth > 0
+            )
+            for depth, frame in enumerate(frames)
             if not is_library_file(frame.f_code.co_filename)
         )
     finally:
