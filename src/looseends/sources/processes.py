@@ -6,8 +6,9 @@ no spawn tracked since (`Popen`, `multiprocessing`, `os.fork`, `os.posix_spawn`)
 list of this process's children unchanged (a child forked by an untracked call, such as `pty.fork`,
 changes it): a test that started no process pays almost nothing. Detailed reads always scan.
 
-psutil is imported when processes are read, not with this module: an attach's snapshot imports the
-sources inside a process that may not have psutil loaded, and reads its processes from outside.
+psutil is imported only when there is a child to describe, not with this module: an attach's snapshot
+imports the sources inside a process that may not have psutil loaded, and reads its processes from
+outside; and a pytest run with no child process never pays for importing it.
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ class ProcessSource:
         self._cache_children: frozenset[int] | None = None
 
     def read(self, *, detail: bool = True) -> list[Unit]:
-        import psutil
-
         pid = os.getpid()  # a forked child must not reuse its parent's cache
         kernel = None if detail else children(frozenset(sys._current_frames()))
         cached = (
@@ -70,9 +69,10 @@ class ProcessSource:
         if not detail and is_tracking() and cached and self._cache is not None:
             return self._cache
         spawns = spawn_count()
-        root = self._root or psutil.Process()
         now = time.time()
-        units = [unit for child in _children(root) if (unit := _process_unit(child, now, detail)) is not None]
+        units = [
+            unit for child in _children(self._root) if (unit := _process_unit(child, now, detail)) is not None
+        ]
         if not detail:
             self._cache, self._cache_spawns, self._cache_pid, self._cache_children = (
                 units,
@@ -84,11 +84,17 @@ class ProcessSource:
 
 
 def _children(root: Any) -> list[Any]:
+    """The descendants of `root` (None: this process) as psutil processes; psutil is not even imported
+    when the kernel lists none, which is what most reads find."""
+    pids = _descendant_pids(os.getpid() if root is None else root.pid)
+    if pids == []:
+        return []
     import psutil
 
-    pids = _descendant_pids(root.pid)
     if pids is not None:
         return [process for pid in pids if (process := _process(pid)) is not None]
+    if root is None:
+        root = psutil.Process()
     try:
         return list(root.children(recursive=True))
     except psutil.Error:
