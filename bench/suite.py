@@ -14,14 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import table
+from common import alternating, spread, table
 
 import looseends
 
 FILES = 20
 PER_FILE = 100  # 2,000 tests in all
 PYLEAK_FILES = 2  # pyleak sleeps after every test: measured on 200 tests, reported per test
-RUNS = 5
+RUNS = 11
+PYLEAK_RUNS = 3  # 23 s a run: its per-test cost dwarfs the spread
 
 TEST_FILE = """
 import asyncio
@@ -174,17 +175,19 @@ def run() -> tuple[str, dict[str, float]]:
             "--looseends": ("--looseends", "-p", "no:threadleak"),
             "pytest-threadleak --threadleak": ("-p", "no:looseends", "--threadleak"),
         }
-        for args in variants.values():  # warm-up, discarded: the first run pays for a cold file cache
-            run_pytest(full, *args)
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(RUNS):  # interleaved, so drift in the machine hits every variant alike
-            for name, args in variants.items():
-                times[name].append(run_pytest(full, *args))
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+        # Whole processes in turn, the order rotating each round, one warm-up round discarded.
+        times = alternating(
+            {name: [*pytest, *args] for name, args in variants.items()},
+            RUNS,
+            cwd=str(full),
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
         small_plain = statistics.median(
-            run_pytest(small, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
+            run_pytest(small, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(PYLEAK_RUNS)
         )
         small_pyleak = statistics.median(
-            run_pytest(leaky, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(RUNS)
+            run_pytest(leaky, "-p", "no:looseends", "-p", "no:threadleak") for _ in range(PYLEAK_RUNS)
         )
     count = FILES * PER_FILE
     plain = statistics.median(times["plain pytest"])
@@ -194,7 +197,7 @@ def run() -> tuple[str, dict[str, float]]:
         rows.append(
             [
                 name,
-                f"{seconds:.2f} s",
+                spread(samples),
                 f"{(seconds - plain) / count * 1e3:+.3f} ms",
                 f"{seconds / plain:.3f}x",
             ]
@@ -210,9 +213,10 @@ def run() -> tuple[str, dict[str, float]]:
     )
     header = [
         "run of 2,000 tests (1,200 sync, 200 joining a thread, 600 async)",
-        "wall time",
+        "wall time, alternated (median, range)",
         "per test",
         "÷ plain",
     ]
     looseends_ratio = statistics.median(times["--looseends"]) / plain
-    return table(header, rows), {"looseends_ratio": looseends_ratio}
+    threadleak_ratio = statistics.median(times["pytest-threadleak --threadleak"]) / plain
+    return table(header, rows), {"looseends_ratio": looseends_ratio, "threadleak_ratio": threadleak_ratio}
