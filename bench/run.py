@@ -22,14 +22,15 @@ import scale
 import service
 import suite
 import verdict
+import wall
 from common import machine
 
 NOTES = {
     "overhead": (
-        "Wall time: the suite is generated in a temporary directory by `bench/suite.py`; one discarded "
-        "warm-up, then five interleaved runs each, medians shown. On this shared 2-core VM identical runs "
-        "differ by up to 15 %, more than the effect measured, so the target is judged on instructions: "
-        "valgrind counts what each run executes (deterministic to a fraction of a percent), and the "
+        "Wall time, which decides the target: the suite is generated in a temporary directory by "
+        "`bench/suite.py`; each variant runs as a whole pytest process in turn, the order rotating each "
+        "round, one warm-up round discarded, medians and ranges shown. Instructions explain it: valgrind "
+        "counts what each run executes (deterministic to a fraction of a percent), and the "
         "per-test figure is the slope between a 200- and a 600-test suite, so start-up and imports "
         "(shown apart) cancel out; one kind of test at a time, between a 100- and a 300-test file. A "
         "checked test costs two plain hooks (setup, teardown) and a fingerprint (creation marks by kind, "
@@ -137,11 +138,11 @@ OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 # What we know about each target when it is missed: the cause, as measured, and the plan.
 GAPS = {
     "overhead": (
-        "Cause, by kind of test (rows above): a test that starts nothing pays two plain hooks and two "
-        "fingerprints (~49 K); one that starts and joins a thread adds the tracked start and a look at "
-        "the threads alone; an async test adds its tracked tasks (figure 3), a look at the tasks and the "
-        "loop's shutdown hooks. What is left is Python call overhead of a few dozen calls per test; "
-        "without the C accelerator (figure 3) each tracked task costs ~20 K more on 3.11."
+        "Cause: in instructions --looseends adds ~3 % per test (rows above); the clock shows more. "
+        "Start-up is ~40 ms of the whole run's gap (figure 9); the rest is spread thin (perf: our C code "
+        "~1 % of a tracked run; allocation, dict lookups, frames materialised for creation sites and "
+        "clock reads), which instruction counts price below what they cost. Plan: import less at start-up "
+        "(asyncio and the report stack only when a test uses them) and allocate less per test."
     ),
     "scale": (
         "Cause: each task is described in Python: its await chain classified against the wait table, its "
@@ -169,20 +170,20 @@ def main() -> None:
     sections = []
     print("figure 1: per-test overhead (a few minutes)...", flush=True)
     text, facts = suite.run()
-    ratio = facts["looseends_ratio"]
+    ratio, threadleak = facts["looseends_ratio"], facts["threadleak_ratio"]
     counted = suite.instructions_per_test()
-    if counted is not None:  # judged on the deterministic count; wall time shown for scale
-        counted_text, counted_facts = counted
-        text += "\n\n" + counted_text
-        judged = counted_facts["instruction_ratio"]
-        target = f"--looseends within 3 % of plain pytest on the mix ({judged:.3f}x per test, instructions)"
-    else:
-        judged, target = ratio, f"--looseends within 3 % of plain pytest ({ratio:.3f}x, wall time)"
+    if counted is not None:  # the explanation: where the per-test cost goes, deterministically
+        text += "\n\n" + counted[0]
+    target = (
+        f"--looseends within 3 % of plain pytest and below pytest-threadleak, whole run, wall time "
+        f"({ratio:.3f}x; threadleak {threadleak:.3f}x)"
+    )
+    judged_ok = ratio <= 1.03 and ratio < threadleak
     sections.append(
         "## 1. Per-test overhead\n\n"
         + text
         + "\n\n"
-        + verdict_line(judged <= 1.03, target, "overhead")
+        + verdict_line(judged_ok, target, "overhead")
         + "\n\n"
         + NOTES["overhead"]
     )
@@ -202,22 +203,21 @@ def main() -> None:
         + NOTES["scale"]
     )
     print("figure 3: creation tracking...", flush=True)
-    text, facts = creation.run()
+    text, _ = creation.run()
     counted = creation.instructions()
-    if counted is not None:  # judged on the deterministic count; wall time shown for scale
+    if counted is not None:  # the explanation, deterministically
         text += "\n\n" + counted[0]
-        task, thread = counted[1]["task_instruction_ratio"], counted[1]["thread_instruction_ratio"]
-        how = "instructions"
-    else:
-        task, thread, how = facts["task_ratio"], facts["thread_ratio"], "wall time"
+    whole_text, whole = wall.creation(15)
+    text = whole_text + "\n\n" + text
+    task, thread = whole["task_wall_ratio"], whole["thread_wall_ratio"]
     sections.append(
         "## 3. Creation tracking\n\n"
         + text
         + "\n\n"
         + verdict_line(
-            task <= 1.15 and thread <= 1.05,
-            f"tracked create_task within 1.15x ({task:.2f}x) and Thread.start within 1.05x ({thread:.2f}x) "
-            f"of untracked, by {how}",
+            task <= 1.10 and thread <= 1.05,
+            f"200,000 tracked tasks within 1.10x ({task:.3f}x) and 20,000 tracked threads within 1.05x "
+            f"({thread:.3f}x) of untracked, whole process, wall time",
             "creation",
         )
         + "\n\n"
@@ -269,19 +269,36 @@ def main() -> None:
     )
     print("figure 9: the plugin installed but off...", flush=True)
     off_text, off_facts = plugin_off.run()
+    start_text, start = wall.start_up(15)
     cheap = off_facts["extra"] < 0.005
+    quick = start["start_up_added"] <= 0.030
     sections.append(
-        "## 9. Installed but off\n\n"
+        "## 9. Installed but off, and start-up\n\n"
         + off_text
         + "\n\n"
         + f"**target a run with the plugin off < 5 ms slower than without looseends "
         f"({off_facts['extra'] * 1000:.1f} ms): {'met' if cheap else 'missed'}**"
         + "\n\n"
+        + start_text
+        + "\n\n"
+        + f"**target `pytest --looseends` start-up ≤ 30 ms over plain pytest, wall time "
+        f"({start['start_up_added'] * 1000:+.1f} ms): {'met' if quick else 'missed'}**"
+        + "\n\n"
         + NOTES["plugin_off"]
     )
     print("figure 10: a live service creating tasks...", flush=True)
-    service_text, _ = service.run()
-    sections.append("## 10. A live service\n\n" + service_text + "\n\n" + NOTES["service"])
+    service_text, rates = service.run()
+    kept = rates["tracking on (looseends.track())"]
+    sections.append(
+        "## 10. A live service\n\n"
+        + service_text
+        + "\n\n"
+        + f"**target tracking on ≥ 0.95x the untracked rate ({kept:.2f}x): "
+        + ("met" if kept >= 0.95 else "missed")
+        + "**"
+        + "\n\n"
+        + NOTES["service"]
+    )
     print("figure 11: attach into a busy process (500 rounds)...", flush=True)
     attached = attach_race.run(500)
     sections.append(
