@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import sysconfig
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -19,9 +18,17 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _other_stdlibs: set[str] = set()  # other interpreters' standard libraries: processes attached to
 
 
+def standard_library_paths() -> set[str]:
+    """This interpreter's standard library folders: where `os` came from, and the same folder under the
+    platform prefix (the two differ on some distributions). sysconfig says the same, but importing it
+    and expanding its paths costs milliseconds of every start-up, and an attached process a module."""
+    stdlib = os.path.dirname(os.__file__)
+    return {stdlib, os.path.join(sys.base_exec_prefix, sys.platlibdir, os.path.basename(stdlib))}
+
+
 @functools.cache
 def _library_prefixes() -> tuple[str, ...]:
-    paths = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib")} | _other_stdlibs
+    paths = standard_library_paths() | _other_stdlibs
     return tuple(os.path.join(os.path.realpath(p), "") for p in paths) + tuple(
         os.path.join(p, "") for p in paths
     )

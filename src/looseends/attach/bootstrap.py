@@ -79,7 +79,6 @@ def alive(pid: int) -> bool:
 def report(arguments: dict[str, Any]) -> str:
     """The report as JSON text, or {"attach_error": ...} saying what went wrong."""
     import sys
-    import sysconfig
     import time
     import types
 
@@ -92,7 +91,7 @@ def report(arguments: dict[str, Any]) -> str:
     forget = None
     try:
         forget = load(arguments["code"])
-        from looseends import _find, sources
+        from looseends import _find, _library, sources
         from looseends.report import Report
 
         if hasattr(_find, "visit"):  # processes are read from outside, by the attacher
@@ -101,11 +100,9 @@ def report(arguments: dict[str, Any]) -> str:
         else:  # an older looseends of the target's own
             dump = _find.snapshot(proven_only=arguments["proven"])
         data = Report.from_units(dump.units, now=dump.taken_at, errors=dump.errors).to_dict()
-        paths = sysconfig.get_paths()
-        data["target"] = {
-            "version": list(sys.version_info[:3]),
-            "stdlib": sorted({paths["stdlib"], paths["platstdlib"]}),
-        }
+        # An older looseends of the target's own may not say: then its frames are folded as ours are.
+        stdlib: set[str] = getattr(_library, "standard_library_paths", set)()
+        data["target"] = {"version": list(sys.version_info[:3]), "stdlib": sorted(stdlib)}
         return as_json(data)
     except Exception as exc:  # the target must never see an exception of ours
         return as_json({"attach_error": f"{type(exc).__name__}: {exc}"})
