@@ -212,6 +212,31 @@ def test_usage_errors() -> None:
     assert command("watch", "http://x", "--samples", "0").returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["run", "nope.py"], "looseends run: nope.py: no such file"),
+        (["run", "-m", "nope_no_such_module.sub"], "looseends run: no module named 'nope_no_such_module'"),
+        (["attach", "1", "--kind", "tasks"], "argument --kind: kind='tasks': expected thread, task"),
+        (["dump", "saved.json", "--kind", "tasks"], "argument --kind: kind='tasks': expected thread, task"),
+    ],
+)
+def test_a_wrong_program_or_option_is_one_line_and_exit_2(argv: list[str], said: str, tmp_path: Path) -> None:
+    """Exit 1 means "left something running": a program that is not there must not read like that."""
+    done = command(*argv, cwd=tmp_path)
+    assert done.returncode == 2
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_version_and_a_help_that_names_every_command() -> None:
+    assert command("--version").stdout.strip() == f"looseends {looseends.__version__}"
+    description = cli.parser().description or ""
+    for name in ("dump", "watch", "diff", "attach", "prometheus-rules", "run"):
+        assert name in description, name
+        assert command(name, "--help").returncode == 0, name  # and is a command
+
+
 GO_DATA = Path(__file__).parent / "data" / "go"
 
 

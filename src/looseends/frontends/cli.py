@@ -1,10 +1,11 @@
-"""The `looseends` command (also `python -m looseends`): dump, watch, diff, prometheus-rules, run.
+"""The `looseends` command (also `python -m looseends`): dump, watch, diff, attach, prometheus-rules, run.
 
 looseends dump URL|FILE       fetch a live process's dump (or read a saved report, Go dump or goleak log)
 looseends watch URL [URL...]  sample repeatedly; flag groups that keep growing or keep many units
                               blocked at the same place (Uber's LeakProf method), summed across
                               instances when given several; exit 1 on suspects
 looseends diff BEFORE AFTER   the groups that grew between two dumps; exit 1 if any
+looseends attach PID          a grouped dump of a running Python process, no code change in it
 looseends prometheus-rules    the alerting rules looseends ships, for Prometheus
 looseends run script.py ARGS  run a program; when it ends, report what it left running; exit 1 if any
 looseends run -m module ARGS
@@ -23,6 +24,7 @@ from importlib import resources
 from typing import Any, TextIO
 
 from looseends._text import printable
+from looseends._version import __version__
 from looseends.analysis.ignore import GO_IGNORES
 from looseends.attach import ROUTES, Visit, visit
 from looseends.attach.family import visit_family
@@ -293,6 +295,7 @@ GO_IGNORES_HELP = "Go dumps: keep what goleak ignores by default (testing's runn
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="looseends", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    top.add_argument("--version", action="version", version=f"looseends {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
     dump = commands.add_parser("dump", help="render a live dump (URL) or a saved JSON report (FILE, or -)")
@@ -304,7 +307,9 @@ def parser() -> argparse.ArgumentParser:
         "--debug", type=int, choices=(1, 2), default=1, help="1: grouped (default); 2: every unit"
     )
     dump.add_argument(
-        "--kind", help="only these kinds: thread, task, process, greenlet, goroutine (comma-separated)"
+        "--kind",
+        type=_kinds,
+        help="only these kinds: thread, task, process, greenlet, goroutine (comma-separated)",
     )
     dump.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob (queue.*)")
     dump.add_argument("--proven", action="store_true", help="only units proven stuck forever")
@@ -356,7 +361,7 @@ def _add_attach(commands: Any) -> None:
     attached.add_argument("pid", type=int, help="the process id")
     attached.add_argument("--json", action="store_true", help="print the JSON instead of text")
     attached.add_argument("--debug", type=int, choices=(1, 2), default=1, help="1: grouped; 2: every unit")
-    attached.add_argument("--kind", help="only these kinds (comma-separated)")
+    attached.add_argument("--kind", type=_kinds, help="only these kinds (comma-separated)")
     attached.add_argument("--blocked-on", help="only units whose blocked-on code matches this glob")
     attached.add_argument("--proven", action="store_true", help="only units proven stuck forever")
     attached.add_argument(
@@ -373,6 +378,14 @@ def _add_attach(commands: Any) -> None:
         help="the way in: a borrowed waiting thread (Linux x86-64; the default there) or "
         "sys.remote_exec (the same Python 3.14+ on both sides; the default elsewhere)",
     )
+
+
+def _kinds(text: str) -> str:
+    try:
+        parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive_float(text: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib.util
 import os
 import runpy
 import sys
@@ -37,10 +38,22 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _check_exists(module: str | None, target: list[str]) -> None:
+    """A program that is not there is a usage error (exit 2, one line), not a run that went wrong: exit 1
+    would read as "left something running". Only a module's top-level package is looked up: finding a
+    submodule imports its parents, which would run the program's code before the check began."""
+    if module is None:
+        if not Path(target[0]).is_file():
+            raise LooseEndsError(f"{target[0]}: no such file")
+    elif importlib.util.find_spec(module.partition(".")[0]) is None:
+        raise LooseEndsError(f"no module named {module.partition('.')[0]!r}")
+
+
 def run_program(args: argparse.Namespace, out: TextIO) -> int:
     target = list(args.program)
     if args.module is None and not target:
         raise LooseEndsError("run needs a script (looseends run app.py ...) or -m module")
+    _check_exists(args.module, target)
     options = build_options(source="looseends run", timeout=args.timeout)
     name = args.module if args.module is not None else target[0]
     span = Watch(options, label=f"looseends run {name}")
