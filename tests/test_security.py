@@ -219,6 +219,39 @@ def test_5_secrets_in_command_lines_and_thread_targets_are_masked(cleanup: Clean
     assert "functools.partial(test_security.test_5_secrets" in texts[0]
 
 
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["curl", "-H", "Authorization: Bearer abc.def", "https://x"], "curl -H Authorization: Bearer *** https://x"),
+        ('curl -H "Authorization: Bearer abc.def" https://x', 'curl -H "Authorization: Bearer ***" https://x'),
+        (["curl", "-H", "X-Api-Key: abc", "-H", "Cookie: s=abc"], "curl -H X-Api-Key: *** -H Cookie: ***"),
+        (["curl", "-u", "me:hunter2", "https://x"], "curl -u me:*** https://x"),
+        (["curl", "--user=me:hunter2"], "curl --user=me:***"),
+        (["curl", "-ume:hunter2"], "curl -ume:***"),
+        (["sshpass", "-p", "hunter2", "ssh", "host"], "sshpass -p *** ssh host"),
+        (["sshpass", "-phunter2", "ssh", "host"], "sshpass -p*** ssh host"),
+        (["tool", "--pass=hunter2"], "tool --pass=***"),
+        (["openssl", "rsa", "-passin", "pass:hunter2"], "openssl rsa -passin ***"),
+        (["helm", "--set", "password=hunter2"], "helm --set password=***"),
+        (["helm", "--set", "a=1,db.password=hunter2,b=2"], "helm --set a=1,db.password=***,b=2"),
+        (["curl", "https://x/?access_token=abc&page=2"], "curl https://x/?access_token=***&page=2"),
+        (["app", "--db-password=hunter2", "--token", "s3cr3t"], "app --db-password=*** --token ***"),
+        (["PGPASSWORD=hunter2", "psql", "postgres://me:hunter2@h/db"], "PGPASSWORD=*** psql postgres://me:***@h/db"),
+        (["mysql", "-phunter2", "db"], "mysql -p*** db"),
+        # What looks like a secret only by a few letters stays as it was.
+        (["mysql", "-p", "db"], "mysql -p db"),
+        (["python", "-u", "app.py", "--bypass-cache", "--pass-through", "--compass"],
+         "python -u app.py --bypass-cache --pass-through --compass"),
+    ],
+)  # fmt: skip
+def test_5_credentials_in_the_shapes_command_lines_carry_them_are_masked(
+    command: str | list[str], shown: str
+) -> None:
+    from looseends._redaction import redact_command
+
+    assert redact_command(command) == shown
+
+
 def test_5_extra_redaction_patterns() -> None:
     from looseends._redaction import _extra, redact_command
 
