@@ -86,6 +86,22 @@ def test_a_million_goroutines_on_one_stack_stay_one_object() -> None:
     assert report_from_dict(data).groups[0].count == 1_000_000  # survives a JSON round trip
 
 
+def test_a_count_no_process_could_hold_is_refused_not_summed() -> None:
+    """A hostile count once reached `len()` of a report and raised OverflowError in the CLI."""
+    text = (
+        "goroutine profile: total 99999999999999999999\n"
+        "99999999999999999999 @ 0x1\n#\t0x1\tmain.f+0x1\t/a.go:1\n\n"
+        "2 @ 0x2\n#\t0x2\tmain.g+0x1\t/a.go:2\n"
+    )
+    snapshot = parse_go_dump(text)
+    assert [unit.count for unit in snapshot.units] == [2]
+    assert snapshot.errors == ("line 2: a record with a count of 99999999999999999999",)
+    assert "2 goroutines" in Report.from_units(snapshot.units).render()
+    raw = gzip.compress(_profile("goroutine", [([1], 1 << 62)]), mtime=0)
+    with pytest.raises(looseends.DumpParseError, match="a count of 4611686018427387904"):
+        parse_pprof_profile(raw)
+
+
 # Hand-built profiles: a minimal encoder for the few protobuf fields the reader uses.
 
 

@@ -338,6 +338,11 @@ class _Units:
         return origin
 
 
+# More goroutines than any process holds (each has at least 2 KiB of stack: 8 TiB): a corrupt or hostile
+# count, refused rather than summed into totals nothing can render.
+MAX_RECORD_COUNT = 1 << 32
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One aggregated stack of a profile (pprof debug=1 text or debug=0 protobuf): `count` goroutines."""
@@ -353,7 +358,7 @@ def record_units(records: Iterable[Record], leaked: bool, source: str, errors: l
     one object). Profiles carry no wait state: it is inferred from the stack where Go's own frames say
     (chansend, selectgo, Mutex.Lock...); "unknown" otherwise."""
     for number, record in enumerate(records, start=1):
-        if not record.frames or record.count < 1:
+        if not record.frames or not 1 <= record.count <= MAX_RECORD_COUNT:
             what = "no frames" if not record.frames else f"a count of {record.count}"
             errors.append(f"{record.where}: a record with {what}")
             continue
