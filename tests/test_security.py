@@ -270,6 +270,46 @@ def test_6_a_token_less_server_answers_only_loopback_host_names() -> None:
         assert get(live.url + "dump", Host="localhost:1234")[0] == 200
 
 
+def _raw_request(url: str, head: str) -> bytes:
+    """Send `head` as is (urllib would never send two Host headers) and read the whole answer."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=DEADLINE) as connection:
+        connection.sendall(head.encode("latin-1"))
+        return b"".join(iter(lambda: connection.recv(65536), b""))
+
+
+def test_6_two_host_headers_are_refused_whichever_comes_last() -> None:
+    """The last of two Host headers once decided: `Host: localhost` after a rebinding name passed."""
+    with looseends.serve() as live:
+        for first, second in (
+            ("rebind.attacker.example", "localhost"),
+            ("localhost", "rebind.attacker.example"),
+        ):
+            head = (
+                f"GET /debug/looseends/dump HTTP/1.1\r\nHost: {first}\r\nHost: {second}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            assert _raw_request(live.url, head).startswith(b"HTTP/1.0 400"), (first, second)
+    app = looseends.asgi_app()
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/dump",
+        "query_string": b"",
+        "headers": [(b"host", b"rebind.attacker.example"), (b"host", b"localhost")],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+
+
 class LockedName(threading.Thread):
     """A thread whose `name` property takes a lock the thread itself holds while it waits."""
 

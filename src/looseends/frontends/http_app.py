@@ -20,7 +20,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -31,7 +31,7 @@ from looseends.model import Snapshot
 from looseends.report import Report
 from looseends.selection import Selection, parse_kinds
 
-__all__ = ["LOOPBACK_NAMES", "MAX_BODY", "Response", "check_token", "respond"]
+__all__ = ["LOOPBACK_NAMES", "MAX_BODY", "Response", "check_token", "request_headers", "respond"]
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_QUERY = 1024  # characters: every legitimate query is far shorter
@@ -149,6 +149,16 @@ def check_token(token: object, source: str) -> str | None:
     return token
 
 
+def request_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased; a repeated header's values joined with ", " as HTTP reads them, so
+    that no front end lets the last of two Host headers decide (`respond` refuses a repeated Host)."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
 def respond(
     method: str,
     path: str,
@@ -199,6 +209,8 @@ def _refusal(
         return _text(405, "only GET and HEAD are served here\n", ("Allow", "GET, HEAD"))
     if len(query_string) > MAX_QUERY:
         return _text(414, f"query longer than {MAX_QUERY} characters\n")
+    if "," in headers.get("host", ""):  # two Host headers, joined: which one the request means is unknown
+        return _text(400, "one Host header, please\n")
     if not authorized(token, headers, query_string):
         return _text(401, "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n")
     if token is None and not host_allowed(headers, allowed_hosts):

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from looseends.frontends.http_app import Response, check_token, respond
+from looseends.frontends.http_app import Response, check_token, request_headers, respond
 from looseends.sources._tracking import track
 
 __all__ = ["asgi_app", "wsgi_app"]
@@ -79,7 +79,9 @@ def asgi_app(*, token: str | None = None) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = request_headers(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])
+        )
         path = _relative(scope.get("path", "/"), scope.get("root_path", ""))
         query = scope.get("query_string", b"").decode("latin-1")
         method = scope["method"]

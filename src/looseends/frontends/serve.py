@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from looseends.errors import OptionError
-from looseends.frontends.http_app import LOOPBACK_NAMES, Response, check_token, respond
+from looseends.frontends.http_app import LOOPBACK_NAMES, Response, check_token, request_headers, respond
 from looseends.sources._tracking import tracking
 
 __all__ = ["MAX_CONNECTIONS", "LiveServer", "serve"]
@@ -152,7 +152,7 @@ def _handler(prefix: str, token: str | None, allowed: frozenset[str]) -> type[Ba
             if prefix and not (path == prefix or path.startswith(prefix + "/")):
                 response = Response(404, f"not found; the pages are under {prefix}/\n".encode())
             else:
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                headers = request_headers(self.headers.items())
                 page = path[len(prefix) :] or "/"
                 response = respond(self.command, page, query, headers, token=token, allowed_hosts=allowed)
             self.send_response(response.status)
