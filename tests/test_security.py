@@ -7,6 +7,7 @@ threat model these tests hold to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import http.server
@@ -402,6 +403,35 @@ def test_9_slow_connections_cannot_starve_the_endpoint(monkeypatch: pytest.Monke
             for connection in idle:
                 connection.close()
         wait_until(lambda: get(live.url + "dump", timeout=DEADLINE)[0] == 200, what="a free slot again")
+
+
+def test_9_clients_dripping_a_byte_at_a_time_cannot_hold_the_slots(
+    monkeypatch: pytest.MonkeyPatch, cleanup: Cleanup
+) -> None:
+    """Each read of theirs arrives well within the read timeout; the request never does."""
+    monkeypatch.setattr(serve, "REQUEST_DEADLINE", 1.0)
+    stop = threading.Event()
+
+    def drip(port: int) -> None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(b"GET /debug/looseends/dump HTTP/1.1\r\n")
+            while not stop.wait(0.2):  # the pace of a slow client, not a synchronisation
+                connection.sendall(b"X")
+
+    with looseends.serve() as live:
+        port = int(live.url.split(":")[2].split("/")[0])
+        drippers = [
+            threading.Thread(target=drip, args=(port,), daemon=True) for _ in range(serve.MAX_CONNECTIONS)
+        ]
+        cleanup.stop(stop.set, *drippers)
+        for dripper in drippers:
+            dripper.start()
+        wait_until(
+            lambda: get(live.url + "dump", timeout=DEADLINE)[0] == 200, what="a slot the drippers lost"
+        )
+        for dripper in drippers:  # dropped by the server, not stopped by the test
+            dripper.join(DEADLINE)
+            assert not dripper.is_alive()
 
 
 def test_9_every_method_gets_an_answer_and_resets_print_nothing() -> None:

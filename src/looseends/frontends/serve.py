@@ -5,16 +5,19 @@ without one, serve() refuses to start. Without a token, only requests addressed 
 answered (no DNS rebinding from a browser).
 
 Bounded so that abuse cannot hurt the host: at most MAX_CONNECTIONS connections are served at once (the
-others get an immediate 503), every connection has a read timeout (slow clients are dropped), one snapshot
-runs at a time (http_app), and client resets are not printed on the host's stderr. Creation tracking is on
-while serving, so the full dump can say who started each unit; `close()` always turns it off again.
+others get an immediate 503), a request must arrive whole within REQUEST_DEADLINE (a client dripping a
+byte at a time is dropped as surely as a silent one), one snapshot runs at a time (http_app), and client
+resets are not printed on the host's stderr. Creation tracking is on while serving, so the full dump can
+say who started each unit; `close()` always turns it off again.
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import socket
 import threading
+import time
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,7 +30,9 @@ __all__ = ["MAX_CONNECTIONS", "LiveServer", "serve"]
 
 THREAD_NAME = "looseends-http"
 MAX_CONNECTIONS = 16
-READ_TIMEOUT = 10.0  # seconds a client may take for any read of its request
+READ_TIMEOUT = 10.0  # seconds a client may take to read the answer
+REQUEST_DEADLINE = 10.0  # seconds a client may take to send its whole request head
+MAX_HEAD = 16 * 1024  # bytes of request line and headers: every legitimate request is far shorter
 BACKLOG = 64
 
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -69,6 +74,26 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that resets or times out is not the host's business: nothing on its stderr
+
+
+def _request_head(connection: socket.socket, deadline: float) -> bytes:
+    """The request line and headers, read within `deadline` seconds in all: each read may wait only for
+    what is left of it. A timeout per read alone would let a byte every few seconds hold a slot forever."""
+    head = b""
+    ends = time.monotonic() + deadline
+    while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+        left = ends - time.monotonic()
+        if left <= 0:
+            return b""  # the handler sees no request line and closes the connection
+        connection.settimeout(left)
+        try:
+            chunk = connection.recv(4096)
+        except OSError:
+            return b""
+        if not chunk:
+            break
+        head += chunk
+    return head
 
 
 def _refuse(request: socket.socket) -> None:
@@ -145,6 +170,11 @@ def _handler(prefix: str, token: str | None, allowed: frozenset[str]) -> type[Ba
     class Handler(BaseHTTPRequestHandler):
         server_version = "looseends"
         timeout = READ_TIMEOUT
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile = io.BytesIO(_request_head(self.connection, REQUEST_DEADLINE))
+            self.connection.settimeout(READ_TIMEOUT)
 
         def _answer(self) -> None:
             threading.current_thread().name = f"{THREAD_NAME}-request"
