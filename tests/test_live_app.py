@@ -15,6 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+pytest.importorskip("starlette", reason="the live extra is not installed: pip install -e '.[live]'")
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -149,9 +152,9 @@ def test_a_mounted_app_says_who_created_each_task_and_how_long_ago(server: httpx
 HEALTHY = """
 import sys, threading
 import uvicorn
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.applications import Starlette  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
+from starlette.routing import Mount, Route  # noqa: E402
 import looseends
 
 
@@ -210,9 +213,9 @@ def _port_of(pid: int) -> int:
 
 LEAKY_SERVICE = """
 import asyncio
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.applications import Starlette  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
+from starlette.routing import Mount, Route  # noqa: E402
 import looseends
 
 

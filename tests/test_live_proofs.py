@@ -13,6 +13,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
+pytest.importorskip("starlette", reason="the live extra is not installed: pip install -e '.[live]'")
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
