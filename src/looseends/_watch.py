@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
@@ -52,15 +51,18 @@ class Watch:
         kinds, is_leak = self.options.kinds, leak_filter(self.options)
         before = self._before
 
-        @functools.cache
-        def tasks_at_start() -> frozenset[Hashable]:  # only a task no wrapper saw made asks
-            return frozenset(unit.key for unit in before.units if unit.kind is Kind.TASK)
+        tasks_at_start: list[frozenset[Hashable]] = []  # made when first asked: few checks ever ask
+
+        def alive_at_start(key: Hashable) -> bool:  # only a task no wrapper saw made asks
+            if not tasks_at_start:
+                tasks_at_start.append(frozenset(u.key for u in before.units if u.kind is Kind.TASK))
+            return key in tasks_at_start[0]
 
         self._taker = Taker(
             self.started,
             lambda unit: unit.kind in kinds and is_leak(unit),
             self.options.prove,
-            lambda key: key in tasks_at_start(),
+            alive_at_start,
         )
         self._untake = taking(self._taker)
 
