@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -205,3 +206,35 @@ def test_no_false_alarm_for_run_waited_popen_joined_process_and_resource_tracker
 def test_ignore_command_rule(cleanup: Cleanup) -> None:
     with looseends.check(timeout=QUICK, ignore=[looseends.ignore_command("*time.sleep(60)*")]):
         kill_later(cleanup, subprocess.Popen(SLEEPER))
+
+
+LATE_MULTIPROCESSING = """
+import sys
+import looseends
+
+tracking = looseends.track()
+print("imported by tracking:", "multiprocessing" in sys.modules)
+import multiprocessing
+
+context = multiprocessing.get_context("fork")
+release = context.Event()
+process = context.Process(target=release.wait, args=(60,), name="late-child")
+process.start()
+try:
+    for unit in looseends.snapshot().units:
+        if unit.ident == process.pid and unit.origin is not None and unit.origin.site is not None:
+            print(unit.blocked_on.detail.get("spawner"), unit.origin.site.source_line())
+finally:
+    release.set()
+    process.join(10)
+"""
+
+
+def test_multiprocessing_imported_after_tracking_began_is_wrapped_as_it_arrives(tmp_path: Path) -> None:
+    """Tracking does not import multiprocessing (start-up cost, and a module an attach target would
+    gain); a program that imports it later still has each process's spawner and creation site."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_MULTIPROCESSING)
+    result = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["imported by tracking: False", "multiprocessing process.start()"]

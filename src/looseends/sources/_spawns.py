@@ -1,14 +1,17 @@
 """Child processes started while tracking is on: who started each, and with what command line.
 
 `subprocess.Popen`, `multiprocessing` processes, `os.fork` and `os.posix_spawn[p]` are wrapped. The
-process source uses the spawn count to know when its cached process list is stale. `subprocess` and
-`multiprocessing` are imported when tracking starts, not with this module: an attach's snapshot
-imports the sources inside a process that may have neither (multiprocessing even adds a module name).
+process source uses the spawn count to know when its cached process list is stale. `subprocess` is
+imported when tracking starts, not with this module: an attach's snapshot imports the sources inside a
+process that may not have it. `multiprocessing` is never imported by us (a few milliseconds of every
+`pytest --looseends` start-up, and a module name added to an attach's target): it is wrapped when it
+arrives, before any of its processes can start, like uvloop (`_tracking.LATE_MODULES`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -84,7 +87,6 @@ def command_text(command: object) -> str:
 
 
 def _install(stack: ExitStack) -> None:
-    import multiprocessing.process
     import subprocess
 
     global _spawns
@@ -94,13 +96,6 @@ def _install(stack: ExitStack) -> None:
     def popen_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
         original_popen_init(self, args, *rest, **kwargs)
         _record(read_attr(self, "pid"), args, SUBPROCESS, 1)
-
-    original_process_start = multiprocessing.process.BaseProcess.start
-
-    def process_start(self: multiprocessing.process.BaseProcess) -> None:
-        original_process_start(self)
-        pid, name = read_attr(read_attr(self, "_popen"), "pid"), read_attr(self, "_name")
-        _record(pid, f"python (multiprocessing {name})", MULTIPROCESSING, 1)
 
     original_fork = os.fork
 
@@ -124,11 +119,27 @@ def _install(stack: ExitStack) -> None:
         return spawn
 
     _tracking.patch(stack, subprocess.Popen, "__init__", popen_init)
-    _tracking.patch(stack, multiprocessing.process.BaseProcess, "start", process_start)
     _tracking.patch(stack, os, "fork", fork)
     for name in ("posix_spawn", "posix_spawnp"):
         if hasattr(os, name):
             _tracking.patch(stack, os, name, spawner(getattr(os, name)))
 
 
+def _install_multiprocessing(stack: ExitStack) -> None:
+    """Wrap `BaseProcess.start` once multiprocessing is loaded (now, or when it arrives later)."""
+    module = sys.modules.get("multiprocessing.process")
+    base = getattr(module, "BaseProcess", None)
+    if base is None or _tracking.is_patched(base, "start"):
+        return
+    original_process_start = base.start
+
+    def process_start(self: multiprocessing.process.BaseProcess) -> None:
+        original_process_start(self)
+        pid, name = read_attr(read_attr(self, "_popen"), "pid"), read_attr(self, "_name")
+        _record(pid, f"python (multiprocessing {name})", MULTIPROCESSING, 1)
+
+    _tracking.patch(stack, base, "start", process_start)
+
+
 _tracking.register(_install)
+_tracking.register(_install_multiprocessing, again_on_entry=True)

@@ -170,8 +170,9 @@ class tracking:
                 stack.close()
 
 
-# Modules whose arrival calls for the late installers (a loop class or a run to wrap), while tracking is on.
-LATE_MODULES = frozenset({"uvloop", "trio", "gevent"})
+# Modules whose arrival calls for the late installers (a loop class, a run or a start to wrap), while
+# tracking is on.
+LATE_MODULES = frozenset({"uvloop", "trio", "gevent", "multiprocessing.process"})
 
 
 _late_seen: set[str] = set()
