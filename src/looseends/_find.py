@@ -6,17 +6,15 @@ import asyncio
 import threading
 from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import replace
-from typing import Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from looseends import _canary, _cpython
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
-from looseends.analysis.reachability import prove
 from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_sync, settle
 from looseends.errors import LeakError
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options, OptionValues, build_options
-from looseends.report import Dump, Report
 from looseends.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -26,6 +24,9 @@ from looseends.sources import (
     take_snapshot,
     trio_tasks,
 )
+
+if TYPE_CHECKING:  # the report stack and the prover load when first used, not with every run (figure 9)
+    from looseends.report import Dump, Report
 
 
 def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Dump:
@@ -43,6 +44,8 @@ def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = Fa
     """`snapshot()` without the canary: what `looseends attach` takes inside a process it only visits,
     which must start no thread or event loop of its own (the canary starts both, and under gevent its
     threads are greenlets that cannot run while the hub is borrowed)."""
+    from looseends.report import Dump
+
     # With the tasks destroyed while pending since tracking began, summed by place: a fire-and-forget
     # leak grows there.
     taken = take_snapshot(sources, destroyed=True)
@@ -156,6 +159,8 @@ class Reasons(dict[Hashable, str]):
 
 def proofs(units: Sequence[Unit]) -> Reasons:
     """Reasons by unit key, for the units reachability proves stuck forever."""
+    from looseends.analysis.reachability import prove
+
     found = prove(units)
     reasons = Reasons((key, proof.reason) for key, proof in found.items())
     reasons.abandoned = found.abandoned
@@ -166,6 +171,8 @@ _vanished.set_prover(lambda look: confirmed_proofs(look, proofs))
 
 
 def to_report(judged: tuple[Settled, LeakFilter], options: Options) -> Report:
+    from looseends.report import Report
+
     settled, is_leak = judged
     return Report.from_units(
         settled.leaks,

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looseends.model import Unit
-from looseends.report import Report
-from looseends.report_json import report_from_dict
+
+if TYPE_CHECKING:  # the report stack loads with the first leak, not with every run (figure 9)
+    from looseends.report import Report
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,13 @@ class Ledger:
 
     def report(self) -> Report:
         """Every leak not allowed, regrouped across owners: identical leaks of many tests are one group."""
+        from looseends.report import Report
+
         return Report.from_units(self.units(), now=self._now())
 
     def _regrouped(self, *, shown: bool) -> tuple[str, Report]:
+        from looseends.report import Report
+
         findings = [f for f in self.findings if f.allowed is None and f.shown == shown]
         owners = ", ".join(sorted({f.owner for f in findings}))
         return owners, Report.from_units([u for f in findings for u in f.report.units], now=self._now())
@@ -91,6 +96,8 @@ class Ledger:
 
     def merge(self, data: Mapping[str, Any]) -> None:
         """Add the findings of another ledger's `to_dict()` (an xdist worker's)."""
+        from looseends.report_json import report_from_dict
+
         for item in data.get("findings", ()):
             self.add(
                 Finding(

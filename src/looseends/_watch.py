@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from looseends import _canary
 from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
@@ -12,11 +13,13 @@ from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options
-from looseends.report import Report
 from looseends.sources import fingerprint, identities
 from looseends.sources._tracking import tracking
 from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
+
+if TYPE_CHECKING:  # the report stack loads with the first verdict, not with every run (figure 9)
+    from looseends.report import Report
 
 
 class Watch:
@@ -92,6 +95,8 @@ class Watch:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
         assert self._before is not None, "Watch.verdict() before start()"
         if self.unchanged():
+            from looseends.report import Report
+
             return Report.from_units(())
         known = ignore_current(self._before)
         baseline = known

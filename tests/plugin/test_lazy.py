@@ -42,6 +42,52 @@ def test_a_run_with_the_plugin_off_never_loads_the_checks(pytester: pytest.Pytes
     on.stdout.fnmatch_lines(["*core loaded: True*"])
 
 
+# What only a leak needs: the report stack, pytest's failure objects, the prover, the unittest mixin.
+LEAK_PATH = (
+    "looseends.report",
+    "looseends.report_json",
+    "looseends.frontends.pytest_failures",
+    "looseends.analysis.reachability",
+    "looseends.frontends.unittest_support",
+)
+
+
+def test_a_clean_checked_run_never_loads_what_only_a_leak_needs(pytester: pytest.Pytester) -> None:
+    """Start-up is paid by every run (BENCHMARKS.md figure 9); a leak loads the rest when it is found."""
+    pytester.makepyfile(
+        test_work="""
+import asyncio, threading
+
+def test_joined():
+    thread = threading.Thread(target=sum, args=((),))
+    thread.start()
+    thread.join()
+
+def test_awaited():
+    async def main():
+        await asyncio.create_task(asyncio.sleep(0))
+    asyncio.run(main())
+"""
+    )
+    pytester.makeconftest(
+        "import sys\n"
+        f"LEAK_PATH = {LEAK_PATH!r}\n"
+        "def pytest_unconfigure():\n"
+        "    print('leak path loaded:', [m for m in LEAK_PATH if m in sys.modules])\n"
+    )
+    clean = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--looseends")
+    clean.assert_outcomes(passed=2)
+    clean.stdout.fnmatch_lines(["*leak path loaded: []*"])
+    pytester.makepyfile(
+        test_leak="import threading\n"
+        "def test_leaks():\n"
+        "    threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+    )
+    leaky = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--looseends")
+    leaky.assert_outcomes(passed=3, errors=1)
+    leaky.stdout.fnmatch_lines(["*leak path loaded: ['looseends.report', *'looseends.frontends.pytest_failures'*"])
+
+
 def test_the_help_states_the_real_default_timeout() -> None:
     assert f"(default {DEFAULT_TIMEOUT})" in pytest_plugin.HELP_TIMEOUT
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,16 +22,17 @@ from looseends._watch import Watch
 from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
 from looseends.analysis.settle import run_sync
 from looseends.errors import OptionError
-from looseends.frontends import unittest_support
-from looseends.frontends.pytest_failures import LeakFailure, TeardownVerdict
 from looseends.frontends.pytest_fixtures import FixtureOwners
 from looseends.frontends.pytest_settings import Settings
-from looseends.frontends.unittest_support import LeakCheckMixin
 from looseends.model import Kind, Unit
 from looseends.options import MAX_EXTENSION, Options, build_options
-from looseends.report import Report
 from looseends.sources import _shutdown, take_snapshot
 from looseends.sources._tracking import tracking
+
+if TYPE_CHECKING:  # what only a leak (or a LeakCheckMixin test) needs loads then (figure 9)
+    from looseends.frontends.pytest_failures import LeakFailure
+    from looseends.frontends.unittest_support import LeakCheckMixin
+    from looseends.report import Report
 
 __all__ = ["ChecksPlugin", "mark_active", "merge_worker"]
 
@@ -100,6 +101,8 @@ class PluginState:
         if mixin is not None:  # the plugin checks it: the mixin stands aside
             unittest_id = f"{mixin.__module__}.{mixin.__qualname__}.{item.name}"  # what TestCase.id() says
             self._unittest_ids[nodeid] = unittest_id
+            from looseends.frontends import unittest_support  # loaded: `mixin` derives from its class
+
             unittest_support.checked_elsewhere.add(unittest_id)
 
     def end_test(self, item: pytest.Item) -> None:
@@ -115,6 +118,8 @@ class PluginState:
         watch = self._tests.pop(nodeid, None)
         if watch is not None:
             if self._unittest_ids:
+                from looseends.frontends import unittest_support
+
                 unittest_support.checked_elsewhere.discard(self._unittest_ids.pop(nodeid, ""))
             try:
                 if not watch.nothing_new():
@@ -123,10 +128,14 @@ class PluginState:
             finally:
                 watch.stop()
         if failures or sections:
+            from looseends.frontends.pytest_failures import TeardownVerdict
+
             TeardownVerdict(nodeid, failures, sections).register(item.config)
 
     def _fixture_failures(self) -> list[LeakFailure]:
         """Leaks of wider fixtures torn down during this test's teardown, failing it under their names."""
+        from looseends.frontends.pytest_failures import LeakFailure
+
         return [
             LeakFailure.of(
                 finding.report,
@@ -148,6 +157,8 @@ class PluginState:
         if not failing:
             sections.append(leaks.render())
             return []
+        from looseends.frontends.pytest_failures import LeakFailure
+
         return [LeakFailure.of(leaks, "leaked")]
 
     # Session --------------------------------------------------------------------------------------
@@ -161,10 +172,13 @@ class PluginState:
         if self._session is not None:
             seen = {unit.key for unit in self.ledger.units() + self.ledger.units(allowed=True)}
             known = self._ignored_by_test
-            leaks = run_sync(self._session.verdict(also_ignore=lambda unit: unit.key in seen or known(unit)))
-            self._session.stop()
-            self._session = None
-            self.ledger.add(Finding(SESSION_END, leaks, None, self.settings.warn_only))
+            try:
+                if not self._session.nothing_new():  # as for a test: most sessions end here
+                    verdict = self._session.verdict(also_ignore=lambda unit: unit.key in seen or known(unit))
+                    self.ledger.add(Finding(SESSION_END, run_sync(verdict), None, self.settings.warn_only))
+            finally:
+                self._session.stop()
+                self._session = None
         if _is_xdist_worker(session.config):
             session.config.workeroutput["looseends"] = self.ledger.to_dict()  # type: ignore[attr-defined]
             return
@@ -207,6 +221,8 @@ class PluginState:
         ]
         unreported = [unit for unit in keeping if unit.key not in reported]
         if unreported:
+            from looseends.report import Report
+
             lines.append(Report.from_units(unreported).render())
         if self.settings.force_exit:
             lines.append("--looseends-force-exit: exiting anyway")
@@ -221,9 +237,18 @@ class PluginState:
             os._exit(self.exitstatus or pytest.ExitCode.TESTS_FAILED)
 
 
+UNITTEST_SUPPORT = "looseends.frontends.unittest_support"
+
+
 def _mixin_class(item: pytest.Item) -> type[LeakCheckMixin] | None:
     """A LeakCheckMixin test's class, or None for any other test. Read from the parent node (a test
-    method's parent is its class): `item.cls` walks the whole chain, on every test."""
+    method's parent is its class): `item.cls` walks the whole chain, on every test. No class can derive
+    from the mixin before its module is imported, so a run without one never imports it (nor unittest:
+    a few milliseconds of start-up, BENCHMARKS.md figure 9)."""
+    if UNITTEST_SUPPORT not in sys.modules:
+        return None
+    from looseends.frontends.unittest_support import LeakCheckMixin
+
     parent = item.parent
     cls = parent.obj if isinstance(parent, pytest.Class) else None
     return cls if isinstance(cls, type) and issubclass(cls, LeakCheckMixin) else None
