@@ -200,6 +200,35 @@ def test_a_unit_whose_owner_only_the_forced_collection_frees_is_a_leak_left_to_t
     assert found.code == "pool-left-to-the-collector"
 
 
+def test_a_unit_gone_in_the_collection_is_judged_again_by_the_rules_with_that_mark() -> None:
+    """The mark `gone: collected` is set after the rules judged the unit; a rule about it still applies."""
+    worker = replace(
+        A, blocked_on=BlockedOn("queue.get", "queue.SimpleQueue.get", {}, "ThreadPoolExecutor worker")
+    )
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    class Owner:
+        pass
+
+    owner = [Owner()]
+    ref = weakref.ref(owner[0])
+    steps = settle(
+        lambda detail: Snapshot((worker,) if owner else (), now[0]),
+        lambda u: True,
+        lambda u: u.blocked_on.detail.get("gone") != "collected",
+        0.2,
+        collected_with=lambda unit: ref,
+        _clock=lambda: now[0],
+        _collect=owner.clear,
+    )
+    settled = run_sync(steps, _sleep=sleep)
+    assert settled.leaks == ()
+    assert [(u.key, u.blocked_on.detail["gone"]) for u in settled.ignored] == [(worker.key, "collected")]
+
+
 def test_a_unit_freed_by_reference_counting_before_the_deadline_stays_clean() -> None:
     world = FakeWorld((A,), ())
     settled = world.run(timeout=0.2)

@@ -351,3 +351,31 @@ def test_a_task_created_by_the_users_own_helper_shows_who_called_it() -> None:
     assert [f.function.rsplit(".", 1)[-1] for f in group.origin.user_frames][:2] == ["spawn", "main"]
     data = report.to_dict()["groups"][0]["created_by"]  # type: ignore[index]
     assert data["site"]["module"] == "test_verdicts"
+
+
+def test_a_pool_gone_in_the_collection_is_excused_only_when_no_line_of_the_program_started_it() -> None:
+    """asgiref's async_to_sync (behind every Django async test, tests/test_django.py) makes an executor
+    per call and never shuts it down; with no frame of the program on the creating stack the program has
+    nothing to fix. The same pool with the program's line on that stack is its leak."""
+    from concurrent.futures import thread as pool_module
+
+    from looseends.analysis.ignore import BUILTIN_IGNORES
+    from looseends.model import BlockedOn, Frame, Kind, Origin, Unit
+
+    library = Frame(
+        pool_module.__file__, 199, "ThreadPoolExecutor._adjust_thread_count", "concurrent.futures.thread"
+    )
+    program = Frame(__file__, 1, "handle", "tests.test_verdicts")
+    gone = BlockedOn("queue.get", "queue.SimpleQueue.get", {"gone": "collected"}, "ThreadPoolExecutor worker")
+
+    def excused(frames: tuple[Frame, ...], blocked_on: BlockedOn = gone) -> list[str]:
+        unit = Unit(Kind.THREAD, ("thread", 1), "pool_0", blocked_on=blocked_on, origin=Origin(frames))
+        return [rule.description for rule in BUILTIN_IGNORES if rule.matches(unit)]
+
+    assert excused((library,)) == ["gone in a collection, started by library code alone"]
+    assert excused((library, program)) == []
+    assert excused(()) == []  # creation not seen: nothing says who started it
+    assert (
+        excused((library,), BlockedOn("queue.get", "queue.SimpleQueue.get", {}, "ThreadPoolExecutor worker"))
+        == []
+    )

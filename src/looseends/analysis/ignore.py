@@ -179,6 +179,18 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     # pytest-xdist's controller runs its workers as children through execnet for the whole session.
     ignore_command("*import sys;exec(eval(sys.stdin.readline()))*"),
     *GO_IGNORES,
+    # A pool worker that only looseends' forced collection stopped, started with no code of the user's
+    # on the creating stack (a framework's own machinery: asgiref's async_to_sync behind Django's async
+    # tests): it is gone, and nothing the user wrote could have shut its executor down.
+    IgnoreRule(
+        "gone in a collection, started by library code alone",
+        lambda unit: (
+            unit.blocked_on.detail.get("gone") == "collected"
+            and unit.origin is not None
+            and bool(unit.origin.frames)
+            and not unit.origin.user_frames
+        ),
+    ),
     # A loop's default executor lives until loop.shutdown_default_executor(), which asyncio.run calls;
     # its idle workers are the loop's, not the code that happened to call run_in_executor first. A worker
     # inside a job that does not return is a leak: closing the loop would wait for it forever.

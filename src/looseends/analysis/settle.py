@@ -144,8 +144,9 @@ def settle(
     a garbage collection is forced (never earlier: a unit the program's own collections would have to
     stop must not be hidden by ours), followed by a short grace. A unit whose owner, given by
     `collected_with` (an executor's weak reference), died in that collection is a leak left to the
-    collector, reported with `detail["gone"] = "collected"` even though it is gone now. The verdict always
-    comes from a look taken after the (slow) collection and proof attempts, never from one before them.
+    collector, reported with `detail["gone"] = "collected"` even though it is gone now, once the ignore
+    rules have judged it again with that mark. The verdict always comes from a look taken after the (slow)
+    collection and proof attempts, never from one before them.
     """
     state = _Settling(timeout, extension, backoff, prove, collected_with, _clock, _collect)
     attempt = 0
@@ -161,7 +162,11 @@ def settle(
         leaks = tuple(found)
         step = state.next_step(leaks, attempt)
         if step is None:
-            return replace(state.verdict(snapshot, leaks, attempt + 1), ignored=tuple(ignored))
+            settled = state.verdict(snapshot, leaks, attempt + 1)
+            # Units gone in the collection carry a mark the rules did not see: a rule may know them now.
+            excused = [unit for unit in settled.leaks if _collected(unit) and not is_leak(unit)]
+            leaks = tuple(unit for unit in settled.leaks if unit not in excused)
+            return replace(settled, leaks=leaks, ignored=(*ignored, *excused))
         if step > 0:
             yield step
             attempt += 1
@@ -261,6 +266,10 @@ def _all_proven(proofs: _Proofs | None, leaks: Sequence[Unit]) -> bool:
     return proofs is not None and proofs.all_confirmed(leaks)
 
 
+def _collected(unit: Unit) -> bool:
+    return unit.blocked_on.detail.get("gone") == "collected"
+
+
 def _time_left(unit: Unit) -> float:
     """The longest a unit's current wait can still last by itself (its timeout, a sleep's delay)."""
     detail = unit.blocked_on.detail
@@ -283,7 +292,7 @@ class _Collection:
         for key, owner in self._owners.items():
             if owner() is None:
                 unit = self._before[key]
-                detail = {**unit.blocked_on.detail, "gone": "collected"}
+                detail = {**unit.blocked_on.detail, "gone": "collected"}  # see _collected
                 gone.append(replace(unit, blocked_on=replace(unit.blocked_on, detail=detail)))
         return tuple(gone)
 
