@@ -11,14 +11,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from looseends._text import printable
 from looseends.analysis.group import Group, group_units
 from looseends.codes import provable
 from looseends.model import DESTROYED_LAST, Frame, Kind, Snapshot, Unit
 
-__all__ = ["MAX_GROUPS", "MAX_NAMES", "Dump", "Report"]
+__all__ = ["MAX_GROUPS", "MAX_NAMES", "Dump", "Report", "plural"]
 
 MAX_GROUPS = 20
 MAX_LINE = 2000
@@ -26,7 +26,8 @@ MAX_NAMES = 8
 MAX_DURING = 3
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
+    """`1 thread`, `2 threads`, `2 processes`."""
     if count == 1:
         return f"{count} {word}"
     return f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
@@ -75,6 +76,10 @@ class Report:
             proofs_abandoned,
         )
 
+    def only(self, units: Iterable[Unit]) -> Report:
+        """This report with just these of its units, regrouped (a baseline file keeps some out)."""
+        return replace(self, groups=tuple(group_units(units)))
+
     def ignored_text(self) -> str | None:
         """One line: what the ignore rules kept out of this report, by rule (None when nothing was)."""
         if not self.ignored:
@@ -83,7 +88,7 @@ class Report:
         for rule, unit in self.ignored:
             by_rule.setdefault(rule, Counter())[str(unit.kind)] += unit.count
         parts = [
-            f"{', '.join(_plural(n, kind) for kind, n in kinds.items())} ({rule})"
+            f"{', '.join(plural(n, kind) for kind, n in kinds.items())} ({rule})"
             for rule, kinds in by_rule.items()
         ]
         return "ignored: " + "; ".join(parts)
@@ -107,7 +112,7 @@ class Report:
 
     def kinds_text(self) -> str:
         """`3 threads and 1 task`: what the report holds, by kind."""
-        parts = [_plural(n, str(kind)) for kind, n in self.counts().items()]
+        parts = [plural(n, str(kind)) for kind, n in self.counts().items()]
         return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts) or "nothing"
 
     def summary(self, what: str = "leaked") -> str:
@@ -115,13 +120,13 @@ class Report:
         longer exist (a dump shows how many since tracking began)."""
         present = Report(tuple(g for g in self.groups if not g.destroyed), self.now)
         gone = sum(group.count for group in self.groups if group.destroyed)
-        tail = f"; {_plural(gone, 'task')} destroyed while pending" if gone else ""
+        tail = f"; {plural(gone, 'task')} destroyed while pending" if gone else ""
         counts = present.counts()
         if not counts:
             return f"no {what} units{tail}"
-        kinds = ", ".join(_plural(n, str(kind)) for kind, n in counts.items())
-        groups = _plural(len(present.groups), "group")
-        return f"{_plural(len(present), what + ' unit')} in {groups}: {kinds}{tail}"
+        kinds = ", ".join(plural(n, str(kind)) for kind, n in counts.items())
+        groups = plural(len(present.groups), "group")
+        return f"{plural(len(present), what + ' unit')} in {groups}: {kinds}{tail}"
 
     def headline(self) -> str:
         """One line for a test runner's short summary: the largest group and where it was created."""
@@ -133,7 +138,7 @@ class Report:
             line += f", created at {first.origin.site.location}"
         if len(self.groups) > 1:
             others = Report(self.groups[1:], self.now)
-            line += f" (and {_plural(len(others.groups), 'more group')}: {others.kinds_text()})"
+            line += f" (and {plural(len(others.groups), 'more group')}: {others.kinds_text()})"
         return printable(line, MAX_LINE)
 
     def outline(self, title: str = "looseends") -> str:
@@ -141,7 +146,7 @@ class Report:
         lines = [f"{title}: {self.summary()}"]
         lines.extend(_outline(group, self.now) for group in self.groups[: self.max_groups])
         if len(self.groups) > self.max_groups:
-            lines.append(f"  ... and {_plural(len(self.groups) - self.max_groups, 'more group')}")
+            lines.append(f"  ... and {plural(len(self.groups) - self.max_groups, 'more group')}")
         return "\n".join(printable(line, MAX_LINE) for line in lines)
 
     def render(self, *, full: bool = False, title: str = "looseends") -> str:
@@ -169,7 +174,7 @@ class Report:
         if hidden:
             lines.append("")
             units = sum(g.count for g in hidden)
-            lines.append(f"... and {_plural(len(hidden), 'more group')} ({units} units) not shown")
+            lines.append(f"... and {plural(len(hidden), 'more group')} ({units} units) not shown")
         if full and self.by_design:
             lines.append("")
             lines.append(_by_design_line(self.by_design))
@@ -215,13 +220,11 @@ def _by_design_line(units: Sequence[Unit]) -> str:
     more = f", +{len(units) - MAX_NAMES} more" if len(units) > MAX_NAMES else ""
     sites = sorted({unit.origin.site.location for unit in units if unit.origin and unit.origin.site})
     where = f" (created at {', '.join(sites[:3])})" if sites else ""
-    return (
-        f"not leaks: {_plural(len(units), 'task')} stopped by design at loop shutdown{where}: {names}{more}"
-    )
+    return f"not leaks: {plural(len(units), 'task')} stopped by design at loop shutdown{where}: {names}{more}"
 
 
 def _headline(group: Group, now: float, *, patterns: bool = True) -> str:
-    unit_words = _plural(group.count, str(group.kind))
+    unit_words = plural(group.count, str(group.kind))
     blocked = group.blocked_on
     if group.kind is Kind.PROCESS:
         state = blocked.description

@@ -85,7 +85,9 @@ def test_awaited():
     )
     leaky = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--looseends")
     leaky.assert_outcomes(passed=3, errors=1)
-    leaky.stdout.fnmatch_lines(["*leak path loaded: ['looseends.report', *'looseends.frontends.pytest_failures'*"])
+    leaky.stdout.fnmatch_lines(
+        ["*leak path loaded: ['looseends.report', *'looseends.frontends.pytest_failures'*"]
+    )
 
 
 def test_the_help_states_the_real_default_timeout() -> None:

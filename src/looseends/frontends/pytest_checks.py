@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from looseends._ledger import Finding, Ledger
+from looseends._ledger import RUN_END, Finding, Ledger
 from looseends._watch import Watch
 from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
 from looseends.analysis.settle import run_sync
@@ -36,8 +36,6 @@ if TYPE_CHECKING:  # what only a leak (or a LeakCheckMixin test) needs loads the
 
 __all__ = ["ChecksPlugin", "mark_active", "merge_worker"]
 
-SESSION_END = "session end"
-
 
 @dataclass
 class PluginState:
@@ -53,6 +51,7 @@ class PluginState:
     _tests: dict[str, Watch] = field(default_factory=dict)
     _labels: dict[str, tracking] = field(default_factory=dict)
     _report_error: str = ""
+    _baseline_text: str = ""
     # Ignore rules of tests whose marker or class added some: what they ignored is not the session's
     # leak either.
     _test_ignores: dict[str, tuple[IgnoreRule, ...]] = field(default_factory=dict)
@@ -86,6 +85,8 @@ class PluginState:
 
     def begin_test(self, item: pytest.Item) -> None:
         nodeid = self.current = item.nodeid
+        if self.ledger.baseline is not None:
+            self.ledger.ran.add(nodeid)
         mixin = _mixin_class(item)
         options = self.item_options(item, mixin)
         if options is None:
@@ -152,36 +153,39 @@ class PluginState:
             return []
         allow = item.get_closest_marker("looseends_allow")
         reason = _allow_reason(allow, item) if allow is not None else None
-        failing = reason is None and not self.settings.warn_only
-        self.ledger.add(Finding(item.nodeid, leaks, reason, self.settings.warn_only, shown=failing))
+        warn_only = self.settings.warn_only
+        found = Finding(item.nodeid, leaks, reason, warn_only, shown=reason is None and not warn_only)
+        recorded = self.ledger.add(found)  # the baseline file's known leaks come back apart, not failing
+        sections += [part.report.render() for part in recorded if not part.fails and not part.baselined]
+        failing = [part for part in recorded if part.fails]
         if not failing:
-            sections.append(leaks.render())
             return []
         from looseends.frontends.pytest_failures import LeakFailure
 
-        return [LeakFailure.of(leaks, "leaked")]
+        return [LeakFailure.of(part.report, "leaked", "\n".join(part.over)) for part in failing]
 
     # Session --------------------------------------------------------------------------------------
 
     def begin_session(self) -> None:
+        if self.ledger.baseline is not None:
+            self.ledger.ran.add(RUN_END)
         if self.settings.enabled:
             self._session = Watch(self.settings.options, None)
             self._session.start()
 
     def end_session(self, session: pytest.Session) -> None:
-        if self._session is not None:
-            seen = {unit.key for unit in self.ledger.units() + self.ledger.units(allowed=True)}
-            known = self._ignored_by_test
-            try:
-                if not self._session.nothing_new():  # as for a test: most sessions end here
-                    verdict = self._session.verdict(also_ignore=lambda unit: unit.key in seen or known(unit))
-                    self.ledger.add(Finding(SESSION_END, run_sync(verdict), None, self.settings.warn_only))
-            finally:
-                self._session.stop()
-                self._session = None
+        watch, self._session = self._session, None
+        if watch is not None:
+            self.ledger.add_run_end(watch, self.settings.warn_only, also_ignore=self._ignored_by_test)
         if _is_xdist_worker(session.config):
-            session.config.workeroutput["looseends"] = self.ledger.to_dict()  # type: ignore[attr-defined]
+            output = session.config.workeroutput  # type: ignore[attr-defined]
+            output["looseends"] = self.ledger.to_dict()
+            output["looseends_ran"] = sorted(self.ledger.ran)
             return
+        try:
+            self._baseline_text = self.ledger.close_baseline()
+        except OSError as exc:
+            self._report_error = f"could not write --looseends-baseline: {exc}"
         if self.ledger.failing and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.exitstatus = int(session.exitstatus)
@@ -200,6 +204,8 @@ class PluginState:
         if self.ledger.findings:
             terminal.write_sep("=", "looseends: what the tests left running")
             terminal.write_line(self.ledger.render())
+        if self._baseline_text:
+            terminal.write_line(self._baseline_text)
         if self._report_error:
             terminal.write_line(f"looseends: {self._report_error}", red=True)
 
@@ -309,7 +315,7 @@ class ChecksPlugin:
 
     def pytest_configure(self, config: pytest.Config) -> None:
         settings = Settings.from_config(config)
-        ledger = Ledger()
+        ledger = Ledger(baseline=settings.baseline, updating=settings.baseline_update)
         state = PluginState(settings, FixtureOwners(settings.options, settings.warn_only, ledger), ledger)
         state.active = settings.enabled
         # A job may end by itself as long as any check would wait for a straggler in a timed wait.
@@ -363,9 +369,11 @@ class ChecksPlugin:
             config.stash[STATE].at_exit(config)
 
 
-def merge_worker(config: pytest.Config, data: Any) -> None:
-    """xdist controller: fold one worker's findings into the session's ledger."""
-    config.stash[STATE].ledger.merge(data)
+def merge_worker(config: pytest.Config, data: Any, ran: Any) -> None:
+    """xdist controller: fold one worker's findings (and the tests it ran) into the session's ledger."""
+    ledger = config.stash[STATE].ledger
+    ledger.merge(data)
+    ledger.ran.update(str(owner) for owner in ran)
 
 
 def mark_active(config: pytest.Config) -> None:

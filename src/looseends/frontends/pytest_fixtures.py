@@ -57,6 +57,8 @@ class FixtureOwners:
         watch = Watch(self.options, label)  # only for its tracking label
         watch.start()
         fixturedef.addfinalizer(partial(self.finalized, fixturedef))
+        if self.ledger.baseline is not None:
+            self.ledger.ran.add(label)
         return watch, take_snapshot(detail=False)
 
     def end_setup(self, fixturedef: pytest.FixtureDef[Any], started: tuple[Watch, Snapshot]) -> None:
@@ -79,12 +81,11 @@ class FixtureOwners:
         settled = run_sync(settle_steps(self.options, only=ownership.owns))
         report = to_report(settled, self.options)
         finding = Finding(ownership.label, report, None, self.warn_only, shown=not self.warn_only)
-        self.findings.append(finding)
-        self.ledger.add(finding)
+        self.findings += (part for part in self.ledger.add(finding) if part.fails)
 
     def end_test(self) -> list[Finding]:
         """The findings that fail this test's teardown; the retired fixtures are forgotten."""
-        failing = [f for f in self.findings if f.report and not f.warn_only]
+        failing = self.findings[:]
         self.findings.clear()
         self._retired.clear()
         return failing

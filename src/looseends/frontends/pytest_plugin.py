@@ -39,6 +39,11 @@ HELP_WARN_ONLY = "report leaks in the summary without failing tests or the run"
 HELP_REPORT = (
     "write every leak of the session to this file as JSON (looseends.report schema); checked at start"
 )
+HELP_BASELINE = (
+    "known leaks, in this file (docs/adopting.md): fail only on leaks it does not list; summary says how "
+    "many it lists that no longer occur"
+)
+HELP_BASELINE_UPDATE = "write --looseends-baseline's file from this run's leaks instead of failing on them"
 HELP_FORCE_EXIT = "when non-daemon threads would keep pytest from exiting, report them and exit anyway"
 
 MARKER = (
@@ -61,6 +66,8 @@ _OPTIONS = (
     "looseends_warn_only",
     "looseends_report",
     "looseends_force_exit",
+    "looseends_baseline",
+    "looseends_baseline_update",
 )
 _CHECKS = "looseends-checks"
 
@@ -87,6 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--looseends-warn-only", "bool", HELP_WARN_ONLY, action="store_true", default=False)
     add("--looseends-report", "string", HELP_REPORT, metavar="PATH", default=None)
     add("--looseends-force-exit", "bool", HELP_FORCE_EXIT, action="store_true", default=False)
+    add("--looseends-baseline", "string", HELP_BASELINE, metavar="PATH", default=None)
+    add("--looseends-baseline-update", "bool", HELP_BASELINE_UPDATE, action="store_true", default=False)
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -138,9 +147,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Confi
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: fold each worker's findings into the session's ledger."""
-    data = getattr(node, "workeroutput", {}).get("looseends")
+    output = getattr(node, "workeroutput", {})
+    data = output.get("looseends")
     if data:
         activate(node.config)
         from looseends.frontends.pytest_checks import merge_worker
 
-        merge_worker(node.config, data)
+        merge_worker(node.config, data, output.get("looseends_ran", ()))

@@ -19,6 +19,7 @@ from looseends.analysis.ignore import (
     ignore_name,
     ignore_top_function,
 )
+from looseends.analysis.leak_baseline import LeakBaseline
 from looseends.errors import OptionError
 from looseends.options import Options, build_options
 
@@ -34,6 +35,8 @@ class Settings:
     warn_only: bool
     report_path: Path | None
     force_exit: bool
+    baseline: LeakBaseline | None = None
+    baseline_update: bool = False  # rewrite the baseline file from this run
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -58,25 +61,42 @@ class Settings:
         except OptionError as exc:
             raise pytest.UsageError(f"looseends: {exc}") from None
         report = get("looseends_report")
+        update = bool(get("looseends_baseline_update"))
         return cls(
             enabled=bool(get("looseends")),
             options=options,
             warn_only=bool(get("looseends_warn_only")),
-            report_path=_writable(Path(report)) if report else None,
+            report_path=_writable(Path(report), "report") if report else None,
             force_exit=bool(get("looseends_force_exit")),
+            baseline=_baseline(get("looseends_baseline"), update),
+            baseline_update=update,
         )
 
 
-def _writable(path: Path) -> Path:
+def _writable(path: Path, option: str) -> Path:
     """Checked before the first test, so a typo costs seconds, not a whole run's report."""
-    folder = path.parent
+    folder, flag = path.parent, f"--looseends-{option}={path}"
     if path.is_dir():
-        raise pytest.UsageError(f"looseends: --looseends-report={path}: is a directory, expected a file")
+        raise pytest.UsageError(f"looseends: {flag}: is a directory, expected a file")
     if not folder.is_dir():
-        raise pytest.UsageError(f"looseends: --looseends-report={path}: no such directory {str(folder)!r}")
+        raise pytest.UsageError(f"looseends: {flag}: no such directory {str(folder)!r}")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise pytest.UsageError(f"looseends: --looseends-report={path}: not writable")
+        raise pytest.UsageError(f"looseends: {flag}: not writable")
     return path
+
+
+def _baseline(path: str | None, update: bool) -> LeakBaseline | None:
+    """The known leaks; with `update`, a file to (re)write, which need not exist yet."""
+    if not path:
+        if update:
+            raise pytest.UsageError("looseends: --looseends-baseline-update needs --looseends-baseline=PATH")
+        return None
+    try:
+        if update:
+            return LeakBaseline.read(_writable(Path(path), "baseline"), missing_ok=True)
+        return LeakBaseline.read(Path(path))
+    except OptionError as exc:
+        raise pytest.UsageError(f"looseends: {exc}") from None
 
 
 def _seconds(value: object, name: str) -> float:

@@ -1,0 +1,143 @@
+"""A baseline file: the leaks a suite already had when it turned looseends on, so that only new ones fail.
+
+What linters and type checkers do for existing warnings, for leaks: record what exists, fail only on what
+is new, and show the count going down. An entry names its owner (a test id, a fixture, "session end"),
+the kind, where the units were created (`module.function`, not a line number: it survives edits
+elsewhere in the file) and what they are blocked on, and counts units: the same test leaking more of them
+than recorded is new, and a different leak of the same test never matches another's entry. The file is
+sorted JSON, one entry a line, to be reviewed in a pull request like any other change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from looseends.errors import OptionError
+from looseends.model import Unit, first_user_frame
+
+__all__ = ["FORMAT", "Key", "LeakBaseline", "keys_of", "place"]
+
+FORMAT = 1
+MAX_BYTES = 16 * 1024 * 1024  # a baseline is a few entries per leaking test; anything larger is not one
+FIELDS = ("owner", "kind", "where", "blocked_on")
+
+Key = tuple[str, str, str, str]  # owner, kind, where, blocked on
+
+
+def place(unit: Unit) -> str:
+    """Where a unit comes from, by function: its creation site, else the user's code it runs."""
+    site = unit.origin.site if unit.origin is not None else None
+    if site is not None:
+        return f"created in {site.qualified_name}"
+    running = first_user_frame(unit.stack)
+    return f"running {running.qualified_name}" if running is not None else "unknown"
+
+
+def key_of(owner: str, unit: Unit) -> Key:
+    return owner, str(unit.kind), place(unit), unit.blocked_on.code
+
+
+def keys_of(owner: str, units: Iterable[Unit]) -> Counter[Key]:
+    counts: Counter[Key] = Counter()
+    for unit in units:
+        counts[key_of(owner, unit)] += unit.count
+    return counts
+
+
+class LeakBaseline:
+    """The entries of one baseline file, and what a run makes of them."""
+
+    def __init__(self, path: Path, entries: Mapping[Key, int]) -> None:
+        self.path = path
+        self.entries = dict(entries)
+
+    @classmethod
+    def read(cls, path: Path, *, missing_ok: bool = False) -> LeakBaseline:
+        """The file's entries; a clear `OptionError` for anything that is not a baseline file."""
+        where = f"--looseends-baseline={path}"
+        if missing_ok and not path.exists():
+            return cls(path, {})
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                raise OptionError(f"{where}: larger than {MAX_BYTES // (1024 * 1024)} MiB, not a baseline")
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise OptionError(f"{where}: no such file (write it with --looseends-baseline-update)") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise OptionError(f"{where}: not a looseends baseline ({exc})") from None
+        return cls(path, _entries(data, where))
+
+    def split(self, owner: str, units: Iterable[Unit]) -> tuple[list[Unit], list[Unit], list[str]]:
+        """The units the baseline covers, the new ones, and a line for each place that now leaks more
+        units than its entry allows (all of that place's units are then new)."""
+        by_key: dict[Key, list[Unit]] = {}
+        for unit in units:
+            by_key.setdefault(key_of(owner, unit), []).append(unit)
+        known: list[Unit] = []
+        new: list[Unit] = []
+        over: list[str] = []
+        for key, found in by_key.items():
+            allowed, count = self.entries.get(key, 0), sum(unit.count for unit in found)
+            if count <= allowed:
+                known += found
+                continue
+            new += found
+            if allowed:
+                over.append(f"{self.path} allows {allowed} {_describe(key)}; this run found {count}")
+        return known, new, over
+
+    def progress(self, seen: Mapping[Key, int], ran: Callable[[str], bool]) -> tuple[int, int]:
+        """Entries of owners that ran which no longer occur (fixed), and which occur less (shrunk)."""
+        fixed = shrunk = 0
+        for key, allowed in self.entries.items():
+            if not ran(key[0]):
+                continue
+            count = seen.get(key, 0)
+            fixed += count == 0
+            shrunk += 0 < count < allowed
+        return fixed, shrunk
+
+    def updated(self, seen: Mapping[Key, int], ran: Callable[[str], bool]) -> dict[Key, int]:
+        """The entries a run leaves: what it saw, and the entries of owners it did not run (a run of a
+        few tests does not forget the rest of the suite's)."""
+        kept = {key: count for key, count in self.entries.items() if not ran(key[0])}
+        return {**kept, **{key: count for key, count in seen.items() if count > 0}}
+
+    def write(self, entries: Mapping[Key, int]) -> None:
+        """Sorted, one entry a line: a change to the baseline reads as a diff of the leaks it records."""
+        lines = [
+            json.dumps({**dict(zip(FIELDS, key, strict=True)), "count": entries[key]}, ensure_ascii=False)
+            for key in sorted(entries)
+        ]
+        body = ",".join(f"\n    {line}" for line in lines)
+        self.path.write_text(
+            f'{{\n  "looseends_baseline": {FORMAT},\n  "leaks": [{body}\n  ]\n}}\n', encoding="utf-8"
+        )
+
+
+def _describe(key: Key) -> str:
+    _owner, kind, where, blocked_on = key
+    return f"{kind}s {where} ({blocked_on})"
+
+
+def _entries(data: object, where: str) -> dict[Key, int]:
+    if not isinstance(data, dict) or data.get("looseends_baseline") != FORMAT:
+        raise OptionError(f'{where}: not a looseends baseline (expected "looseends_baseline": {FORMAT})')
+    leaks = data.get("leaks")
+    if not isinstance(leaks, list):
+        raise OptionError(f'{where}: "leaks" must be a list')
+    entries: dict[Key, int] = {}
+    for number, item in enumerate(leaks, 1):
+        item = item if isinstance(item, dict) else {}
+        strings = [value for value in (item.get(name) for name in FIELDS) if isinstance(value, str)]
+        if len(strings) != len(FIELDS):
+            raise OptionError(f"{where}: entry {number} needs the strings {', '.join(FIELDS)}")
+        count = item.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise OptionError(f"{where}: entry {number} needs a count of 1 or more")
+        key = (strings[0], strings[1], strings[2], strings[3])
+        entries[key] = entries.get(key, 0) + count
+    return entries
