@@ -144,3 +144,15 @@ def test_json_of_the_wrong_schema_is_refused_clearly() -> None:
         report_from_dict({"schema": "other"})
     with pytest.raises(ValueError, match="malformed"):
         report_from_dict({"schema": "looseends.report", "version": 1, "groups": [{"kind": "thread"}]})
+
+
+def test_library_files_are_shown_from_their_import_root_not_where_python_is_installed() -> None:
+    """`concurrent/futures/thread.py:199` says what the reader needs; `/root/.pyenv/versions/...` does not,
+    and differs between machines. The user's own files stay relative to the working directory."""
+    import concurrent.futures.thread
+
+    stdlib = Frame(concurrent.futures.thread.__file__, 199, "ThreadPoolExecutor._adjust_thread_count")
+    installed = Frame(pytest.__file__, 1, "<module>")
+    assert stdlib.location == "concurrent/futures/thread.py:199"
+    assert installed.location in {"pytest/__init__.py:1", "_pytest/__init__.py:1"}
+    assert Frame("/nowhere/else/app.py", 3, "f").location == "/nowhere/else/app.py:3"

@@ -41,6 +41,7 @@ def also_standard_library(*paths: str) -> None:
         _other_stdlibs.update(new)
         _library_prefixes.cache_clear()
         is_library_file.cache_clear()
+        short_path.cache_clear()
 
 
 def is_own_file(filename: str) -> bool:
@@ -171,7 +172,18 @@ def is_library_file(filename: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def short_path(filename: str) -> str:
-    """A path relative to the working directory when inside it, else as given: short and clickable."""
+    """Short and clickable: an installed package's or the standard library's file from its import root
+    (`django/test/runner.py`, `concurrent/futures/thread.py`: where Python is installed says nothing the
+    reader needs, and differs between machines); else relative to the working directory when inside it;
+    else as given."""
+    _, marker, rest = filename.partition(f"site-packages{os.sep}")
+    if not marker:
+        _, marker, rest = filename.partition(f"dist-packages{os.sep}")
+    if marker and rest:
+        return rest
+    for prefix in _library_prefixes():
+        if filename.startswith(prefix) and len(filename) > len(prefix):
+            return filename[len(prefix) :]
     try:
         rel = os.path.relpath(filename)
     except ValueError:
