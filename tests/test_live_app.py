@@ -247,6 +247,7 @@ def test_watch_flags_fire_and_forget_tasks_of_a_service_run_by_uvicorns_own_comm
         text=True,
     )
     stop = threading.Event()
+    requests: threading.Thread | None = None
     try:
         assert server.stderr is not None
         line = ""
@@ -260,7 +261,8 @@ def test_watch_flags_fire_and_forget_tasks_of_a_service_run_by_uvicorns_own_comm
                 while not stop.wait(0.02):
                     http.get("/leak")
 
-        threading.Thread(target=client, name="client", daemon=True).start()
+        requests = threading.Thread(target=client, name="client", daemon=True)
+        requests.start()
         watched = subprocess.run(
             [sys.executable, "-m", "looseends", "watch", f"{url}/debug/looseends/", "--interval", "0.5"],
             capture_output=True,
@@ -270,6 +272,8 @@ def test_watch_flags_fire_and_forget_tasks_of_a_service_run_by_uvicorns_own_comm
         )
     finally:
         stop.set()
+        if requests is not None:  # its last request must end before the server does
+            requests.join(DEADLINE)
         server.kill()
         server.wait(10)
     assert watched.returncode == 1, watched.stdout + watched.stderr
