@@ -52,6 +52,9 @@ urlpatterns = [
 """
 
 TESTS = """
+import asyncio
+import threading
+import unittest
 import urllib.request
 
 from django.test import LiveServerTestCase, SimpleTestCase, TestCase
@@ -82,6 +85,24 @@ class ServerTests(LiveServerTestCase):
     def test_the_live_server_answers(self):
         with urllib.request.urlopen(self.live_server_url + "/fine/", timeout=10) as response:
             self.assertEqual(response.read(), b"ok")
+
+
+class IsolatedTests(unittest.IsolatedAsyncioTestCase):
+    async def test_forgets_a_task(self):
+        asyncio.get_running_loop().create_task(asyncio.Event().wait(), name="forgotten")
+
+    async def test_awaits_its_task(self):
+        await asyncio.create_task(asyncio.sleep(0))
+
+
+class ClassFixtureTests(SimpleTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        threading.Thread(target=threading.Event().wait, daemon=True, name="class-fixture").start()
+
+    def test_nothing_of_its_own(self):
+        pass
 """
 
 
@@ -114,7 +135,14 @@ def test_the_leaking_views_fail_their_tests_and_the_rest_pass(project: Path) -> 
     assert result.returncode != 0, out
     assert "test_leaky_view (shop.tests.ViewTests.test_leaky_view) ... FAIL" in out
     assert "test_leaky_async_view (shop.tests.ViewTests.test_leaky_async_view) ... FAIL" in out
-    for clean in ("test_fine_view", "test_nothing_started", "test_the_live_server_answers"):
+    assert "test_forgets_a_task (shop.tests.IsolatedTests.test_forgets_a_task) ... FAIL" in out
+    clean_tests = (
+        "test_fine_view",
+        "test_nothing_started",
+        "test_the_live_server_answers",
+        "test_awaits_its_task",
+    )
+    for clean in (*clean_tests, "test_nothing_of_its_own"):
         assert f"{clean} (shop.tests." in out
         assert any(line.startswith(f"{clean} (") and line.endswith("... ok") for line in out.splitlines()), (
             out
@@ -127,14 +155,23 @@ def test_the_leaking_views_fail_their_tests_and_the_rest_pass(project: Path) -> 
     # asgiref's own executor behind Django's async tests is gone after a collection: not the test's leak.
     assert "executor never shut down" not in out
     assert "1 leaked unit in 1 group: 1 task" in out
-    assert "FAILED (failures=2)" in out
+    assert "created by IsolatedTests.test_forgets_a_task at shop/tests.py:" in out
+    assert "FAILED (failures=3)" in out
+    # What setUpClass started and tearDownClass left is the run's: reported at its end, failing the run.
+    run_end = out[out.index("leaks found in: session end") :]
+    assert "created by ClassFixtureTests.setUpClass at shop/tests.py:" in run_end
 
 
 def test_a_baseline_lets_the_known_leaks_pass_and_a_report_records_them(project: Path) -> None:
     update = manage_test(project, "shop", "--looseends-baseline=leaks.json", "--looseends-baseline-update")
     assert update.returncode == 0, update.stderr
     owners = [entry["owner"] for entry in json.loads((project / "leaks.json").read_text())["leaks"]]
-    assert owners == ["shop.tests.ViewTests.test_leaky_async_view", "shop.tests.ViewTests.test_leaky_view"]
+    assert owners == [
+        "session end",
+        "shop.tests.IsolatedTests.test_forgets_a_task",
+        "shop.tests.ViewTests.test_leaky_async_view",
+        "shop.tests.ViewTests.test_leaky_view",
+    ]
     again = manage_test(project, "shop", "--looseends-baseline=leaks.json", "--looseends-report=report.json")
     assert again.returncode == 0, again.stderr
     findings = json.loads((project / "report.json").read_text())["findings"]
@@ -147,3 +184,11 @@ def test_parallel_workers_are_refused_with_a_clear_message(project: Path) -> Non
     assert result.returncode != 0
     assert "looseends: the checks see this process only; run with --parallel 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_class_fixtures_leak_fails_the_run_even_when_every_test_passed(project: Path) -> None:
+    result = manage_test(project, "shop.tests.ClassFixtureTests")
+    assert "Ran 1 test" in result.stderr
+    assert "\nOK\n" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "leaks found in: session end" in result.stderr
