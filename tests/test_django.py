@@ -192,3 +192,21 @@ def test_a_class_fixtures_leak_fails_the_run_even_when_every_test_passed(project
     assert "\nOK\n" in result.stderr
     assert result.returncode == 1, result.stderr
     assert "leaks found in: session end" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('{"timeout": -1}', "looseends: invalid timeout=-1 from settings.LOOSEENDS"),
+        ('{"colour": "red"}', "looseends: "),
+        ('["timeout", 1]', "looseends: settings.LOOSEENDS must be a dict of check() options"),
+    ],
+)
+def test_bad_settings_stop_the_run_in_one_line(project: Path, setting: str, message: str) -> None:
+    (project / "site_" / "bad_settings.py").write_text(
+        f"from site_.settings import *\nLOOSEENDS = {setting}\n"
+    )
+    result = manage_test(project, "shop.tests.ViewTests.test_fine_view", "--settings", "site_.bad_settings")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

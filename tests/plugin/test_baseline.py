@@ -167,6 +167,7 @@ def test_under_xdist_the_workers_results_merge_into_one_update(pytester: pytest.
     [
         (None, "*--looseends-baseline=leaks.json: no such file (write it with --looseends-baseline-update)*"),
         ("not json", "*--looseends-baseline=leaks.json: not a looseends baseline (*"),
+        ("[" * 100_000, "*--looseends-baseline=leaks.json: not a looseends baseline (*"),
         ('{"leaks": []}', '*not a looseends baseline (expected "looseends_baseline": 1)*'),
         ('{"looseends_baseline": 1, "leaks": {}}', '*"leaks" must be a list*'),
         ('{"looseends_baseline": 1, "leaks": [{"owner": 1}]}', "*entry 1 needs the strings owner, kind*"),

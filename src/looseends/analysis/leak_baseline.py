@@ -66,7 +66,7 @@ class LeakBaseline:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise OptionError(f"{where}: no such file (write it with --looseends-baseline-update)") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested past the parser
             raise OptionError(f"{where}: not a looseends baseline ({exc})") from None
         return cls(path, _entries(data, where))
 

@@ -169,9 +169,11 @@ def _options() -> Options:
     from django.conf import settings
 
     values = getattr(settings, "LOOSEENDS", {})
+    if not isinstance(values, dict):
+        raise CommandError(f"looseends: settings.LOOSEENDS must be a dict of check() options, not {values!r}")
     try:
-        return build_options(source="settings.LOOSEENDS", **dict(values))
-    except (OptionError, TypeError) as exc:
+        return build_options(source="settings.LOOSEENDS", **values)
+    except (OptionError, TypeError) as exc:  # TypeError: a key that is not a string
         raise CommandError(f"looseends: {exc}") from None
 
 
