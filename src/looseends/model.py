@@ -17,6 +17,8 @@ from looseends._library import is_library_file, short_path
 
 __all__ = [
     "DESTROYED_LAST",
+    "GONE",
+    "GONE_AFTER_COLLECTION",
     "PAUSED",
     "RUNNING",
     "BlockedOn",
@@ -129,6 +131,11 @@ class BlockedOn:
     def is_running(self) -> bool:
         return self.code == "running"
 
+    @property
+    def left_to_the_collector(self) -> bool:
+        """Only looseends' forced collection stopped it: gone now, reported as it was last seen."""
+        return self.detail.get(GONE) == GONE_AFTER_COLLECTION
+
 
 RUNNING = BlockedOn("running", "running")
 # `BlockedOn.detail[DESTROYED_LAST]` marks the live summary of tasks the collector destroyed while pending
@@ -138,6 +145,8 @@ DESTROYED_LAST = "destroyed_last_s_ago"
 # (anyio's pytest plugin, between two calls into its run): runnable, or sleeping until a deadline, it
 # may be about to finish, and no check can tell. Checks leave such units unjudged.
 PAUSED = "paused"
+# `BlockedOn.detail[GONE] == GONE_AFTER_COLLECTION` marks a unit that only the forced collection stopped.
+GONE, GONE_AFTER_COLLECTION = "gone", "collected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,7 +185,7 @@ BUILTIN_IGNORES: tuple[IgnoreRule, ...] = (
     IgnoreRule(
         "gone in a collection, started by library code alone",
         lambda unit: (
-            unit.blocked_on.detail.get("gone") == "collected"
+            unit.blocked_on.left_to_the_collector
             and unit.origin is not None
             and bool(unit.origin.frames)
             and not unit.origin.user_frames

@@ -176,8 +176,6 @@ _WAITS_FOR_SOMEONE = frozenset(
         "lock-never-released",
     }
 )
-# How `blocked_on.detail["gone"]` marks a unit that only the forced collection stopped.
-GONE_AFTER_COLLECTION = "collected"
 
 _BY_CONTEXT: Mapping[str, Pattern] = {
     "threading.Timer": TIMER_NEVER_CANCELLED,
@@ -219,7 +217,7 @@ def pattern_for(blocked_on: BlockedOn) -> Pattern | None:
     (looseends.codes), when the evidence supports it: a sleep needs a loop around it to be a loop nobody
     stops, and a wait with a timeout comes back by itself, so it is a poller (in a loop) or nothing."""
     detail = blocked_on.detail
-    if detail.get("gone") == GONE_AFTER_COLLECTION:
+    if blocked_on.left_to_the_collector:
         pooled = blocked_on.context == "ThreadPoolExecutor worker"
         return POOL_LEFT_TO_THE_COLLECTOR if pooled else LEFT_TO_THE_COLLECTOR
     if blocked_on.context is not None and blocked_on.context in _BY_CONTEXT:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, S
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from looseends.model import Snapshot, Unit
+from looseends.model import GONE, GONE_AFTER_COLLECTION, Snapshot, Unit
 
 __all__ = [
     "CONFIRM_STEP",
@@ -164,7 +164,7 @@ def settle(
         if step is None:
             settled = state.verdict(snapshot, leaks, attempt + 1)
             # Units gone in the collection carry a mark the rules did not see: a rule may know them now.
-            excused = [unit for unit in settled.leaks if _collected(unit) and not is_leak(unit)]
+            excused = [u for u in settled.leaks if u.blocked_on.left_to_the_collector and not is_leak(u)]
             leaks = tuple(unit for unit in settled.leaks if unit not in excused)
             return replace(settled, leaks=leaks, ignored=(*ignored, *excused))
         if step > 0:
@@ -266,10 +266,6 @@ def _all_proven(proofs: _Proofs | None, leaks: Sequence[Unit]) -> bool:
     return proofs is not None and proofs.all_confirmed(leaks)
 
 
-def _collected(unit: Unit) -> bool:
-    return unit.blocked_on.detail.get("gone") == "collected"
-
-
 def _time_left(unit: Unit) -> float:
     """The longest a unit's current wait can still last by itself (its timeout, a sleep's delay)."""
     detail = unit.blocked_on.detail
@@ -292,7 +288,7 @@ class _Collection:
         for key, owner in self._owners.items():
             if owner() is None:
                 unit = self._before[key]
-                detail = {**unit.blocked_on.detail, "gone": "collected"}  # see _collected
+                detail = {**unit.blocked_on.detail, GONE: GONE_AFTER_COLLECTION}
                 gone.append(replace(unit, blocked_on=replace(unit.blocked_on, detail=detail)))
         return tuple(gone)
 
