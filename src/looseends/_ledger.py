@@ -66,6 +66,11 @@ class Ledger:
         self.findings += parts
         return parts
 
+    def ran_now(self, owner: str) -> None:
+        """A test, fixture or run checked now: only its baseline entries can be fixed by this run."""
+        if self.baseline is not None:
+            self.ran.add(owner)
+
     @property
     def failing(self) -> list[Finding]:
         return [f for f in self.findings if f.fails]

@@ -64,14 +64,19 @@ def my_packages(*names: str) -> None:
     installed_module.cache_clear()
 
 
-def _installed_package(filename: str) -> str | None:
-    """The top-level package of a file under site-packages (or dist-packages), else None."""
+def _in_site_packages(filename: str) -> str | None:
+    """A file's path under site-packages (or dist-packages): `django/test/runner.py`; else None."""
     for marker in ("site-packages", "dist-packages"):
         index = filename.find(marker + os.sep)
         if index >= 0:
-            rest = filename[index + len(marker) + 1 :]
-            return rest.split(os.sep, 1)[0].removesuffix(".py")
+            return filename[index + len(marker) + 1 :]
     return None
+
+
+def _installed_package(filename: str) -> str | None:
+    """The top-level package of a file under site-packages (or dist-packages), else None."""
+    rest = _in_site_packages(filename)
+    return rest.split(os.sep, 1)[0].removesuffix(".py") if rest is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -176,10 +181,8 @@ def short_path(filename: str) -> str:
     (`django/test/runner.py`, `concurrent/futures/thread.py`: where Python is installed says nothing the
     reader needs, and differs between machines); else relative to the working directory when inside it;
     else as given."""
-    _, marker, rest = filename.partition(f"site-packages{os.sep}")
-    if not marker:
-        _, marker, rest = filename.partition(f"dist-packages{os.sep}")
-    if marker and rest:
+    rest = _in_site_packages(filename)
+    if rest:
         return rest
     for prefix in _library_prefixes():
         if filename.startswith(prefix) and len(filename) > len(prefix):

@@ -18,7 +18,7 @@ from pathlib import Path
 from looseends.errors import OptionError
 from looseends.model import Unit, first_user_frame
 
-__all__ = ["FORMAT", "Key", "LeakBaseline", "keys_of", "place"]
+__all__ = ["FORMAT", "Key", "LeakBaseline", "keys_of", "open_baseline", "place"]
 
 FORMAT = 1
 MAX_BYTES = 16 * 1024 * 1024  # a baseline is a few entries per leaking test; anything larger is not one
@@ -116,6 +116,16 @@ class LeakBaseline:
         self.path.write_text(
             f'{{\n  "looseends_baseline": {FORMAT},\n  "leaks": [{body}\n  ]\n}}\n', encoding="utf-8"
         )
+
+
+def open_baseline(path: str | None, update: bool) -> LeakBaseline | None:
+    """A run's known leaks, as its options name them (None without a file); with `update`, a file to
+    (re)write, which need not exist yet. Both front ends (pytest, Django) use the same flags."""
+    if not path:
+        if update:
+            raise OptionError("--looseends-baseline-update needs --looseends-baseline=PATH")
+        return None
+    return LeakBaseline.read(Path(path), missing_ok=update)
 
 
 def _describe(key: Key) -> str:

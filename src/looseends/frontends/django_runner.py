@@ -25,7 +25,7 @@ from django.test import runner as django_runner
 
 from looseends._ledger import RUN_END, Finding, Ledger
 from looseends._watch import Watch
-from looseends.analysis.leak_baseline import LeakBaseline
+from looseends.analysis.leak_baseline import LeakBaseline, open_baseline
 from looseends.analysis.settle import run_sync
 from looseends.errors import LeakError, OptionError
 from looseends.options import Options, build_options
@@ -47,8 +47,7 @@ class _Checks:
         test_id = test.id()
         watch = self.tests[test_id] = Watch(self.options, test_id)
         watch.start()
-        if self.ledger.baseline is not None:
-            self.ledger.ran.add(test_id)
+        self.ledger.ran_now(test_id)
         # Registered before setUp runs, so it runs last of the cleanups: after tearDown and the test's own.
         test.addCleanup(self.end_test, test_id)
 
@@ -136,8 +135,7 @@ class DiscoverRunner(django_runner.DiscoverRunner):  # type: ignore[misc]  # Dja
         checks = self._checks
         checks.run = Watch(checks.options, None)
         checks.run.start()
-        if checks.ledger.baseline is not None:
-            checks.ledger.ran.add(RUN_END)
+        checks.ledger.ran_now(RUN_END)
 
     def teardown_test_environment(self, **kwargs: Any) -> None:
         super().teardown_test_environment(**kwargs)
@@ -178,11 +176,7 @@ def _options() -> Options:
 
 
 def _baseline(path: str | None, update: bool) -> LeakBaseline | None:
-    if not path:
-        if update:
-            raise CommandError("looseends: --looseends-baseline-update needs --looseends-baseline=PATH")
-        return None
     try:
-        return LeakBaseline.read(Path(path), missing_ok=update)
+        return open_baseline(path, update)
     except OptionError as exc:
         raise CommandError(f"looseends: {exc}") from None

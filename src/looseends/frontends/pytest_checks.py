@@ -85,8 +85,7 @@ class PluginState:
 
     def begin_test(self, item: pytest.Item) -> None:
         nodeid = self.current = item.nodeid
-        if self.ledger.baseline is not None:
-            self.ledger.ran.add(nodeid)
+        self.ledger.ran_now(nodeid)
         mixin = _mixin_class(item)
         options = self.item_options(item, mixin)
         if options is None:
@@ -167,8 +166,7 @@ class PluginState:
     # Session --------------------------------------------------------------------------------------
 
     def begin_session(self) -> None:
-        if self.ledger.baseline is not None:
-            self.ledger.ran.add(RUN_END)
+        self.ledger.ran_now(RUN_END)
         if self.settings.enabled:
             self._session = Watch(self.settings.options, None)
             self._session.start()

@@ -57,8 +57,7 @@ class FixtureOwners:
         watch = Watch(self.options, label)  # only for its tracking label
         watch.start()
         fixturedef.addfinalizer(partial(self.finalized, fixturedef))
-        if self.ledger.baseline is not None:
-            self.ledger.ran.add(label)
+        self.ledger.ran_now(label)
         return watch, take_snapshot(detail=False)
 
     def end_setup(self, fixturedef: pytest.FixtureDef[Any], started: tuple[Watch, Snapshot]) -> None:

@@ -19,7 +19,7 @@ from looseends.analysis.ignore import (
     ignore_name,
     ignore_top_function,
 )
-from looseends.analysis.leak_baseline import LeakBaseline
+from looseends.analysis.leak_baseline import LeakBaseline, open_baseline
 from looseends.errors import OptionError
 from looseends.options import Options, build_options
 
@@ -86,15 +86,11 @@ def _writable(path: Path, option: str) -> Path:
 
 
 def _baseline(path: str | None, update: bool) -> LeakBaseline | None:
-    """The known leaks; with `update`, a file to (re)write, which need not exist yet."""
-    if not path:
-        if update:
-            raise pytest.UsageError("looseends: --looseends-baseline-update needs --looseends-baseline=PATH")
-        return None
+    """The known leaks; a file to be rewritten is checked writable first, like the report's."""
+    if path and update:
+        _writable(Path(path), "baseline")
     try:
-        if update:
-            return LeakBaseline.read(_writable(Path(path), "baseline"), missing_ok=True)
-        return LeakBaseline.read(Path(path))
+        return open_baseline(path, update)
     except OptionError as exc:
         raise pytest.UsageError(f"looseends: {exc}") from None
 
