@@ -33,9 +33,24 @@ def test_clean():
 """
 
 
+def edited(source: str, *changes: tuple[str, str]) -> str:
+    """`source` with each change made; a change whose text is missing fails here, not as a vacuous pass."""
+    for old, new in changes:
+        assert old in source, old
+        source = source.replace(old, new)
+    return source
+
+
+NEW_LEAK = edited(SUITE, ("def test_clean():\n    pass", "def test_clean():\n    start_waiter()"))
+
+
 def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
     pytester.makepyfile(test_suite=HELPERS + source)
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--looseends", *args)
+
+
+def against_the_baseline(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    return run(pytester, source, "--looseends-baseline=leaks.json", *args)
 
 
 def entries(pytester: pytest.Pytester) -> list[dict[str, object]]:
@@ -45,7 +60,7 @@ def entries(pytester: pytest.Pytester) -> list[dict[str, object]]:
 
 
 def record(pytester: pytest.Pytester, source: str = SUITE, *args: str) -> pytest.RunResult:
-    result = run(pytester, source, "--looseends-baseline=leaks.json", "--looseends-baseline-update", *args)
+    result = against_the_baseline(pytester, source, "--looseends-baseline-update", *args)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     return result
 
@@ -77,11 +92,10 @@ def test_update_writes_sorted_entries_by_function_and_passes(pytester: pytest.Py
 
 def test_known_leaks_pass_and_new_ones_fail(pytester: pytest.Pytester) -> None:
     record(pytester)
-    again = run(pytester, SUITE, "--looseends-baseline=leaks.json")
+    again = against_the_baseline(pytester, SUITE)
     again.assert_outcomes(passed=3)
     again.stdout.fnmatch_lines(["*known, in the baseline leaks.json: 3 leaked units of 2 tests or fixtures*"])
-    new_leak = SUITE.replace("def test_clean():\n    pass", "def test_clean():\n    start_waiter()")
-    failing = run(pytester, new_leak, "--looseends-baseline=leaks.json")
+    failing = against_the_baseline(pytester, NEW_LEAK)
     failing.assert_outcomes(passed=3, errors=1)
     failing.stdout.fnmatch_lines(["ERROR test_suite.py::test_clean - leaked 1 thread blocked in*"])
 
@@ -89,10 +103,11 @@ def test_known_leaks_pass_and_new_ones_fail(pytester: pytest.Pytester) -> None:
 def test_a_different_leak_of_a_baselined_test_is_new(pytester: pytest.Pytester) -> None:
     """An entry matches its own place and wait only: a stale entry never hides another leak."""
     record(pytester)
-    other = SUITE.replace(
-        "def test_leaks_a_waiter():\n    start_waiter()", "def test_leaks_a_waiter():\n    start_worker()"
+    other = edited(
+        SUITE,
+        ("def test_leaks_a_waiter():\n    start_waiter()", "def test_leaks_a_waiter():\n    start_worker()"),
     )
-    result = run(pytester, other, "--looseends-baseline=leaks.json")
+    result = against_the_baseline(pytester, other)
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(
         ["ERROR test_suite.py::test_leaks_a_waiter - leaked 1 thread blocked in queue*"]
@@ -103,10 +118,8 @@ def test_more_units_than_recorded_fail_and_say_how_many_the_baseline_allows(
     pytester: pytest.Pytester,
 ) -> None:
     record(pytester)
-    more = SUITE.replace(
-        "    start_worker()\n    start_worker()", "    start_worker()\n    start_worker()\n    start_worker()"
-    )
-    result = run(pytester, more, "--looseends-baseline=leaks.json")
+    more = edited(SUITE, ("    start_worker()\n    start_worker()", "\n".join(["    start_worker()"] * 3)))
+    result = against_the_baseline(pytester, more)
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -118,10 +131,12 @@ def test_more_units_than_recorded_fail_and_say_how_many_the_baseline_allows(
 
 def test_fixed_leaks_are_counted_and_an_update_locks_them_in(pytester: pytest.Pytester) -> None:
     record(pytester)
-    fixed = SUITE.replace("    start_worker()\n    start_worker()", "    start_worker()").replace(
-        "def test_leaks_a_waiter():\n    start_waiter()", "def test_leaks_a_waiter():\n    pass"
+    fixed = edited(
+        SUITE,
+        ("    start_worker()\n    start_worker()", "    start_worker()"),
+        ("def test_leaks_a_waiter():\n    start_waiter()", "def test_leaks_a_waiter():\n    pass"),
     )
-    result = run(pytester, fixed, "--looseends-baseline=leaks.json")
+    result = against_the_baseline(pytester, fixed)
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -138,7 +153,7 @@ def test_fixed_leaks_are_counted_and_an_update_locks_them_in(pytester: pytest.Py
 def test_an_entry_survives_code_moved_above_its_creation_site(pytester: pytest.Pytester) -> None:
     record(pytester)
     moved = "\n\n# a comment\nimport os  # and an import, above everything\n\n" + SUITE
-    result = run(pytester, moved, "--looseends-baseline=leaks.json")
+    result = against_the_baseline(pytester, moved)
     result.assert_outcomes(passed=3)
 
 
@@ -155,10 +170,9 @@ def test_under_xdist_the_workers_results_merge_into_one_update(pytester: pytest.
     pytest.importorskip("xdist", reason="pytest-xdist is not installed")
     record(pytester, SUITE, "-n", "2")
     assert [entry["count"] for entry in entries(pytester)] == [1, 2]
-    again = run(pytester, SUITE, "--looseends-baseline=leaks.json", "-n", "2")
+    again = against_the_baseline(pytester, SUITE, "-n", "2")
     again.assert_outcomes(passed=3)
-    new_leak = SUITE.replace("def test_clean():\n    pass", "def test_clean():\n    start_waiter()")
-    failing = run(pytester, new_leak, "--looseends-baseline=leaks.json", "-n", "2")
+    failing = against_the_baseline(pytester, NEW_LEAK, "-n", "2")
     failing.assert_outcomes(passed=3, errors=1)
 
 
@@ -183,7 +197,7 @@ def test_a_bad_baseline_file_is_a_usage_error_naming_it(
 ) -> None:
     if content is not None:
         (pytester.path / "leaks.json").write_text(content)
-    result = run(pytester, SUITE, "--looseends-baseline=leaks.json")
+    result = against_the_baseline(pytester, SUITE)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
 
@@ -193,7 +207,7 @@ def test_update_needs_a_path_and_never_overwrites_what_is_not_a_baseline(pyteste
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--looseends-baseline-update needs --looseends-baseline=PATH*"])
     (pytester.path / "leaks.json").write_text("my notes")
-    result = run(pytester, SUITE, "--looseends-baseline=leaks.json", "--looseends-baseline-update")
+    result = against_the_baseline(pytester, SUITE, "--looseends-baseline-update")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (pytester.path / "leaks.json").read_text() == "my notes"
 
@@ -212,8 +226,8 @@ def test_uses_server(server):
 """
     record(pytester, source)
     assert [entry["owner"] for entry in entries(pytester)] == ["fixture 'server' (module scope)"]
-    run(pytester, source, "--looseends-baseline=leaks.json").assert_outcomes(passed=1)
-    fixed = source.replace("    start_worker()\n    yield", "    yield")
-    result = run(pytester, fixed, "--looseends-baseline=leaks.json")
+    against_the_baseline(pytester, source).assert_outcomes(passed=1)
+    fixed = edited(source, ("    start_worker()\n    yield", "    yield"))
+    result = against_the_baseline(pytester, fixed)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*of the 1 known leak in leaks.json, 1 no longer occurs*"])
