@@ -165,7 +165,9 @@ def test_the_leaking_views_fail_their_tests_and_the_rest_pass(project: Path) -> 
 def test_a_baseline_lets_the_known_leaks_pass_and_a_report_records_them(project: Path) -> None:
     update = manage_test(project, "shop", "--looseends-baseline=leaks.json", "--looseends-baseline-update")
     assert update.returncode == 0, update.stderr
-    owners = [entry["owner"] for entry in json.loads((project / "leaks.json").read_text())["leaks"]]
+    # One test's leak may be more than one entry (its task seen pending, or as cancelled at loop shutdown,
+    # depending on timing: seen on 3.15): the baseline must list each leaking test, and no other.
+    owners = sorted({entry["owner"] for entry in json.loads((project / "leaks.json").read_text())["leaks"]})
     assert owners == [
         "session end",
         "shop.tests.IsolatedTests.test_forgets_a_task",
