@@ -167,13 +167,16 @@ def test_a_baseline_lets_the_known_leaks_pass_and_a_report_records_them(project:
     assert update.returncode == 0, update.stderr
     # One test's leak may be more than one entry (its task seen pending, or as cancelled at loop shutdown,
     # depending on timing: seen on 3.15): the baseline must list each leaking test, and no other.
-    owners = sorted({entry["owner"] for entry in json.loads((project / "leaks.json").read_text())["leaks"]})
+    entries = json.loads((project / "leaks.json").read_text())["leaks"]
+    owners = sorted({entry["owner"] for entry in entries})
     assert owners == [
         "session end",
         "shop.tests.IsolatedTests.test_forgets_a_task",
         "shop.tests.ViewTests.test_leaky_async_view",
         "shop.tests.ViewTests.test_leaky_view",
-    ]
+    ], entries
+    if len(entries) != len(owners):  # the 3.15 case, not reproduced since: shown if a later assert fails
+        print("one test's leak written as two entries:", entries, update.stderr, sep="\n")
     again = manage_test(project, "shop", "--looseends-baseline=leaks.json", "--looseends-report=report.json")
     assert again.returncode == 0, again.stderr
     findings = json.loads((project / "report.json").read_text())["findings"]
