@@ -162,6 +162,59 @@ def test_a_task_record_is_the_same_from_c_and_from_python(loop: asyncio.Abstract
 
 
 @needs_speedups
+def test_each_creating_thread_is_recorded_as_itself_and_a_patched_get_ident_is_seen_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The accelerator keeps the last creating thread's ident: another thread, or gevent patching
+    `_thread.get_ident` after tracking began, must never be recorded as that one."""
+    import _thread
+
+    start = speedups.tracked_start(_no_start)
+    creators: list[Any] = []
+
+    def create() -> None:
+        creators.append(_started_here(start, threading.Thread(target=int))[1])
+
+    with tracking():
+        create()
+        helper = threading.Thread(target=create, name="helper")
+        helper.start()
+        helper.join(timeout=30)
+        create()
+        monkeypatch.setattr(_thread, "get_ident", lambda: 424242)  # as gevent's monkey-patching does
+        create()
+        monkeypatch.undo()
+        create()
+    assert creators == ["MainThread", "helper", "MainThread", 424242, "MainThread"]
+
+
+@needs_speedups
+def test_a_file_is_judged_again_after_configure(loop: asyncio.AbstractEventLoop) -> None:
+    """Files' verdicts are cached; configure() (a new judge) forgets them all."""
+    (create_task,) = _create_task_wrappers(debug_hook=_origins._without_own_frames)[:1]
+
+    async def recorded() -> list[str]:
+        coro = _sleeper()
+        task, record = _created_here(create_task, loop, coro)
+        await task
+        assert record is not None
+        return [code.co_name for code in record[5::2]]
+
+    users = ["_created_here", "recorded"]  # this file is the user's: its frames, up to the library's
+    with tracking():
+        assert loop.run_until_complete(recorded()) == users
+        try:
+            _origins._configure_speedups(speedups, judge=lambda filename: True)  # every file a library's
+            library_only = loop.run_until_complete(recorded())
+        finally:
+            _origins._configure_speedups(speedups)
+        assert loop.run_until_complete(recorded()) == users
+    # No user frame: the frames walked, this file's and asyncio's alike.
+    assert library_only[:2] == users
+    assert len(library_only) == _origins.TASK_HOPS
+
+
+@needs_speedups
 def test_the_rare_paths_call_their_hooks(loop: asyncio.AbstractEventLoop) -> None:
     called: list[object] = []
     loop.set_debug(True)
@@ -242,6 +295,8 @@ def test_configure_refuses_what_it_cannot_use() -> None:
         _origins._configure_speedups(speedups, thread_depth=1000)
     with pytest.raises(TypeError, match="slot"):
         _origins._configure_speedups(speedups, state=object())
+    with pytest.raises(TypeError, match="thread_module a module"):
+        _origins._configure_speedups(speedups, thread_module=object())
     with pytest.raises(TypeError, match="one of"):
         speedups.tracked_create_task(_no_start)
     _origins._configure_speedups(speedups)  # as it was

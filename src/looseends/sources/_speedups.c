@@ -36,6 +36,7 @@ static PyObject *verdicts;       /* dict: co_filename -> True for library code (
 static PyObject *judge;          /* _library.is_library_file */
 static PyObject *active;         /* threading._active: ident -> Thread */
 static PyObject *thread_module;  /* _thread: its get_ident as it is now (gevent patches it) */
+static PyObject *thread_names;   /* its dict: a module's dict is never replaced */
 static PyObject *stock_get_ident;  /* _thread.get_ident when configured: then read without a call */
 static PyObject *readable_name;  /* dict: Thread class -> whether `_name` reads without running code */
 static PyObject *last_kind, *last_readable;  /* borrowed: the latest entry read from readable_name */
@@ -44,7 +45,8 @@ static PyObject *task_entries, *task_prune_at, *task_prune;
 static PyObject *thread_entries, *thread_prune_at, *thread_prune;
 static int task_hops, user_callers, thread_depth;
 
-static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name, *str_cr_code;
+static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name;
+static PyObject *cr_code;  /* the coroutine type's `cr_code` descriptor: read without an attribute lookup */
 
 /* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as a float of
  * seconds), without a call through Python: creation times are compared with time.monotonic() later. */
@@ -74,27 +76,53 @@ caller_frame(int skip)
     return frame;
 }
 
+/* The latest verdicts by the filename object itself, in front of the `verdicts` dict: a frame walk asks
+ * about the same few files for every task, and a pointer compare is a fraction of a dict lookup. Each
+ * slot holds its filename (a string, nothing of the host's), so its address cannot be reused meanwhile. */
+#define RECENT_FILES 64
+static struct {
+    PyObject *filename;
+    int library;
+} recent_files[RECENT_FILES];
+
+static void
+forget_recent_files(void)
+{
+    for (int i = 0; i < RECENT_FILES; i++) {
+        Py_CLEAR(recent_files[i].filename);
+    }
+}
+
 /* 1 for library code, 0 for user code, -1 on error. */
 static int
 is_library(PyCodeObject *code)
 {
     PyObject *filename = code->co_filename;
+    size_t slot = ((size_t)filename >> 4) % RECENT_FILES;  /* objects are 16-byte aligned */
+    if (recent_files[slot].filename == filename) {
+        return recent_files[slot].library;
+    }
     PyObject *known = PyDict_GetItemWithError(verdicts, filename);  /* borrowed */
+    int library;
     if (known != NULL) {
-        return known == Py_True;
+        library = known == Py_True;
     }
-    if (PyErr_Occurred()) {
+    else if (PyErr_Occurred()) {
         return -1;
     }
-    PyObject *verdict = PyObject_CallOneArg(judge, filename);
-    if (verdict == NULL) {
-        return -1;
+    else {
+        PyObject *verdict = PyObject_CallOneArg(judge, filename);
+        if (verdict == NULL) {
+            return -1;
+        }
+        library = PyObject_IsTrue(verdict);
+        Py_DECREF(verdict);
+        if (library < 0 || PyDict_SetItem(verdicts, filename, library ? Py_True : Py_False) < 0) {
+            return -1;
+        }
     }
-    int library = PyObject_IsTrue(verdict);
-    if (library >= 0 && PyDict_SetItem(verdicts, filename, library ? Py_True : Py_False) < 0) {
-        library = -1;
-    }
-    Py_DECREF(verdict);
+    Py_XSETREF(recent_files[slot].filename, Py_NewRef(filename));
+    recent_files[slot].library = library;
     return library;
 }
 
@@ -197,19 +225,35 @@ name_of_task(PyObject *task)
     return PyObject_CallOneArg(task_name, task);
 }
 
+/* The ident object made for the thread that asked last: a loop's tasks are all created by one thread. */
+static unsigned long last_ident_value;
+static PyObject *last_ident;
+
 /* The calling thread's ident as threading knows it (new reference): gevent's monkey-patching makes it
- * the greenlet's. */
+ * the greenlet's. `_thread.get_ident` is read from the module's dict: patched or not, as it is now. */
 static PyObject *
 current_ident(void)
 {
-    PyObject *get_ident = PyObject_GetAttr(thread_module, str_get_ident);
+    PyObject *get_ident = PyDict_GetItemWithError(thread_names, str_get_ident);  /* borrowed */
     if (get_ident == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_AttributeError, "_thread.get_ident is gone");
+        }
         return NULL;
     }
-    PyObject *ident = get_ident == stock_get_ident ? PyLong_FromUnsignedLong(PyThread_get_thread_ident())
-                                                   : PyObject_CallNoArgs(get_ident);
-    Py_DECREF(get_ident);
-    return ident;
+    if (get_ident != stock_get_ident) {
+        return PyObject_CallNoArgs(get_ident);
+    }
+    unsigned long value = PyThread_get_thread_ident();
+    if (last_ident == NULL || value != last_ident_value) {
+        PyObject *ident = PyLong_FromUnsignedLong(value);
+        if (ident == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(last_ident, ident);
+        last_ident_value = value;
+    }
+    return Py_NewRef(last_ident);
 }
 
 /* The task running in `loop` now, or None (new reference); NULL on error. */
@@ -334,7 +378,7 @@ static PyObject *
 note_task(PyObject *loop, PyObject *coro, PyObject *task, int skip)
 {
     if (PyCoro_CheckExact(coro)) {
-        PyObject *code = PyObject_GetAttr(coro, str_cr_code);
+        PyObject *code = Py_TYPE(cr_code)->tp_descr_get(cr_code, coro, (PyObject *)&PyCoro_Type);
         int shutting = code == NULL;  /* unreadable: not recorded */
         for (Py_ssize_t i = 0; !shutting && i < PyTuple_GET_SIZE(housekeeping); i++) {
             shutting = code == PyTuple_GET_ITEM(housekeeping, i);  /* identity: a code's hash is costly */
@@ -651,10 +695,10 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     if (!PyIter_Check(new[1]) || (new[4] != Py_None && !PyDict_Check(new[4])) || !PyType_Check(new[5]) || !PyTuple_Check(new[7])
-        || !PyDict_Check(new[9])) {
+        || !PyDict_Check(new[9]) || !PyModule_Check(new[10])) {
         PyErr_SetString(PyExc_TypeError,
                         "configure: sequence must be an iterator, current_tasks a dict or None, c_task a type, housekeeping a tuple, "
-                        "active a dict");
+                        "active a dict, thread_module a module");
         return NULL;
     }
     PyObject *tables[2] = {task_table, thread_table};
@@ -701,6 +745,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     for (int i = 0; i < 6; i++) {
         Py_XSETREF(*table_slots[i], parts[i]);
     }
+    Py_XSETREF(thread_names, Py_NewRef(PyModule_GetDict(thread_module)));
     Py_XSETREF(stock_get_ident, PyObject_GetAttr(thread_module, str_get_ident));
     if (stock_get_ident == NULL || !PyCFunction_Check(stock_get_ident)
         || PyCFunction_GET_SELF(stock_get_ident) != thread_module) {  /* patched already: always call */
@@ -708,6 +753,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_XSETREF(stock_get_ident, Py_NewRef(Py_None));
     }
     PyDict_Clear(verdicts);
+    forget_recent_files();
     PyDict_Clear(readable_name);
     last_kind = last_readable = NULL;
     Py_RETURN_NONE;
@@ -737,9 +783,13 @@ PyInit__speedups(void)
     str_get_ident = PyUnicode_InternFromString("get_ident");
     str_name = PyUnicode_InternFromString("_name");
     str_get_name = PyUnicode_InternFromString("get_name");
-    str_cr_code = PyUnicode_InternFromString("cr_code");
     if (verdicts == NULL || readable_name == NULL || str_debug == NULL || str_get_ident == NULL
-        || str_name == NULL || str_get_name == NULL || str_cr_code == NULL) {
+        || str_name == NULL || str_get_name == NULL) {
+        return NULL;
+    }
+    cr_code = PyObject_GetAttrString((PyObject *)&PyCoro_Type, "cr_code");
+    if (cr_code == NULL || Py_TYPE(cr_code)->tp_descr_get == NULL) {
+        PyErr_SetString(PyExc_ImportError, "coroutines have no cr_code descriptor");
         return NULL;
     }
     if (PyType_Ready(&TrackedType) < 0) {
