@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit sanitize bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ unit: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# Not part of `make test`: the C accelerator under ASan and UBSan, and its line coverage (CI runs it).
+sanitize: $(VENV)/.installed
+	bash .ci/sanitize $(BIN)/python
 
 # Not part of `make test`: regenerates BENCHMARKS.md (a few minutes on 2 cores).
 bench: $(VENV)/.installed
