@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from looseends import _canary
-from looseends._find import candidate_filter, leak_filter, settle_steps, to_report
+from looseends._find import LeakFilter, candidate_filter, leak_filter, settle_steps, to_report
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Snapshot, Unit
@@ -19,7 +19,25 @@ from looseends.sources._vanished import Taker, mark_reported, take_vanished, tak
 from looseends.sources.tasks import STOPPED_BY_DESIGN
 
 if TYPE_CHECKING:  # the report stack loads with the first verdict, not with every run (figure 9)
+    from looseends.analysis.settle import Settled
     from looseends.report import Report
+
+
+def with_vanished(
+    judged: tuple[Settled, LeakFilter], taker: Taker, wanted: Callable[[Unit], bool], options: Options
+) -> Report:
+    """A settled look, and the tasks that vanished meanwhile (destroyed while pending, cancelled at loop
+    shutdown) that `taker`'s check owns and `wanted` accepts, as one report: every check's verdict ends
+    here, so a leak that vanished before its check looked is reported the same way by each. Tasks whose
+    own code handles their cancellation (stopped by design) are listed apart, not as leaks."""
+    settled, is_leak = judged
+    mark_reported(settled.leaks)
+    vanished = take_vanished(taker, lambda unit: wanted(unit) and is_leak(unit))
+    designed = [unit.blocked_on.detail.get("vanished") == STOPPED_BY_DESIGN for unit in vanished]
+    by_design = [unit for unit, ok in zip(vanished, designed, strict=True) if ok]
+    leaks = tuple(unit for unit, ok in zip(vanished, designed, strict=True) if not ok) + settled.leaks
+    report = to_report((replace(settled, leaks=leaks), is_leak), options)
+    return replace(report, by_design=tuple(by_design))
 
 
 class Watch:
@@ -103,15 +121,8 @@ class Watch:
         if also_ignore is not None:
             extra = also_ignore
             baseline = IgnoreRule(known.description, lambda unit: known(unit) or extra(unit))
-        settled, is_leak = yield from settle_steps(self.options, baseline)
-        mark_reported(settled.leaks)
-        is_candidate = candidate_filter(self.options, baseline)
-        vanished = take_vanished(self._taker, lambda unit: is_candidate(unit) and is_leak(unit))
-        designed = [unit.blocked_on.detail.get("vanished") == STOPPED_BY_DESIGN for unit in vanished]
-        by_design = [unit for unit, ok in zip(vanished, designed, strict=True) if ok]
-        leaks = tuple(unit for unit, ok in zip(vanished, designed, strict=True) if not ok) + settled.leaks
-        report = to_report((replace(settled, leaks=leaks), is_leak), self.options)
-        return replace(report, by_design=tuple(by_design))
+        judged = yield from settle_steps(self.options, baseline)
+        return with_vanished(judged, self._taker, candidate_filter(self.options, baseline), self.options)
 
     def stop(self) -> None:
         """End the span's tracking; safe to call twice."""

@@ -90,3 +90,69 @@ def test_a_module_fixture_with_one_user_is_blamed_once_on_the_fixture(pytester: 
     out = result.stdout.str()
     assert "test_one.py::test_only_user left" not in out
     assert "fixture 'pool' (module scope) left 1 thread running" in out
+
+
+LOOP_FIXTURES = """
+import asyncio
+import contextlib
+import pytest
+
+async def forgotten():
+    await asyncio.Event().wait()
+
+async def tidy():
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        pass  # its own code handles the cancellation: stopped by design
+
+KEEP = []
+
+async def start(background):
+    KEEP.append(asyncio.get_running_loop().create_task(background(), name=background.__name__))
+
+@contextlib.contextmanager
+def running(background):
+    runner = asyncio.Runner()
+    runner.run(start(background))
+    yield
+    runner.close()  # cancels what is still pending, silently, before the fixture's check can look
+
+@pytest.fixture(scope="module")
+def forgetful_service():
+    with running(forgotten):
+        yield
+
+@pytest.fixture(scope="module")
+def tidy_service():
+    with running(tidy):
+        yield
+
+def test_uses(forgetful_service, tidy_service):
+    pass
+
+def test_after():
+    pass
+"""
+
+
+def test_a_fixtures_task_cancelled_when_its_loop_shuts_down_is_the_fixtures_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """The fixture's teardown closes its loop before the fixture's check can look: the cancelled task is
+    still its leak (not the session's), and one that handles its own cancellation is none."""
+    pytester.makepyfile(test_loop=LOOP_FIXTURES)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--looseends", "-p", "no:asyncio")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_after*",
+            "fixture 'forgetful_service' (module scope) left 1 task running (torn down after this test)",
+            "*1 task blocked in asyncio.Event.wait*",
+            "*then: cancelled by its runner when the event loop shut down",
+            "*created by start at test_loop.py:*during fixture 'forgetful_service' (module scope)",
+        ]
+    )
+    out = result.stdout.str()
+    assert "fixture 'tidy_service'" not in out
+    assert "session end" not in out

@@ -7,34 +7,49 @@ fixture's name (so pytest's counts and exit status agree with the report).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import pytest
 
-from looseends._find import settle_steps, to_report
+from looseends._find import settle_steps
 from looseends._ledger import Finding, Ledger
-from looseends._watch import Watch
+from looseends._watch import Watch, with_vanished
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.settle import run_sync
 from looseends.model import Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import take_snapshot
+from looseends.sources._vanished import Taker, taking
 
 __all__ = ["FixtureOwners"]
 
 
 @dataclass
 class FixtureOwnership:
-    """Units started while one wider-scoped fixture was being set up."""
+    """Units started while one wider-scoped fixture was being set up, and its interest in those of its
+    tasks that vanish before its teardown is checked (cancelled when a loop it runs shuts down, or
+    destroyed while pending): they are its leaks too, not the session's."""
 
     label: str
     units: dict[object, Unit]
+    taker: Taker = field(init=False)
+    untake: Callable[[], object] = field(init=False)
 
     def owns(self, unit: Unit) -> bool:
         owned = self.units.get(unit.key)
         return owned is not None and owned.same_object(unit)
+
+    def owned_and_vanished(self, unit: Unit) -> bool:
+        """A vanished task no longer has an object to compare: its key, taken while it lived, decides."""
+        return unit.ref is None and unit.key in self.units
+
+    def start_taking(self, since: float, proves: bool) -> None:
+        """Until `untake()`: vanished tasks it owns, created since `since`, are kept for its check."""
+        self.taker = Taker(since, self.owns, proves)
+        self.untake = taking(self.taker)
 
 
 @dataclass
@@ -66,7 +81,9 @@ class FixtureOwners:
         known = ignore_current(before)
         new = {u.key: u for u in take_snapshot(detail=False).units if not known(u)}
         if new:
-            self._live[id(fixturedef)] = FixtureOwnership(watch.label or fixturedef.argname, new)
+            ownership = FixtureOwnership(watch.label or fixturedef.argname, new)
+            ownership.start_taking(watch.started, self.options.prove)
+            self._live[id(fixturedef)] = ownership
 
     def owned(self, unit: Unit) -> bool:
         return any(o.owns(unit) for o in (*self._live.values(), *self._retired.values()))
@@ -77,8 +94,11 @@ class FixtureOwners:
         if ownership is None:
             return
         self._retired[id(fixturedef)] = ownership
-        settled = run_sync(settle_steps(self.options, only=ownership.owns))
-        report = to_report(settled, self.options)
+        try:
+            judged = run_sync(settle_steps(self.options, only=ownership.owns))
+            report = with_vanished(judged, ownership.taker, ownership.owned_and_vanished, self.options)
+        finally:
+            ownership.untake()
         finding = Finding(ownership.label, report, None, self.warn_only, shown=not self.warn_only)
         self.findings += (part for part in self.ledger.add(finding) if part.fails)
 
