@@ -410,7 +410,7 @@ def test_a_task_seen_by_both_capture_paths_is_one_unit() -> None:
     with _tracking.tracking():
         _vanished._record(task, CANCELLED_AT_SHUTDOWN, None)
         _vanished._record(task, DESTROYED, _vanished.DESTROYED_PROOF)
-        taker = _vanished.Taker(started, lambda unit: True, False, lambda key: False)
+        taker = _vanished.Taker(started, lambda unit: True, None, lambda key: False)
         taken = _vanished.take_vanished(taker, lambda unit: unit.name == "tw-twice")
     task.cancel()
     loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
@@ -424,11 +424,12 @@ def test_a_loop_shutdown_walks_nothing_unless_a_check_will_report_and_prove_it(
 ) -> None:
     """Proofs walk the heap: at a loop's shutdown only for tasks a running check will report, and only
     when it asked for proofs. A test runner closing a loop with its own ignored task pays nothing."""
+    from looseends import _watch
     from looseends.sources import _vanished
 
     walks: list[int] = []
-    real = _vanished._prover[0]
-    monkeypatch.setattr(_vanished, "_prover", [lambda look: walks.append(1) or real(look)])
+    real = _watch.shutdown_proofs
+    monkeypatch.setattr(_watch, "shutdown_proofs", lambda look: walks.append(1) or real(look))
     monkeypatch.setattr(_vanished, "_takers", {})  # the suite's own checks would take these tasks too
 
     async def forget(name: str) -> None:

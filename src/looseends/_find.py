@@ -18,7 +18,6 @@ from looseends.options import Options, OptionValues, build_options
 from looseends.sources import (
     DEFAULT_SOURCES,
     Source,
-    _vanished,
     greenlets,
     identities,
     take_snapshot,
@@ -167,7 +166,9 @@ def proofs(units: Sequence[Unit]) -> Reasons:
     return reasons
 
 
-_vanished.set_prover(lambda look: confirmed_proofs(look, proofs))
+def shutdown_proofs(look: Callable[[], Sequence[Unit]]) -> dict[Hashable, str]:
+    """Proofs for the tasks a loop's shutdown is about to cancel, for checks that want proofs."""
+    return confirmed_proofs(look, proofs)
 
 
 def to_report(judged: tuple[Settled, LeakFilter], options: Options) -> Report:

@@ -8,7 +8,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from looseends import _canary
-from looseends._find import LeakFilter, candidate_filter, leak_filter, settle_steps, to_report
+from looseends._find import (
+    LeakFilter,
+    candidate_filter,
+    leak_filter,
+    settle_steps,
+    shutdown_proofs,
+    to_report,
+)
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Snapshot, Unit
@@ -56,7 +63,7 @@ class Watch:
         self._fingerprint: Hashable = None
         self._lease: tracking | None = None
         self._untake: Callable[[], object] | None = None
-        self._taker = Taker(0.0, lambda unit: False, False)
+        self._taker = Taker(0.0, lambda unit: False, None)
 
     def start(self) -> None:
         _canary.sing_once()  # before the baseline: its thread and task are gone by then
@@ -82,7 +89,7 @@ class Watch:
         self._taker = Taker(
             self.started,
             lambda unit: unit.kind in kinds and is_leak(unit),
-            self.options.prove,
+            shutdown_proofs if self.options.prove else None,
             alive_at_start,
         )
         self._untake = taking(self._taker)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from looseends._find import settle_steps
+from looseends._find import settle_steps, shutdown_proofs
 from looseends._ledger import Finding, Ledger
 from looseends._watch import Watch, with_vanished
 from looseends.analysis.baseline import ignore_current
@@ -22,7 +22,7 @@ from looseends.analysis.settle import run_sync
 from looseends.model import Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import take_snapshot
-from looseends.sources._vanished import Taker, taking
+from looseends.sources._vanished import ShutdownProver, Taker, taking
 
 __all__ = ["FixtureOwners"]
 
@@ -46,9 +46,9 @@ class FixtureOwnership:
         """A vanished task no longer has an object to compare: its key, taken while it lived, decides."""
         return unit.ref is None and unit.key in self.units
 
-    def start_taking(self, since: float, proves: bool) -> None:
+    def start_taking(self, since: float, prover: ShutdownProver | None) -> None:
         """Until `untake()`: vanished tasks it owns, created since `since`, are kept for its check."""
-        self.taker = Taker(since, self.owns, proves)
+        self.taker = Taker(since, self.owns, prover)
         self.untake = taking(self.taker)
 
 
@@ -82,7 +82,7 @@ class FixtureOwners:
         new = {u.key: u for u in take_snapshot(detail=False).units if not known(u)}
         if new:
             ownership = FixtureOwnership(watch.label or fixturedef.argname, new)
-            ownership.start_taking(watch.started, self.options.prove)
+            ownership.start_taking(watch.started, shutdown_proofs if self.options.prove else None)
             self._live[id(fixturedef)] = ownership
 
     def owned(self, unit: Unit) -> bool:

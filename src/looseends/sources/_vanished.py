@@ -40,7 +40,8 @@ DESTROYED_PROOF = "destroyed by the garbage collector while pending: nothing cou
 MAX_VANISHED = 10_000
 
 # Proofs for tasks about to be cancelled at shutdown: given a way to look at them (twice, a step apart),
-# the keys of those proven stuck and why. Set by the composing layer, which owns the proofs.
+# the keys of those proven stuck and why. Handed in by the check that wants proofs (a Taker's `prover`):
+# the composing layer owns the proofs, and a check with prove=False hands none.
 ShutdownProver = Callable[[Callable[[], Sequence[Unit]]], Mapping[Hashable, str]]
 
 _vanished: dict[int, tuple[Unit, float]] = {}  # one by one, with when, for the checks running now
@@ -50,13 +51,13 @@ MAX_PLACES = 256
 _destroyed: dict[str, tuple[int, float, float, Unit]] = {}  # by creation site
 _recorded: dict[int, int] = {}  # id(task) -> id(its coroutine): a task recorded once is not recorded again
 _numbers = itertools.count()
-_prover: list[ShutdownProver] = []
 
 
 @dataclass(frozen=True)
 class Taker:
     """A check running now: what it will report (created since it began, and no ignore rule of its
-    matches) and whether it wants proofs. A loop's shutdown proves only what some taker will report.
+    matches) and how to prove it stuck, if it wants proofs (`prover`; None: no proofs). A loop's
+    shutdown proves only what some taker will report, and only if one of them hands a prover.
 
     A task made by a call tracking does not wrap (`asyncio.Task(...)`, a C library's) has no creation
     time: it is the check's when it was not alive at the start (`knew`: the keys of the tasks alive
@@ -64,7 +65,7 @@ class Taker:
 
     since: float
     wants: Callable[[Unit], bool]
-    proves: bool
+    prover: ShutdownProver | None
     knew: Callable[[Hashable], bool] = lambda key: True  # without a baseline: claim nothing
 
     def made_during(self, unit: Unit, vanished_at: float) -> bool:
@@ -85,10 +86,6 @@ def taking(taker: Taker) -> Callable[[], None]:
         _takers.pop(id(taker), None)
 
     return undo
-
-
-def set_prover(prover: ShutdownProver) -> None:
-    _prover[:] = [prover]
 
 
 def take_vanished(taker: Taker, wanted: Callable[[Unit], bool]) -> list[Unit]:
@@ -205,8 +202,8 @@ def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     # Proofs walk the heap: only for what a check will report, and only if one asked for proofs. A loop
     # closed with nothing reportable pending (a test runner's own task) costs no walk.
     wanted = look()
-    proves = any(t.proves for t in takers)
-    proofs: Mapping[Hashable, str] = _prover[0](look) if _prover and wanted and proves else {}
+    prover = next((t.prover for t in takers if t.prover is not None), None)
+    proofs: Mapping[Hashable, str] = prover(look) if prover is not None and wanted else {}
     for unit in wanted:
         task = unit.ref() if unit.ref is not None else None
         if isinstance(task, asyncio.Task):
