@@ -15,9 +15,6 @@ import sys
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-_other_stdlibs: set[str] = set()  # other interpreters' standard libraries: processes attached to
-
-
 def standard_library_paths() -> set[str]:
     """This interpreter's standard library folders: where `os` came from, and the same folder under the
     platform prefix (the two differ on some distributions). sysconfig says the same, but importing it
@@ -28,20 +25,10 @@ def standard_library_paths() -> set[str]:
 
 @functools.cache
 def _library_prefixes() -> tuple[str, ...]:
-    paths = standard_library_paths() | _other_stdlibs
+    paths = standard_library_paths()
     return tuple(os.path.join(os.path.realpath(p), "") for p in paths) + tuple(
         os.path.join(p, "") for p in paths
     )
-
-
-def also_standard_library(*paths: str) -> None:
-    """Another interpreter's standard library (a process `looseends attach` read): folded like ours."""
-    new = set(paths) - _other_stdlibs
-    if new:
-        _other_stdlibs.update(new)
-        _library_prefixes.cache_clear()
-        is_library_file.cache_clear()
-        short_path.cache_clear()
 
 
 def is_own_file(filename: str) -> bool:
