@@ -59,4 +59,4 @@ def test_idle_workers_of_a_real_app_are_never_proven(server: str) -> None:
         return any(map(anyio_idle, units)) and any(map(executor_idle, units))
 
     wait_until(both_idle, what="an idle anyio worker and an idle default-executor worker")
-    assert looseends.snapshot(proven_only=True).units == ()
+    assert looseends.snapshot(proven=True).units == ()

@@ -220,7 +220,7 @@ def test_snapshot_can_list_only_proven_leaks(cleanup: Cleanup) -> None:
     unblock, threads = start_forgotten_senders(2)
     cleanup.stop(unblock, *threads)
     wait_blocked("fs-", 2, "queue.put")
-    proven = looseends.snapshot(proven_only=True)
+    proven = looseends.snapshot(proven=True)
     assert {u.name for u in proven.units} >= {"fs-0", "fs-1"}
     assert all(u.proof for u in proven.units)
     assert "stuck forever (proven)" in proven.render()
@@ -467,3 +467,9 @@ def test_a_walk_past_its_bound_says_it_gave_up_rather_than_may_still_be_woken(
     assert report.groups[0].units[0].proof is None
     assert "not proven: walk abandoned after 10 objects" in text
     assert "may still be woken" not in text
+
+
+def test_the_former_name_of_proven_still_works_and_says_so() -> None:
+    with pytest.warns(DeprecationWarning, match=r"snapshot\(proven=\.\.\.\)"):
+        dump = looseends.snapshot(proven_only=True)
+    assert all(unit.proof is not None for unit in dump.units)

@@ -28,18 +28,26 @@ if TYPE_CHECKING:  # the report stack and the prover load when first used, not w
     from looseends.report import Dump, Report
 
 
-def snapshot(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Dump:
+def snapshot(
+    *, sources: Sequence[Source] = DEFAULT_SOURCES, proven: bool = False, proven_only: bool | None = None
+) -> Dump:
     """Every live thread, task and process now: `print(looseends.snapshot())` is a grouped dump.
 
-    With `proven_only`, only the units reachability proves stuck forever (Go's goroutineleak profile),
-    each carrying its proof, confirmed on two looks a few milliseconds apart. That walks the heap twice:
-    it costs more than a plain snapshot.
+    With `proven` (the CLI's `--proven`, the endpoint's `proven=1`), only the units reachability proves
+    stuck forever (Go's goroutineleak profile), each carrying its proof, confirmed on two looks a few
+    milliseconds apart. That walks the heap twice: it costs more than a plain snapshot. `proven_only`
+    is its former name, still accepted.
     """
+    if proven_only is not None:
+        import warnings
+
+        warnings.warn("snapshot(proven_only=...) is now snapshot(proven=...)", DeprecationWarning, 2)
+        proven = proven or proven_only
     _canary.sing_once()
-    return visit(sources=sources, proven_only=proven_only)
+    return visit(sources=sources, proven=proven)
 
 
-def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = False) -> Dump:
+def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven: bool = False) -> Dump:
     """`snapshot()` without the canary: what `looseends attach` takes inside a process it only visits,
     which must start no thread or event loop of its own (the canary starts both, and under gevent its
     threads are greenlets that cannot run while the hub is borrowed)."""
@@ -49,7 +57,7 @@ def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven_only: bool = Fa
     # leak grows there.
     taken = take_snapshot(sources, destroyed=True)
     taken = replace(taken, errors=taken.errors + _canary.problems())
-    if not proven_only:
+    if not proven:
         return Dump(taken.units, taken.taken_at, taken.errors)
     looks: list[Snapshot] = []
 

@@ -96,9 +96,9 @@ def report(arguments: dict[str, Any]) -> str:
 
         if hasattr(_find, "visit"):  # processes are read from outside, by the attacher
             chosen = tuple(source for source in sources.DEFAULT_SOURCES if source.name != "processes")
-            dump = _find.visit(sources=chosen, proven_only=arguments["proven"])
+            dump = _find.visit(sources=chosen, proven=arguments["proven"])
         else:  # an older looseends of the target's own
-            dump = _find.snapshot(proven_only=arguments["proven"])
+            dump = _find.snapshot(proven=arguments["proven"])
         data = Report.from_units(dump.units, now=dump.taken_at, errors=dump.errors).to_dict()
         # An older looseends of the target's own may not say: then its frames are folded as ours are.
         stdlib: set[str] = getattr(_library, "standard_library_paths", set)()

@@ -231,7 +231,7 @@ def _shared_snapshot(take: Callable[..., Snapshot], proven: bool) -> Snapshot | 
         if shared is not None and begun >= arrived:
             return shared
         begun = time.monotonic()
-        taken = take(proven_only=proven)
+        taken = take(proven=proven)
         _latest.clear()  # keep one: a snapshot holds no frames, but need not outlive its burst
         _latest[key] = (begun, taken)
         return taken
