@@ -8,7 +8,8 @@ a lock the inspected program could hold, and no local variable is ever shown.
 
 Pages, under the mount prefix:
 
-    /                 index
+    /                 index (text); a web page of the last hour for a browser (Accept: text/html,
+                      or ?view=html)
     /dump             grouped dump with counts (pprof goroutine debug=1); debug=2 lists every unit
                       format=json for the looseends.report schema; kind=thread,task,process and
                       blocked_on=GLOB (a blocked-on code such as queue.*) filter
@@ -37,7 +38,7 @@ MAX_BODY = 4 * 1024 * 1024
 MAX_QUERY = 1024  # characters: every legitimate query is far shorter
 SNAPSHOT_WAIT = 2.0  # seconds a request waits for the snapshot in progress before a 503
 RETRY_AFTER = "1"
-PARAMETERS = frozenset({"debug", "format", "kind", "blocked_on", "proven", "token"})
+PARAMETERS = frozenset({"debug", "format", "kind", "blocked_on", "proven", "token", "view"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 INDEX = """looseends: live threads, asyncio tasks and child processes of this process
 
@@ -47,8 +48,11 @@ INDEX = """looseends: live threads, asyncio tasks and child processes of this pr
   dump?kind=task            only tasks (thread, task, process, greenlet; comma-separated)
   dump?blocked_on=queue.*   only units whose blocked-on code matches the glob
   dump?proven=1             only units proven stuck forever (like /debug/pprof/goroutineleak)
+  ?view=html                this index as a web page: the last hour by place, the growing ones first
 """
 
+# The page runs no script and loads nothing: a policy that forbids both, should a name slip through.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 _one_snapshot = threading.Lock()  # one snapshot at a time, whichever server asks
 
 
@@ -167,9 +171,11 @@ def respond(
     *,
     token: str | None = None,
     allowed_hosts: Collection[str] | None = None,
+    base: str = "",
     _snapshot: Callable[..., Snapshot] = snapshot,
 ) -> Response:
-    """One request, already stripped of the mount prefix. Header names are lower-case.
+    """One request, already stripped of the mount prefix (`base`, as the client reached it, for the
+    web page's links). Header names are lower-case.
 
     `allowed_hosts` applies only without a token: a server that anyone may reach on loopback answers
     only requests addressed to it by a loopback name."""
@@ -178,7 +184,9 @@ def respond(
         return refused
     route = path.rstrip("/") or "/"
     if route == "/":
-        return _text(200, INDEX)
+        if not _wants_page(headers, query_string):
+            return _text(200, INDEX)
+        return _web_page(headers, query_string, base, _snapshot)
     if route != "/dump":
         return _text(404, "no such page; see / for the pages\n")
     try:
@@ -192,9 +200,54 @@ def respond(
     if taken is None:
         return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
     report = query.selection.select(taken)
+    if query.selection == Selection():  # the whole process: a sample for the web page's chart
+        from looseends.frontends.history import sampling
+
+        sampling.history.note(report)
     if query.json:
         return Response(200, _bounded_json(report), "application/json")
     return Response(200, _bounded_text(report.render(full=query.debug == 2, title="looseends dump")))
+
+
+def sample_report() -> Report:
+    """A snapshot for the page's history, sharing the endpoint's one-at-a-time turn (TimeoutError when
+    a dump held it too long: a skipped sample)."""
+    taken = _shared_snapshot(snapshot, False)
+    if taken is None:
+        raise TimeoutError("another dump held the turn")
+    return Selection().select(taken)
+
+
+def _wants_page(headers: Mapping[str, str], query_string: str) -> bool:
+    """A browser asks for HTML first; `?view=html` asks for the page from anywhere."""
+    view = (parse_qs(query_string, max_num_fields=32).get("view") or [""])[-1]
+    if view:
+        return view == "html"
+    accepted = [part.split(";")[0].strip() for part in headers.get("accept", "").split(",")]
+    return bool(accepted) and accepted[0] in ("text/html", "application/xhtml+xml")
+
+
+def _web_page(
+    headers: Mapping[str, str], query_string: str, base: str, take: Callable[..., Snapshot]
+) -> Response:
+    from looseends.frontends.history import sampling
+    from looseends.frontends.html_page import page
+
+    try:
+        taken = _shared_snapshot(take, False)
+    except Exception as exc:  # never let an inspection take the host down
+        return _text(500, f"could not take a snapshot: {type(exc).__name__}: {printable(str(exc), 200)}\n")
+    if taken is None:
+        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
+    report = Selection().select(taken)
+    history = sampling.history
+    history.note(report)
+    times, series, growing = history.view()
+    host = printable(headers.get("host", "127.0.0.1"), 200)
+    url = f"http://{host}{base.rstrip('/')}/"
+    given = (parse_qs(query_string, max_num_fields=32).get("token") or [""])[-1] or None
+    body = page(report, times, series, growing, url, given).encode()
+    return Response(200, body, "text/html; charset=utf-8", (("Content-Security-Policy", CSP),))
 
 
 def _refusal(

@@ -85,7 +85,8 @@ def asgi_app(*, token: str | None = None) -> ASGIApp:
         path = _relative(scope.get("path", "/"), scope.get("root_path", ""))
         query = scope.get("query_string", b"").decode("latin-1")
         method = scope["method"]
-        response = await _off_the_loop(lambda: respond(method, path, query, headers, token=token))
+        base = scope.get("root_path", "")
+        response = await _off_the_loop(lambda: respond(method, path, query, headers, token=token, base=base))
         await send(
             {
                 "type": "http.response.start",
@@ -111,7 +112,12 @@ def wsgi_app(*, token: str | None = None) -> WSGIApp:
         }
         path = environ.get("PATH_INFO", "/") or "/"
         response = respond(
-            environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", ""), headers, token=token
+            environ["REQUEST_METHOD"],
+            path,
+            environ.get("QUERY_STRING", ""),
+            headers,
+            token=token,
+            base=environ.get("SCRIPT_NAME", ""),
         )
         start_response(f"{response.status} {response.reason}", _headers(response))
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else response.body]

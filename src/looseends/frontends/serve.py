@@ -23,7 +23,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from looseends.errors import OptionError
-from looseends.frontends.http_app import LOOPBACK_NAMES, Response, check_token, request_headers, respond
+from looseends.frontends.history import sampling
+from looseends.frontends.http_app import (
+    LOOPBACK_NAMES,
+    Response,
+    check_token,
+    request_headers,
+    respond,
+    sample_report,
+)
 from looseends.sources._tracking import tracking
 
 __all__ = ["MAX_CONNECTIONS", "LiveServer", "serve"]
@@ -158,6 +166,8 @@ def serve(
         thread.start()
         cleanup.callback(thread.join, 5)
         cleanup.callback(server.shutdown)
+        sampling.enter(sample_report)  # the web page's last hour
+        cleanup.callback(sampling.leave)
     except BaseException:
         cleanup.close()
         raise
@@ -184,7 +194,9 @@ def _handler(prefix: str, token: str | None, allowed: frozenset[str]) -> type[Ba
             else:
                 headers = request_headers(self.headers.items())
                 page = path[len(prefix) :] or "/"
-                response = respond(self.command, page, query, headers, token=token, allowed_hosts=allowed)
+                response = respond(
+                    self.command, page, query, headers, token=token, allowed_hosts=allowed, base=prefix
+                )
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
