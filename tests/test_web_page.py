@@ -125,6 +125,12 @@ def test_an_hour_old_sample_is_dropped(fresh_history: History) -> None:
     assert list(series) == ["tasks created at /app/place2.py:12"]
 
 
+def test_sampling_slows_down_rather_than_cost_over_one_percent_of_a_core() -> None:
+    assert history_module.pause(10.0, 0.02) == 10.0  # 0.2 % of a core: the period
+    assert history_module.pause(10.0, 0.5) == 50.0  # a huge process: 0.5 s every 50 s, 1 %
+    assert history_module.pause(0.2, 0.01) == 1.0
+
+
 def test_a_bad_sampling_period_falls_back_to_the_default() -> None:
     assert sample_every({"LOOSEENDS_HISTORY_EVERY": "0.5"}) == 0.5
     for bad in ("soon", "0", "-3", "nan", "inf", "0.01"):
@@ -148,10 +154,11 @@ def test_a_server_samples_while_it_runs_and_leaves_no_thread_when_closed(
     monkeypatch.setenv("LOOSEENDS_HISTORY_EVERY", "0.2")
     live = looseends.serve()
     try:
-        deadline = time.monotonic() + 30
-        while len(fresh_history.view()[0]) < 3 and time.monotonic() < deadline:
+        # The first sample at once, the next after 0.2 s, or after 100 times the first one's CPU time.
+        deadline = time.monotonic() + 120
+        while len(fresh_history.view()[0]) < 2 and time.monotonic() < deadline:
             threading.Event().wait(0.05)
-        assert len(fresh_history.view()[0]) >= 3
+        assert len(fresh_history.view()[0]) >= 2
     finally:
         live.close()
     assert history_module.THREAD_NAME not in {thread.name for thread in threading.enumerate()}

@@ -15,7 +15,7 @@ from looseends.analysis.group import Group
 from looseends.model import Frame, first_user_frame
 from looseends.report import Report
 
-__all__ = ["Fleet", "Growth"]
+__all__ = ["Fleet", "Growth", "Tally", "group_key"]
 
 
 def _place(frame: Frame | None) -> str:

@@ -86,6 +86,12 @@ def _top(tallies: dict[str, Tally]) -> dict[str, Tally]:
     return {**dict(ranked[:MAX_PLACES]), OTHERS: rest}
 
 
+def pause(every: float, spent: float) -> float:
+    """The wait after a sample that took `spent` seconds of CPU: the period, or longer, so that sampling
+    stays under 1 % of one core however large the process."""
+    return max(every, MAX_SHARE * spent)
+
+
 class _Sampler:
     """One background thread for the process while any `serve()` runs (a lease count); the last to
     leave stops it and waits for it, so a closed server leaves nothing of ours running."""
@@ -126,7 +132,7 @@ class _Sampler:
             except Exception:  # a failed sample is a gap in the chart, never an error in the host
                 pass
             spent = time.thread_time() - spent
-            if stop.wait(max(self.history.every, MAX_SHARE * spent)):
+            if stop.wait(pause(self.history.every, spent)):
                 return
 
 

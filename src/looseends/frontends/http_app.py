@@ -32,7 +32,15 @@ from looseends.model import Snapshot
 from looseends.report import Report
 from looseends.selection import Selection, parse_kinds
 
-__all__ = ["LOOPBACK_NAMES", "MAX_BODY", "Response", "check_token", "request_headers", "respond"]
+__all__ = [
+    "LOOPBACK_NAMES",
+    "MAX_BODY",
+    "Response",
+    "check_token",
+    "request_headers",
+    "respond",
+    "sample_report",
+]
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_QUERY = 1024  # characters: every legitimate query is far shorter
