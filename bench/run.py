@@ -355,6 +355,8 @@ def main() -> None:
         + "\n\n"
         + verdict_line(share < 1, f"sampling costs under 1 % of one core ({share:.2f} %)", "sampling")
         + "\n\n"
+        + sampling.page_render()
+        + "\n\n"
         + NOTES["sampling"]
     )
     elapsed = time.perf_counter() - started
