@@ -8,6 +8,7 @@ import inside a function may only stay within its layer or go down.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,33 @@ def test_the_contract_fails_on_an_upward_import_and_a_cycle() -> None:
     )
     assert upward_imports(edges) == ["looseends.model (base) imports looseends.report (report)"]
     assert cycles(edges) == [["looseends.model", "looseends.report", "looseends.model"]]
+
+
+DRAWN_COLUMNS = 62  # docs/architecture.md's picture: layer name and files, then a description
+
+
+def test_the_architecture_page_draws_the_layers_this_test_enforces() -> None:
+    """docs/architecture.md's picture: the layers in this order, every module of the package root and
+    every folder drawn in the layer LAYERS gives it, and every path its table names exists."""
+    text = (SRC.parent.parent / "docs" / "architecture.md").read_text()
+    diagram = text.split("```")[1]
+    drawn: dict[str, int] = {}
+    order: list[str] = []
+    for block in diagram.split("▲"):
+        lines = [line for line in block.splitlines() if line.strip()]
+        name = next(layer for layer, _ in LAYERS if lines[0].lstrip().startswith(layer))
+        order.append(name)
+        for line in lines:
+            files = line[:DRAWN_COLUMNS]  # the files and folders; after them, what the layer is for
+            for word in re.findall(r"(?<![\w/.])(?:looseends/)?([\w]+(?:\.py|/))", files):
+                stem = word.rstrip("/").removesuffix(".py")
+                drawn["looseends" if stem == "__init__" else f"looseends.{stem}"] = len(order) - 1
+    assert order == [name for name, _ in reversed(LAYERS)]
+    rank_of = {name: rank for rank, (name, _) in enumerate(LAYERS)}
+    for module, block in drawn.items():
+        assert rank_of[order[block]] == layer_of(module), f"{module} is drawn in the wrong layer"
+    root = {f"looseends.{p.stem}" for p in SRC.glob("*.py") if p.stem != "__init__"}
+    folders = {f"looseends.{p.name}" for p in SRC.iterdir() if (p / "__init__.py").exists()}
+    assert root | folders | {"looseends"} <= set(drawn), sorted((root | folders) - set(drawn))
+    for path in re.findall(r"`((?:sources|analysis|frontends|attach)/[\w.]+|[\w]+\.py)`", text):
+        assert (SRC / path).exists() or (SRC.parent.parent / "docs" / path).exists(), path
