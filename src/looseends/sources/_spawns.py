@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import subprocess
 
 from looseends._cpython import read_attr
-from looseends._redaction import redact_command
 from looseends.model import Origin
 from looseends.sources import _tracking
 from looseends.sources._origins import Record, capture, to_origin
@@ -72,7 +71,10 @@ def _record(pid: object, command: object, spawner: str, skip: int) -> None:
 
 
 def command_text(command: object) -> str:
-    """A child's command line as reports show it: secrets masked (looseends._redaction), cut short."""
+    """A child's command line as reports show it: secrets masked (looseends._redaction, whose patterns
+    load with the first child rather than with every run), cut short."""
+    from looseends._redaction import redact_command
+
     if isinstance(command, bytes):
         command = command.decode(errors="replace")
     if isinstance(command, str):
