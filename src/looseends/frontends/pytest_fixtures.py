@@ -48,7 +48,7 @@ class FixtureOwnership:
 
     def start_taking(self, since: float, prover: ShutdownProver | None) -> None:
         """Until `untake()`: vanished tasks it owns, created since `since`, are kept for its check."""
-        self.taker = Taker(since, self.owns, prover)
+        self.taker = Taker(since, lambda unit: self.owns(unit) or self.owned_and_vanished(unit), prover)
         self.untake = taking(self.taker)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from looseends import _cpython
 from looseends.model import DESTROYED_LAST, Unit
-from looseends.sources import _tracking
+from looseends.sources import _reported, _tracking
 from looseends.sources._origins import task_created_at
 from looseends.sources.tasks import (
     CANCELLED_AT_SHUTDOWN,
@@ -49,7 +49,6 @@ _vanished: dict[int, tuple[Unit, float]] = {}  # one by one, with when, for the 
 # service shows as a count that keeps growing (dumps, watch, Prometheus). Bounded by MAX_PLACES.
 MAX_PLACES = 256
 _destroyed: dict[str, tuple[int, float, float, Unit]] = {}  # by creation site
-_recorded: dict[int, int] = {}  # id(task) -> id(its coroutine): a task recorded once is not recorded again
 _numbers = itertools.count()
 
 
@@ -73,6 +72,10 @@ class Taker:
         if created is not None:
             return created >= self.since
         return vanished_at >= self.since and not self.knew(unit.key)
+
+    def may_take(self, unit: Unit, vanished_at: float) -> bool:
+        """Whether this check could still take a task that vanished at `vanished_at`."""
+        return self.made_during(unit, vanished_at) and self.wants(unit)
 
 
 _takers: dict[int, Taker] = {}
@@ -118,7 +121,7 @@ def mark_reported(units: Sequence[Unit]) -> None:
     for unit in units:
         task = unit.ref() if unit.ref is not None else None
         if isinstance(task, asyncio.Task):
-            _recorded[id(task)] = id(_cpython.task_call(task, "get_coro", None))
+            _reported.guard(task, _cpython.task_call(task, "get_coro", None))
 
 
 def destroyed_units() -> list[Unit]:
@@ -156,11 +159,11 @@ def _summarise(unit: Unit) -> None:
 
 
 def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | None = None) -> None:
-    """Describe a vanishing task once. Its destruction is the last we hear of it: its one-record guard goes
-    with it, since the next task may be given the same id (and its coroutine its coroutine's)."""
+    """Describe a vanishing task once: one reported already (while pending, or cancelled at its loop's
+    shutdown) is not recorded again when the collector destroys it."""
     coro = _cpython.task_call(task, "get_coro", None)
     destroyed = how == DESTROYED
-    seen = (_recorded.pop(id(task), None) if destroyed else _recorded.get(id(task))) == id(coro)
+    seen = _reported.release(task, coro) if destroyed else _reported.guarded(task, coro)
     watched = _tracking.state.checks > 0  # without a check running, only the live summary is kept
     if (seen and not destroyed) or not (destroyed or watched):
         return
@@ -169,12 +172,20 @@ def _record(task: asyncio.Task[Any], how: str, proof: str | None, unit: Unit | N
         return
     if destroyed:
         _summarise(found)  # the live summary counts every one, reported before or not
-    if watched and not seen and len(_vanished) < MAX_VANISHED:
+    if watched and not seen and (len(_vanished) < MAX_VANISHED or _drop_unwanted()):
         if not destroyed:
-            if len(_recorded) > 4 * MAX_VANISHED:
-                _recorded.clear()  # only long-gone tasks lose their one-record guard
-            _recorded[id(task)] = id(coro)
+            _reported.guard(task, coro)
         _vanished[next(_numbers)] = (found, time.monotonic())
+
+
+def _drop_unwanted() -> bool:
+    """Make room by dropping what no running check can take (tasks older than every check, or judged by
+    checks that have ended): a full record must never turn away a new leak. Whether room was made."""
+    takers = list(_takers.values())
+    for number, entry in list(_vanished.items()):
+        if not any(taker.may_take(*entry) for taker in takers):
+            _vanished.pop(number, None)
+    return len(_vanished) < MAX_VANISHED
 
 
 def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
@@ -214,7 +225,6 @@ def _record_shutdown(loop: asyncio.AbstractEventLoop) -> None:
 def _clear() -> None:
     _vanished.clear()
     _destroyed.clear()
-    _recorded.clear()
 
 
 def _recording_handler(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -251,6 +261,7 @@ def _install(stack: ExitStack) -> None:
         original_cancel_all(loop)
 
     _tracking.patch(stack, module, name, cancel_all_tasks)
+    _reported.install(stack)
     stack.callback(_clear)
 
 
