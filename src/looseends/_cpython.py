@@ -496,10 +496,100 @@ def known_loops() -> list[object]:
 
 
 def _frame_self(frame: types.FrameType) -> object:
+    found = frame_variable(frame, "self")
+    return None if found is MISSING else found
+
+
+# A frame's variables, one at a time. Before 3.13, `frame.f_locals` leaves a dict of every variable on the
+# frame (PEP 667): whatever the program deletes after a snapshot stays alive until the frame next refreshes
+# it or ends, a socket it meant to close by dropping it, a finished job's arguments. So they are read
+# without it: 3.13's `f_locals` is a view onto the frame, 3.12 has PyFrame_GetVar (one C call, by ctypes
+# when the accelerator is not built), 3.11 only the accelerator's read of its frame layout (handed in by
+# `sources._origins`, which loads the accelerator: this module is below it).
+_variable_readers: list[Callable[[types.FrameType, str, object], object]] = []
+
+
+def frame_variable(frame: types.FrameType, name: str, *, ends_with_wait: bool = False) -> Any:
+    """The variable `name` of `frame`, or MISSING. `ends_with_wait`: the frame is a wait API's own, which
+    ends when the wait does; on 3.11 without the accelerator only such a frame is read, through `f_locals`
+    (its copy dies with it); any other frame reads as MISSING there: claim less rather than hold more."""
+    if VERSION >= (3, 13) or not owns_its_variables(frame):
+        try:
+            return frame.f_locals.get(name, MISSING)
+        except Exception:
+            return MISSING
+    if not _variable_readers:
+        _variable_readers.append(_variable_reader())
+    read = _variable_readers[0]
+    if read is _copying_read and not ends_with_wait:
+        return MISSING
     try:
-        return frame.f_locals.get("self")
+        return read(frame, name, MISSING)
     except Exception:
+        return MISSING
+
+
+def frame_variables(frame: types.FrameType) -> list[tuple[str, object]] | None:
+    """Every bound variable of `frame`, by name; None where they cannot be read without leaving a copy
+    on the frame (3.11 without the accelerator): a proof that needs them all must then give up. A module
+    or class body's variables are its namespace, which the frame holds itself: read as they are."""
+    if VERSION >= (3, 13) or not owns_its_variables(frame):
+        try:
+            return list(frame.f_locals.items())
+        except Exception:
+            return None
+    if not _variable_readers:
+        _variable_readers.append(_variable_reader())
+    read = _variable_readers[0]
+    if read is _copying_read:
         return None
+    code = frame.f_code
+    found = []
+    for name in dict.fromkeys((*code.co_varnames, *code.co_cellvars, *code.co_freevars)):
+        try:
+            value = read(frame, name, MISSING)
+        except Exception:
+            return None
+        if value is not MISSING:
+            found.append((name, value))
+    return found
+
+
+def owns_its_variables(frame: types.FrameType) -> bool:
+    """A function's frame keeps its variables itself, and `f_locals` before 3.13 copies them (so would a
+    class body's with cells); a module's live in its namespace dict, which the frame refers to: its
+    `f_locals` is that dict, no copy, and a count of references must see it."""
+    code = frame.f_code
+    return bool(code.co_flags & inspect.CO_OPTIMIZED or code.co_cellvars or code.co_freevars)
+
+
+def _copying_read(frame: types.FrameType, name: str, default: object) -> object:
+    return frame.f_locals.get(name, default)
+
+
+def use_accelerated_frame_reads(read: Callable[[types.FrameType, str, object], object]) -> None:
+    """The accelerator's reader (`sources._speedups.frame_variable`), handed in where it is imported."""
+    _variable_readers[:] = [read]
+
+
+def _variable_reader() -> Callable[[types.FrameType, str, object], object]:
+    if VERSION < (3, 12):
+        return _copying_read
+    import ctypes
+
+    # A function object of our own: `ctypes.pythonapi.PyFrame_GetVar` is shared, and its argument types are
+    # not ours to set (an attach runs inside someone else's process).
+    get_var = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object)(
+        ("PyFrame_GetVar", ctypes.pythonapi)
+    )
+
+    def read_by_ctypes(frame: types.FrameType, name: str, default: object) -> object:
+        try:
+            return get_var(frame, name)  # one C call: the frame cannot change under it
+        except NameError:  # unbound, or no such variable
+            return default
+
+    return read_by_ctypes
 
 
 # asyncio's own housekeeping coroutines, which its runners (asyncio.run, asyncio.Runner) await to completion

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 from looseends import _cpython
 from looseends._library import is_own_file
-from looseends.analysis.unseen import MAX_OBJECTS, Abandoned, unseen_holders
+from looseends.analysis.unseen import MAX_OBJECTS, UNREADABLE_FRAMES, Abandoned, unseen_holders
 from looseends.model import Kind, Unit
 from looseends.sources import greenlets, trio_tasks
-from looseends.sources._frames import coroutine_frames, frame_locals, to_frame, walk_back
+from looseends.sources._frames import coroutine_frames, to_frame, walk_back
 from looseends.sources._waits import find_wait, primitive_of
 
 __all__ = ["prove"]
@@ -289,7 +289,10 @@ def _holder_referents(holder: object, hidden: set[int]) -> list[object]:
 
 def _frame_referents(frame: types.FrameType) -> list[object]:
     """An executing frame shows the collector nothing (its thread owns it): read its variables instead."""
-    return [*frame_locals(frame).values(), frame.f_back, frame.f_globals]
+    variables = _cpython.frame_variables(frame)
+    if variables is None:
+        raise Abandoned(UNREADABLE_FRAMES)
+    return [*(value for _, value in variables), frame.f_back, frame.f_globals]
 
 
 def _roots(candidates: list[_Candidate], excluded: set[int]) -> list[object]:

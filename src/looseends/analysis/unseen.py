@@ -28,18 +28,21 @@ import sys
 import types
 from collections.abc import Callable, Iterable, Sequence
 
-from looseends._cpython import MISSING, read_attr
-from looseends.sources._frames import code_key, frame_locals
+from looseends._cpython import MISSING, frame_variable, frame_variables, owns_its_variables, read_attr
+from looseends.sources._frames import code_key
 
-__all__ = ["MAX_OBJECTS", "Abandoned", "unseen_holders"]
+__all__ = ["MAX_OBJECTS", "UNREADABLE_FRAMES", "Abandoned", "unseen_holders"]
 
 MAX_OBJECTS = 2_000_000  # objects the collector tracks, beyond which the accounting is abandoned
 IMMORTAL = 1 << 30  # a reference count this high is an immortal object's (3.12+), not a count
 EXITS = ("__exit__", "__aexit__")
 
 
+UNREADABLE_FRAMES = "frame variables cannot be read without keeping them alive (3.11 without the accelerator)"
+
+
 class Abandoned(Exception):
-    """The heap is too large to account for within the bound: no proof."""
+    """The heap is too large to account for within the bound, or part of it cannot be read: no proof."""
 
 
 def unseen_holders(
@@ -196,10 +199,12 @@ def _credit_variables(
 ) -> None:
     code = frame.f_code
     closure_names = set(code.co_cellvars) | set(code.co_freevars)
-    variables = frame_locals(frame)
-    if type(variables) is dict:  # 3.11-3.12: the frame keeps the dict its variables were copied into
-        credit(variables)
-    for name, value in variables.items():
+    variables = frame_variables(frame)
+    if variables is None:
+        raise Abandoned(UNREADABLE_FRAMES)
+    if not owns_its_variables(frame):  # a module or class body: the frame holds its namespace dict
+        credit(frame.f_locals)
+    for name, value in variables:
         if name in closure_names:
             for cell in cells.get(id(value), ()):
                 credit(cell)
@@ -219,8 +224,8 @@ CALLS_KEPT_ON_THE_STACK = {
 
 def _credit_call_arguments(frame: types.FrameType, credit: Callable[[object], None]) -> None:
     names = CALLS_KEPT_ON_THE_STACK.get(code_key(frame))
-    owner = frame_locals(frame).get("self") if names is not None else None
-    if owner is None or names is None:
+    owner = frame_variable(frame, "self") if names is not None else MISSING
+    if owner is MISSING or owner is None or names is None:
         return
     for name in names:
         value = read_attr(owner, name)

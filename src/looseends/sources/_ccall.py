@@ -16,9 +16,7 @@ import linecache
 import types
 from dataclasses import dataclass
 
-from looseends.sources._frames import frame_locals
-
-_MISSING = object()
+from looseends._cpython import MISSING, frame_variable
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +59,8 @@ def called_object(frame: types.FrameType) -> Called | None:
         node, entering = site
         if entering:  # `with lock:` waits in the lock's C __enter__, which takes no arguments
             dotted = _dotted(node)
-            manager = _value_of(frame, dotted) if dotted else _MISSING
-            if manager is _MISSING:
+            manager = _value_of(frame, dotted) if dotted else MISSING
+            if manager is MISSING:
                 return None
             name = _qualify(inspect.getattr_static(type(manager), "__enter__", None), manager, "__enter__")
             return Called(name, manager, False) if name is not None else None
@@ -92,7 +90,7 @@ def _timeout(frame: types.FrameType, call: ast.Call, name: str) -> float | None:
         value: object = node.value
     else:
         dotted = _dotted(node)
-        value = _value_of(frame, dotted) if dotted else _MISSING
+        value = _value_of(frame, dotted) if dotted else MISSING
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return None
     return float(value)
@@ -108,7 +106,7 @@ def _has_arguments(frame: types.FrameType, call: ast.Call) -> bool:
 
 def _empty_holder(frame: types.FrameType, node: ast.expr) -> bool:
     dotted = _dotted(node)
-    held = _value_of(frame, dotted) if dotted else _MISSING
+    held = _value_of(frame, dotted) if dotted else MISSING
     return type(held) in (tuple, dict) and not held
 
 
@@ -116,7 +114,7 @@ def _value_of(frame: types.FrameType, dotted: list[str]) -> object:
     head, *rest = dotted
     obj = _lookup(frame, head)
     for attr in rest:
-        if obj is _MISSING:
+        if obj is MISSING:
             break
         obj = _static(obj, attr)
     return obj
@@ -178,13 +176,13 @@ def _dotted(node: ast.expr) -> list[str] | None:
 def _resolve(frame: types.FrameType, dotted: list[str]) -> tuple[str, object] | None:
     head, *rest = dotted
     obj = _lookup(frame, head)
-    if obj is _MISSING:
+    if obj is MISSING:
         return None
     receiver: object = None
     for attr in rest:
         receiver = obj
         obj = _static(obj, attr)
-        if obj is _MISSING:
+        if obj is MISSING:
             return None
     bound_to = getattr(obj, "__self__", None) if isinstance(obj, types.BuiltinMethodType) else None
     if bound_to is not None and not isinstance(bound_to, types.ModuleType):
@@ -195,22 +193,24 @@ def _resolve(frame: types.FrameType, dotted: list[str]) -> tuple[str, object] | 
 
 def _static(obj: object, attr: str) -> object:
     """An attribute read without running code: C slots and getsets are read, Python descriptors are not."""
-    value = inspect.getattr_static(obj, attr, _MISSING)
+    value = inspect.getattr_static(obj, attr, MISSING)
     if isinstance(value, types.MemberDescriptorType | types.GetSetDescriptorType) and not isinstance(
         obj, type
     ):
         try:
             return value.__get__(obj, type(obj))
         except Exception:
-            return _MISSING
+            return MISSING
     return value
 
 
 def _lookup(frame: types.FrameType, name: str) -> object:
-    for namespace in (frame_locals(frame), frame.f_globals):
-        if name in namespace:
-            return namespace[name]
-    return getattr(builtins, name, _MISSING)
+    found = frame_variable(frame, name)
+    if found is not MISSING:
+        return found
+    if name in frame.f_globals:
+        return frame.f_globals[name]
+    return getattr(builtins, name, MISSING)
 
 
 def _qualify(obj: object, receiver: object, attr: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from looseends.model import Frame
 
@@ -60,14 +60,6 @@ def to_frame(frame: types.FrameType) -> Frame:
         module, qualname = code_key(frame)
         found = _frames[(code, lineno)] = Frame(code.co_filename, lineno, qualname, module)
     return found
-
-
-def frame_locals(frame: types.FrameType) -> Mapping[str, object]:
-    """A frame's variables (a snapshot or 3.13's proxy), or nothing when they cannot be read."""
-    try:
-        return frame.f_locals
-    except Exception:
-        return {}
 
 
 def walk_back(frame: types.FrameType | None, limit: int = MAX_STACK) -> Iterator[types.FrameType]:

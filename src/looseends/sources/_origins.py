@@ -461,6 +461,7 @@ except ImportError:  # not built (no C compiler or headers at install): the same
     pass
 else:
     _configure_speedups(_speedups)
+    _cpython.use_accelerated_frame_reads(_speedups.frame_variable)
 
     def wrap_start(original: Start) -> Start:
         return _speedups.tracked_start(original)

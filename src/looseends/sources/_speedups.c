@@ -1,5 +1,6 @@
 /* Tracked Thread.start and create_task, in C: the records of `_origins.py`, without the Python-level cost
- * of a wrapper frame, the frame walk and the tuple building that every tracked creation pays.
+ * of a wrapper frame, the frame walk and the tuple building that every tracked creation pays. And one
+ * frame variable read without copying them all (`frame_variable`, for `_cpython.frame_variable`).
  *
  * Optional: `_origins.py` has the same wrappers in Python and uses them when this module is not built.
  * `configure()` hands over everything the records read, once. Recording never raises: a record that
@@ -759,6 +760,79 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+/* One of a frame's variables, or `default`. Never `frame.f_locals`: before 3.13 that leaves a dict of every
+ * variable on the frame, which keeps what the program has since deleted alive until the frame ends. 3.12
+ * has PyFrame_GetVar for this; 3.11 has no such call, so its frame layout (Include/internal/pycore_frame.h)
+ * is read here, checked against the frame before any variable is read, all under the GIL: the frame cannot
+ * move or end between the check and the read. */
+#if PY_VERSION_HEX < 0x030C0000
+typedef struct {
+    PyObject *f_func, *f_globals, *f_builtins, *f_locals;
+    PyCodeObject *f_code;
+    PyFrameObject *frame_obj;
+    void *previous, *prev_instr;
+    int stacktop;
+    char is_entry, owner;
+    PyObject *localsplus[1];
+} frame_data_311;
+
+typedef struct {
+    PyObject_HEAD
+    PyFrameObject *f_back;
+    frame_data_311 *f_frame;
+} frame_object_311;
+
+#define KIND_CELL 0x40 /* CO_FAST_CELL */
+#define KIND_FREE 0x80 /* CO_FAST_FREE */
+
+static PyObject *
+read_variable(PyFrameObject *frame, PyObject *name, PyObject *fallback)
+{
+    frame_data_311 *data = ((frame_object_311 *)frame)->f_frame;
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    int same = data != NULL && data->frame_obj == frame && data->f_code == code;
+    Py_DECREF(code); /* the frame keeps it */
+    if (!same || !PyTuple_Check(code->co_localsplusnames) || !PyBytes_Check(code->co_localspluskinds)) {
+        return Py_NewRef(fallback); /* not the layout this was written for: claim nothing */
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(code->co_localsplusnames);
+    for (Py_ssize_t i = 0; i < count && i < PyBytes_GET_SIZE(code->co_localspluskinds); i++) {
+        PyObject *each = PyTuple_GET_ITEM(code->co_localsplusnames, i);
+        if (each != name && (!PyUnicode_Check(each) || PyUnicode_Compare(each, name) != 0)) {
+            continue;
+        }
+        PyObject *value = data->localsplus[i];
+        unsigned char kind = (unsigned char)PyBytes_AS_STRING(code->co_localspluskinds)[i];
+        if (value != NULL && (kind & (KIND_CELL | KIND_FREE)) && PyCell_Check(value)) {
+            value = PyCell_GET(value);
+        }
+        return Py_NewRef(value != NULL ? value : fallback);
+    }
+    return Py_NewRef(fallback);
+}
+#else
+static PyObject *
+read_variable(PyFrameObject *frame, PyObject *name, PyObject *fallback)
+{
+    PyObject *value = PyFrame_GetVar(frame, name);
+    if (value == NULL) {
+        PyErr_Clear(); /* unbound, or no such variable */
+        return Py_NewRef(fallback);
+    }
+    return value;
+}
+#endif
+
+static PyObject *
+frame_variable(PyObject *self, PyObject *args)
+{
+    PyObject *frame, *name, *fallback;
+    if (!PyArg_ParseTuple(args, "O!UO:frame_variable", &PyFrame_Type, &frame, &name, &fallback)) {
+        return NULL;
+    }
+    return read_variable((PyFrameObject *)frame, name, fallback);
+}
+
 static PyMethodDef methods[] = {
     {"tracked_start", tracked_start, METH_O,
      "tracked_start(Thread.start) -> the same method, recording where each thread is started."},
@@ -767,6 +841,9 @@ static PyMethodDef methods[] = {
      "where each task is created."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(**what_the_records_read) -> None: called once by looseends.sources._origins."},
+    {"frame_variable", frame_variable, METH_VARARGS,
+     "frame_variable(frame, name, default) -> the variable's value, or default: no copy of the frame's "
+     "variables is left on it."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,7 @@
 """Creation records made in C: see _speedups.c and _origins.py (the same functions in Python)."""
 
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 def configure(
@@ -30,3 +31,4 @@ def tracked_create_task(
     debug_hook: Callable[[Any], None] | None = None,
     thread_hook: Callable[[Any], None] | None = None,
 ) -> Callable[..., Any]: ...
+def frame_variable(frame: FrameType, name: str, default: object, /) -> object: ...

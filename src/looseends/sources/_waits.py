@@ -27,6 +27,7 @@ from looseends._cpython import (
     MISSING,
     builtin_len,
     condition_waiters,
+    frame_variable,
     lock_parked,
     read_attr,
 )
@@ -34,7 +35,7 @@ from looseends._library import is_library_file
 from looseends.model import RUNNING, BlockedOn
 from looseends.sources._ccall import called_object
 from looseends.sources._enclosing import in_loop
-from looseends.sources._frames import code_key, frame_locals
+from looseends.sources._frames import code_key
 
 Detail = dict[str, int | float | str]
 Describer = Callable[[types.FrameType], tuple[str, Detail]]
@@ -42,7 +43,7 @@ StillBlocked = Callable[[Any, Sequence[types.FrameType]], bool]
 
 
 def _self(frame: types.FrameType) -> object:
-    return frame_locals(frame).get("self", MISSING)
+    return frame_variable(frame, "self", ends_with_wait=True)
 
 
 def _nothing(frame: types.FrameType) -> tuple[str, Detail]:
@@ -75,9 +76,8 @@ def _parked_in_condition(frames: Sequence[types.FrameType]) -> bool:
     notify() removes the waiter from `_waiters` and releases it before the woken thread can run."""
     for frame in frames:
         if code_key(frame) == ("threading", "Condition.wait"):
-            variables = frame_locals(frame)
-            waiter = variables.get("waiter", MISSING)
-            waiters = condition_waiters(variables.get("self", MISSING))
+            waiter = frame_variable(frame, "waiter", ends_with_wait=True)
+            waiters = condition_waiters(frame_variable(frame, "self", ends_with_wait=True))
             return waiters is not None and any(w is waiter for w in waiters) and lock_parked(waiter) is True
     return False
 
@@ -188,13 +188,13 @@ def _popen(frame: types.FrameType) -> tuple[str, Detail]:
 
 
 def _sleep_delay(frame: types.FrameType) -> tuple[str, Detail]:
-    delay = frame_locals(frame).get("delay")
+    delay = frame_variable(frame, "delay", ends_with_wait=True)
     return (f"{delay} s", {"delay": delay}) if isinstance(delay, int | float) else ("", {})
 
 
 def _local_seconds(name: str) -> Describer:
     def describe(frame: types.FrameType) -> tuple[str, Detail]:
-        seconds = frame_locals(frame).get(name)
+        seconds = frame_variable(frame, name, ends_with_wait=True)
         return (f"{seconds:g} s", {"delay": seconds}) if isinstance(seconds, int | float) else ("", {})
 
     return describe
@@ -421,7 +421,10 @@ def _timed(found: Found, frames: Sequence[types.FrameType]) -> bool:
     """A timeout anywhere in the wait's own frames: it ends by itself."""
     if found.c_arguments:
         return True
-    return any(frame_locals(frame).get("timeout") is not None for frame in frames[: found.depth + 1])
+    return any(
+        frame_variable(frame, "timeout", ends_with_wait=True) not in (None, MISSING)
+        for frame in frames[: found.depth + 1]
+    )
 
 
 def primitive_of(found: Found, frames: Sequence[types.FrameType]) -> tuple[str, object] | None:
@@ -478,10 +481,9 @@ def _timeout_of(found: Found, frames: Sequence[types.FrameType]) -> tuple[bool, 
     timed = False
     values: list[float] = []
     for frame in frames[: found.depth + 1]:
-        variables = frame_locals(frame)
-        if "timeout" in variables:
+        value = frame_variable(frame, "timeout", ends_with_wait=True)
+        if value is not MISSING:
             timed = True
-            value = variables["timeout"]
             if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
                 values.append(float(value))
     return timed, (max(values) if values else None)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from looseends import _cpython
 from looseends._library import is_own_file
 from looseends.model import RUNNING, BlockedOn, Kind, Unit
-from looseends.sources._frames import frame_locals, to_frame, walk_back
+from looseends.sources._frames import to_frame, walk_back
 from looseends.sources._kernel import kernel_wait, time_left
 from looseends.sources._origins import job_origin, raw_thread_origin, thread_origin
 from looseends.sources._waits import POOL_JOB, classify_or_running
@@ -151,7 +151,7 @@ def _current_job(frames: list[types.FrameType]) -> object:
             frame.f_code.co_name == "_worker"
             and frame.f_globals.get("__name__") == "concurrent.futures.thread"
         ):
-            work_item = frame_locals(frame).get("work_item")
+            work_item = _cpython.frame_variable(frame, "work_item")
             future = _cpython.read_attr(work_item, "future") if work_item is not None else None
             return None if future is _cpython.MISSING else future
     return None
