@@ -36,12 +36,17 @@ print(json.dumps({"ours": ours}), flush=True)
 """
 
 
+# Every target has Python's usual Ctrl-C, however the suite was started: a shell's background job inherits
+# SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+USUAL_CTRL_C = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
 @contextlib.contextmanager
 def started(source: str, *args: str, stdin: int | None = None) -> Iterator[subprocess.Popen[str]]:
     """A target running `source`, once it printed "ready"; killed at the end whatever happened. What it
     wrote to stderr is in `errors` afterwards."""
     process = subprocess.Popen(
-        [sys.executable, "-c", source, *args],
+        [sys.executable, "-c", USUAL_CTRL_C + source, *args],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
