@@ -518,9 +518,7 @@ def frame_variable(frame: types.FrameType, name: str, *, ends_with_wait: bool = 
             return frame.f_locals.get(name, MISSING)
         except Exception:
             return MISSING
-    if not _variable_readers:
-        _variable_readers.append(_variable_reader())
-    read = _variable_readers[0]
+    read = _reader()
     if read is _copying_read and not ends_with_wait:
         return MISSING
     try:
@@ -538,9 +536,7 @@ def frame_variables(frame: types.FrameType) -> list[tuple[str, object]] | None:
             return list(frame.f_locals.items())
         except Exception:
             return None
-    if not _variable_readers:
-        _variable_readers.append(_variable_reader())
-    read = _variable_readers[0]
+    read = _reader()
     if read is _copying_read:
         return None
     code = frame.f_code
@@ -570,6 +566,12 @@ def _copying_read(frame: types.FrameType, name: str, default: object) -> object:
 def use_accelerated_frame_reads(read: Callable[[types.FrameType, str, object], object]) -> None:
     """The accelerator's reader (`sources._speedups.frame_variable`), handed in where it is imported."""
     _variable_readers[:] = [read]
+
+
+def _reader() -> Callable[[types.FrameType, str, object], object]:
+    if not _variable_readers:
+        _variable_readers.append(_variable_reader())
+    return _variable_readers[0]
 
 
 def _variable_reader() -> Callable[[types.FrameType, str, object], object]:
