@@ -507,6 +507,15 @@ def _frame_self(frame: types.FrameType) -> object:
 # when the accelerator is not built), 3.11 only the accelerator's read of its frame layout (handed in by
 # `sources._origins`, which loads the accelerator: this module is below it).
 _variable_readers: list[Callable[[types.FrameType, str, object], object]] = []
+_guest = [False]  # inside another process by attach: load no extension module it has not loaded itself
+
+
+def as_a_guest() -> None:
+    """Inside someone else's process (attach): ctypes is used only if the program has loaded it, since
+    loading `_ctypes` maps files into it that stay after we leave; without it 3.12 reads as 3.11 does
+    without the accelerator."""
+    _guest[0] = True
+    _variable_readers.clear()
 
 
 def frame_variable(frame: types.FrameType, name: str, *, ends_with_wait: bool = False) -> Any:
@@ -575,7 +584,7 @@ def _reader() -> Callable[[types.FrameType, str, object], object]:
 
 
 def _variable_reader() -> Callable[[types.FrameType, str, object], object]:
-    if VERSION < (3, 12):
+    if VERSION < (3, 12) or (_guest[0] and "_ctypes" not in sys.modules):
         return _copying_read
     import ctypes
 

@@ -90,9 +90,13 @@ def report(arguments: dict[str, Any]) -> str:
     before = set(sys.modules)
     forget = None
     try:
+        ours = "looseends" not in sys.modules  # else the target's own, whose state is not ours to set
         forget = load(arguments["code"])
-        from looseends import _find, _library, sources
+        from looseends import _cpython, _find, _library, sources
         from looseends.report import Report
+
+        if ours:
+            _cpython.as_a_guest()
 
         if hasattr(_find, "visit"):  # processes are read from outside, by the attacher
             chosen = tuple(source for source in sources.DEFAULT_SOURCES if source.name != "processes")
