@@ -426,6 +426,7 @@ def test_attachers_killed_while_they_hold_a_thread_leave_the_target_as_it_was(ki
         check=False,
     )
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["hurt"] is False, result
+    why = {key: value for key, value in result.items() if key not in ("rounds", "signal", "shape", "checks")}
+    assert result["hurt"] is False, json.dumps(why)  # short enough for pytest to print whole: what hurt
     assert result["hit"] > 0  # some kills did land while a thread was held
     assert done.returncode == 0
