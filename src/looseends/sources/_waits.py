@@ -421,10 +421,11 @@ def _timed(found: Found, frames: Sequence[types.FrameType]) -> bool:
     """A timeout anywhere in the wait's own frames: it ends by itself."""
     if found.c_arguments:
         return True
-    return any(
-        frame_variable(frame, "timeout", ends_with_wait=True) not in (None, MISSING)
-        for frame in frames[: found.depth + 1]
-    )
+    for frame in frames[: found.depth + 1]:
+        timeout = frame_variable(frame, "timeout", ends_with_wait=True)
+        if timeout is not None and timeout is not MISSING:  # by identity: `in` would call the value's __eq__
+            return True
+    return False
 
 
 def primitive_of(found: Found, frames: Sequence[types.FrameType]) -> tuple[str, object] | None:
