@@ -39,15 +39,18 @@ def guard(task: object, coro: object) -> None:
 
 def guarded(task: object, coro: object) -> bool:
     """Whether `task`, still alive, was reported already."""
-    entry = _guards.get(id(task))
-    return entry is not None and entry[0] == id(coro) and entry[1]() is task
+    return _is_its_guard(_guards.get(id(task)), task, coro)
 
 
 def release(task: object, coro: object) -> bool:
     """Called as `task` is destroyed: whether it was reported already. Its guard ends here."""
-    entry = _guards.pop(id(task), None)
-    alive = entry is not None and entry[0] == id(coro) and entry[1]() is task  # freed by reference count
-    return alive or _dying.pop(id(task), None) == id(coro)  # freed by the collection running now
+    if _is_its_guard(_guards.pop(id(task), None), task, coro):  # freed by reference count
+        return True
+    return _dying.pop(id(task), None) == id(coro)  # freed by the collection running now
+
+
+def _is_its_guard(entry: tuple[int, weakref.ref[Any]] | None, task: object, coro: object) -> bool:
+    return entry is not None and entry[0] == id(coro) and entry[1]() is task
 
 
 def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
