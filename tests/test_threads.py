@@ -276,3 +276,72 @@ def test_identity_reads_reuse_units_only_for_the_same_thread_object_and_name() -
     assert renamed is not reused
     assert renamed.name == "renamed"
     assert renamed.same_object(reused)
+
+
+def _start_and_join() -> None:
+    done = threading.Thread(target=int)
+    done.start()
+    done.join()
+
+
+@pytest.fixture
+def unregistered(cleanup: Cleanup) -> Callable[[str], threading.Thread]:
+    """A running thread, and a way to take it out of `threading._active` as threading itself does twice in
+    every thread's life: `start()` returns before the thread is moved there from `_limbo`, and a thread
+    leaves it before its last frames end. Put back at teardown."""
+    registry: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
+    lock = threading._active_limbo_lock  # type: ignore[attr-defined]
+    never = threading.Event()
+    thread = threading.Thread(target=never.wait, name="between-registries", daemon=True)
+    thread.start()
+    ident = thread.ident
+    assert ident is not None
+
+    def restore() -> None:
+        with lock:
+            threading._limbo.pop(thread, None)  # type: ignore[attr-defined]
+            registry[ident] = thread
+
+    cleanup.stop(lambda: (restore(), never.set()), thread)
+
+    def take_out(where: str) -> threading.Thread:
+        with lock:
+            del registry[ident]
+            if where == "limbo":
+                threading._limbo[thread] = thread  # type: ignore[attr-defined]
+        return thread
+
+    take_out.restore = restore  # type: ignore[attr-defined]
+    return take_out
+
+
+@pytest.mark.parametrize("where", ["limbo", "gone"])
+def test_a_thread_outside_threadings_registry_is_still_its_thread_object(
+    unregistered: Callable[[str], threading.Thread], where: str
+) -> None:
+    thread = unregistered(where)
+    for detail in (False, True):
+        unit = next(u for u in ThreadSource().read(detail=detail) if u.ident == thread.ident)
+        assert unit.key == ("thread", thread.ident)
+        assert unit.name == "between-registries"
+        assert unit.ref is not None
+        assert unit.ref() is thread
+
+
+def test_a_thread_started_just_before_a_check_is_not_its_leak(
+    unregistered: Callable[[str], threading.Thread],
+) -> None:
+    """`start()` returns before threading registers the thread: a check begun at once must not take the
+    registered thread it sees at its end for a new one (seen in CI as another test's thread)."""
+    unregistered("limbo")
+    with looseends.check(timeout=QUICK):
+        unregistered.restore()  # type: ignore[attr-defined]
+        _start_and_join()  # something did move: the check must look
+
+
+def test_a_thread_leaving_threadings_registry_during_a_check_is_not_a_new_leak(
+    unregistered: Callable[[str], threading.Thread],
+) -> None:
+    with looseends.check(timeout=QUICK):
+        unregistered("gone")
+        _start_and_join()

@@ -47,7 +47,10 @@ class ThreadSource:
         try:
             if not detail:
                 return self._identities(frames, active)
-            return [_thread_unit(ident, frame, active.get(ident), detail) for ident, frame in frames.items()]
+            return [
+                _thread_unit(ident, frame, _thread_object(ident, frame, active), detail)
+                for ident, frame in frames.items()
+            ]
         finally:
             frames.clear()  # drop the frames now rather than whenever this scope is collected
 
@@ -61,7 +64,7 @@ class ThreadSource:
         last = self._last
         units = []
         for ident, frame in frames.items():
-            thread = active.get(ident)
+            thread = _thread_object(ident, frame, active)
             unit = last.get(ident)
             if (
                 unit is None
@@ -74,6 +77,32 @@ class ThreadSource:
             units.append(unit)
         self._last = {unit.ident: unit for unit in units if unit.ident is not None and unit.ref is not None}
         return units
+
+
+_BOOTSTRAP = threading.Thread._bootstrap.__code__  # type: ignore[attr-defined]
+
+
+def _thread_object(
+    ident: int, frame: types.FrameType, active: Mapping[int, threading.Thread]
+) -> threading.Thread | None:
+    """The `threading.Thread` running `ident`, registered or not. threading registers a thread only after
+    `start()` has returned to its starter, and lets go of it before its last frames end; in those moments
+    it is still held as `self` by its outermost frame, `Thread._bootstrap`. Read from there, it stays one
+    unit throughout: otherwise a check begun just after `start()` would see a bare `_thread` at its start
+    and report the registered thread it sees at its end as new."""
+    thread = active.get(ident)
+    if thread is not None:
+        return thread
+    outermost = frame
+    while outermost.f_back is not None:
+        outermost = outermost.f_back
+    if outermost.f_code is not _BOOTSTRAP:
+        return None
+    # That frame ends with the thread, so on 3.11 without the accelerator its copied variables die with it.
+    found = _cpython.frame_variable(outermost, "self", ends_with_wait=True)
+    if not issubclass(type(found), threading.Thread) or _cpython.read_attr(found, "_ident") != ident:
+        return None
+    return found  # type: ignore[no-any-return]
 
 
 def _thread_unit(ident: int, frame: types.FrameType, thread: threading.Thread | None, detail: bool) -> Unit:
