@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from leakfixtures import Cleanup, LoopThread
+from leakfixtures import Cleanup, HeldCollection, LoopThread
 
 
 @pytest.fixture
@@ -23,6 +23,15 @@ def loop_thread() -> Iterator[LoopThread]:
         yield helper
     finally:
         helper.close()
+
+
+@pytest.fixture
+def held_collection() -> Iterator[HeldCollection]:
+    helper = HeldCollection()
+    try:
+        yield helper
+    finally:
+        helper.release()
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -121,3 +123,47 @@ def uvicorn_serving(app: Any, loop: str) -> Iterator[str]:
     finally:
         running.should_exit = True
         thread.join(DEADLINE)
+
+
+class _Cycle:
+    me: object
+
+
+class HeldCollection:
+    """A garbage collection in another thread, held between clearing weak references (asyncio's registry
+    of tasks forgets what it destroys) and running finalizers (a task records its own destruction): a
+    weak reference callback of garbage of its own waits there until `release()`, at most `hold_for` s.
+    Automatic collections are off meanwhile, so only this one destroys anything. Its thread starts here,
+    before whatever check the test begins, so it is none of that check's leaks."""
+
+    def __init__(self, hold_for: float = DEADLINE) -> None:
+        self.hold_for = hold_for
+        self._go, self._inside, self._released = threading.Event(), threading.Event(), threading.Event()
+        self._enabled = gc.isenabled()
+        gc.disable()
+        self._thread = threading.Thread(target=self._collect, name="held-collection", daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        if not self._go.wait(DEADLINE):
+            return
+        garbage = _Cycle()
+        garbage.me = garbage
+        held = weakref.ref(garbage, lambda ref: (self._inside.set(), self._released.wait(self.hold_for)))
+        del garbage
+        gc.collect()
+        assert held() is None
+
+    def hold(self) -> None:
+        """Start the collection, and return once it is held between its two steps."""
+        self._go.set()
+        assert self._inside.wait(DEADLINE), "the collection never reached its weak reference callbacks"
+
+    def release(self) -> None:
+        """Let it end, and wait until it has."""
+        self._go.set()
+        self._released.set()
+        self._thread.join(DEADLINE)
+        assert not self._thread.is_alive(), "the held collection did not end"
+        if self._enabled:
+            gc.enable()

@@ -12,7 +12,7 @@ import looseends
 from looseends.model import Kind
 from looseends.sources import tasks
 
-from leakfixtures import LoopThread, wait_until
+from leakfixtures import HeldCollection, LoopThread, wait_until
 
 QUICK = 0.05
 
@@ -204,6 +204,30 @@ def test_a_task_the_collector_destroys_during_a_check_is_reported_as_destroyed()
     assert group.blocked_on.detail["vanished"] == tasks.DESTROYED
     assert group.units[0].proof == "destroyed by the garbage collector while pending: nothing could reach it"
     assert "then: destroyed while pending" in report.render()
+
+
+def test_a_task_another_threads_collection_is_destroying_as_a_check_ends_is_reported(
+    held_collection: HeldCollection,
+) -> None:
+    """A collection takes a task out of asyncio's registry before its finalizer records it as destroyed:
+    a check that ends in between, while another thread collects, must wait for that collection, not pass.
+    Held for a moment longer than such a check takes, and less than it waits."""
+    held_collection.hold_for = 0.3
+
+    async def main() -> looseends.Report:
+        async def forgotten() -> None:
+            await asyncio.get_running_loop().create_future()
+
+        with pytest.raises(looseends.LeakError) as info:
+            async with looseends.check(timeout=QUICK):
+                asyncio.create_task(forgotten(), name="collected")  # noqa: RUF006 - the leak under test
+                await settle_tasks()
+                held_collection.hold()
+        return info.value.report
+
+    report = asyncio.run(main())
+    assert report.groups[0].units[0].name == "collected"
+    assert report.groups[0].blocked_on.detail["vanished"] == tasks.DESTROYED
 
 
 def test_idle_event_loop_thread_is_reported_as_such() -> None:

@@ -21,6 +21,7 @@ from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import fingerprint, identities
+from looseends.sources._collection import running_elsewhere, until_collected
 from looseends.sources._tracking import tracking
 from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
@@ -106,18 +107,17 @@ class Watch:
 
     def unchanged(self) -> bool:
         """Nothing tracked started and no thread or task came or went since start: clean, without a look."""
-        return fingerprint() == self._fingerprint
+        return fingerprint() == self._fingerprint and self._nothing_vanished()
 
     def nothing_new(self) -> bool:
         """Clean at a glance: the fingerprint has not moved, or it has but one identity look finds only
-        units alive at start and no task vanished meanwhile (a test that joined the thread or awaited
-        the task it started). Anything else gets the full verdict, which would find these clean too."""
+        units alive at start (a test that joined the thread or awaited the task it started); and no task
+        vanished meanwhile. Anything else gets the full verdict, which would find these clean too."""
         mark = fingerprint()
-        if mark == self._fingerprint:
-            return True
+        return (mark == self._fingerprint or self._only_known(mark)) and self._nothing_vanished()
+
+    def _only_known(self, mark: tuple[Hashable, ...]) -> bool:
         assert self._before is not None, "Watch.nothing_new() before start()"
-        if vanished_since(self._taker):
-            return False
         before, now = self._before.units, identities(mark)[1].units
         # Sources reuse the identity units of what is unchanged: the same objects, compared by id (the
         # baseline keeps them alive). Only what is not among them needs the identity rule.
@@ -125,6 +125,11 @@ class Watch:
         if same.issuperset(map(id, now)):
             return True
         return all(map(ignore_current(self._before), (unit for unit in now if id(unit) not in same)))
+
+    def _nothing_vanished(self) -> bool:
+        """Asked after the look: a task destroyed before it is recorded by then, unless another thread's
+        collection is still between taking it out of asyncio's registry and running its finalizer."""
+        return not running_elsewhere() and not vanished_since(self._taker)
 
     def verdict(self, also_ignore: Callable[[Unit], bool] | None = None) -> Generator[float, None, Report]:
         """Yield settle delays; return the report. `also_ignore` adds identities known not to be leaks."""
@@ -139,6 +144,7 @@ class Watch:
             extra = also_ignore
             baseline = IgnoreRule(known.description, lambda unit: known(unit) or extra(unit))
         judged = yield from settle_steps(self.options, baseline)
+        yield from until_collected()
         return with_vanished(judged, self._taker, candidate_filter(self.options, baseline), self.options)
 
     def stop(self) -> None:

@@ -9,7 +9,7 @@ holds a weak reference whose callback removes it when the task goes.
 The order of the two ends differs: freed by reference counting, a task's finalizer (asyncio's "destroyed
 but it is pending") runs first, while the weak reference still answers; freed by the collector, the weak
 reference is cleared, and its callback run, first. The callback therefore keeps the entry of a task the
-collector is freeing (`_dying`) until that collection ends, which a `gc.callbacks` hook marks.
+collector is freeing (`_dying`) until that collection ends (`_collection` says when).
 
 Everything here runs inside the host's calls, destructors and collections: no locks, and every change is
 one atomic dict operation.
@@ -17,17 +17,17 @@ one atomic dict operation.
 
 from __future__ import annotations
 
-import gc
 import weakref
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+from looseends.sources import _collection
+
 MAX_GUARDED = 40_000  # reported tasks still alive; beyond it the guards start over (a report may repeat)
 
 _guards: dict[int, tuple[int, weakref.ref[Any]]] = {}  # id(task) -> (id(its coroutine), weak ref)
 _dying: dict[int, int] = {}  # id(task) -> id(its coroutine): guarded tasks freed by the running collection
-_collecting = [False]
 
 
 def guard(task: object, coro: object) -> None:
@@ -56,26 +56,24 @@ def _is_its_guard(entry: tuple[int, weakref.ref[Any]] | None, task: object, coro
 def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
     def gone(ref: weakref.ref[Any]) -> None:
         entry = _guards.get(key)
-        if entry is not None and entry[1] is ref and _guards.pop(key, None) is not None and _collecting[0]:
+        if (
+            entry is not None
+            and entry[1] is ref
+            and _guards.pop(key, None) is not None
+            and _collection.running()
+        ):
             _dying[key] = entry[0]  # its finalizer may run next, in this collection
 
     return gone
 
 
-def _on_collection(phase: str, info: dict[str, Any]) -> None:
-    """Before and after each collection: what `_dying` held belongs to one that has ended."""
-    _collecting[0] = phase == "start"
-    _dying.clear()
+_collection.on_change(_dying.clear)  # what it held belongs to a collection that has ended
 
 
 def install(stack: ExitStack) -> None:
-    """Hook the collector while tracking is on; clear everything when it ends."""
-    gc.callbacks.append(_on_collection)
+    """Clear everything when tracking ends."""
 
     def uninstall() -> None:
-        if _on_collection in gc.callbacks:
-            gc.callbacks.remove(_on_collection)
-        _collecting[0] = False
         _guards.clear()
         _dying.clear()
 

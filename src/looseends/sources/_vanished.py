@@ -22,7 +22,7 @@ from typing import Any
 
 from looseends import _cpython
 from looseends.model import DESTROYED_LAST, Unit
-from looseends.sources import _reported, _tracking
+from looseends.sources import _collection, _reported, _tracking
 from looseends.sources._origins import task_created_at
 from looseends.sources.tasks import (
     CANCELLED_AT_SHUTDOWN,
@@ -261,6 +261,7 @@ def _install(stack: ExitStack) -> None:
         original_cancel_all(loop)
 
     _tracking.patch(stack, module, name, cancel_all_tasks)
+    _collection.install(stack)
     _reported.install(stack)
     stack.callback(_clear)
 
