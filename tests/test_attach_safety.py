@@ -430,3 +430,38 @@ def test_attachers_killed_while_they_hold_a_thread_leave_the_target_as_it_was(ki
     assert result["hurt"] is False, json.dumps(why)  # short enough for pytest to print whole: what hurt
     assert result["hit"] > 0  # some kills did land while a thread was held
     assert done.returncode == 0
+
+
+def test_an_acknowledgement_made_before_the_report_is_written_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attacher acknowledges as soon as it finds the answer's memfd, which may be before the script
+    has written anything to it: the script must not write over that byte, or it waits for an
+    acknowledgement already given until the attach's deadline, holding the target's thread (seen in CI:
+    a 3 s `lock.acquire` returned after 10 s). Here the attacher wins that race every time."""
+    from looseends.attach import bootstrap
+
+    create = os.memfd_create
+
+    def created_and_found_at_once(name: str, flags: int = 0) -> int:
+        fd = create(name, flags)
+        os.pwrite(fd, b"\x01", bootstrap.ACK)  # the attacher, through its own reference
+        return fd
+
+    def no_wait(seconds: float) -> None:
+        raise AssertionError("the script waited for an acknowledgement it had been given")
+
+    answered: list[int] = []
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        length = int.from_bytes(os.pread(fd, 8, bootstrap.LENGTH), "little")
+        answered.append(length)
+        real_close(fd)
+
+    monkeypatch.setattr(os, "memfd_create", created_and_found_at_once)
+    monkeypatch.setattr(bootstrap, "report", lambda arguments: '{"units": []}')
+    monkeypatch.setattr(time, "sleep", no_wait)
+    monkeypatch.setattr(os, "close", close)
+    bootstrap.run({"nonce": "test", "deadline": time.monotonic() + 60, "attacher": os.getpid()})
+    assert answered == [len('{"units": []}')]
