@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import looseends
-from looseends._find import proofs
 from looseends.analysis.settle import confirmed_proofs
+from looseends.core.find import proofs
 from looseends.model import Unit
 from looseends.sources import take_snapshot
 from looseends.sources._frames import walk_back

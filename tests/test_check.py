@@ -239,8 +239,8 @@ def test_tracking_is_put_back_as_it_was_after_the_last_check() -> None:
 
 
 def test_watch_verdict_with_extra_identities_still_honours_the_baseline(cleanup: Cleanup) -> None:
-    from looseends._watch import Watch
     from looseends.analysis.settle import run_sync
+    from looseends.core.watch import Watch
     from looseends.options import build_options
 
     never = threading.Event()
@@ -259,11 +259,11 @@ def test_watch_verdict_with_extra_identities_still_honours_the_baseline(cleanup:
 
 
 def test_a_check_where_nothing_started_takes_no_look_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    from looseends import _find
+    from looseends.core import find as find_module
 
     looks: list[bool] = []
-    real_look = _find._look
-    monkeypatch.setattr(_find, "_look", lambda detail: looks.append(detail) or real_look(detail))
+    real_look = find_module._look
+    monkeypatch.setattr(find_module, "_look", lambda detail: looks.append(detail) or real_look(detail))
     with looseends.check(timeout=QUICK) as checked:
         assert sum(range(10)) == 45
     assert checked.report is not None

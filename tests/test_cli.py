@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import looseends
+from looseends.core.growth import Growth
 from looseends.frontends import cli
-from looseends.frontends.growth import Growth
 
 from leakfixtures import Cleanup, wait_blocked
 

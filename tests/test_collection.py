@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from looseends._watch import Watch
+from looseends.core.watch import Watch
 from looseends.options import build_options
 from looseends.sources._collection import WAIT_LIMIT, WAIT_STEP, running_elsewhere, until_collected
 from looseends.sources._tracking import tracking

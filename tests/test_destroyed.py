@@ -10,7 +10,7 @@ import gc
 import pytest
 
 import looseends
-from looseends.frontends.growth import Growth
+from looseends.core.growth import Growth
 from looseends.model import Unit
 
 pytestmark = pytest.mark.looseends_allow(reason="leaks tasks on purpose, for the collector to destroy")

@@ -39,11 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "looseends.options",
             "looseends.selection",
-            "looseends._canary",
-            "looseends._find",
-            "looseends._watch",
-            "looseends._check",
-            "looseends._ledger",
+            "looseends.core",
         ),
     ),
     ("front ends", ("looseends.frontends", "looseends.attach")),

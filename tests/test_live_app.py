@@ -24,7 +24,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 import looseends
-from looseends.frontends.growth import Growth
+from looseends.core.growth import Growth
 from looseends.report_json import report_from_dict
 
 from leakfixtures import DEADLINE, uvicorn_serving, wait_until

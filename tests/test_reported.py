@@ -185,9 +185,9 @@ def test_a_task_destroyed_between_the_last_look_and_the_verdict_is_one_leak(
     """A collection can run at any allocation: right after the look a verdict is written from, it may
     destroy a forgotten task that look saw alive. The task is then both a leak of that look and a task
     destroyed while pending: one leak, reported as what became of it (seen on 3.15 as two entries)."""
-    from looseends import _watch
+    from looseends.core import watch as watch_module
 
-    original = _watch.mark_reported
+    original = watch_module.mark_reported
     held: list[asyncio.Task[None]] = []  # alive through every look, the check's own collection included
 
     def collect_first(units: object) -> None:
@@ -195,7 +195,7 @@ def test_a_task_destroyed_between_the_last_look_and_the_verdict_is_one_leak(
         gc.collect()  # as if an allocation had started a collection just after the last look
         original(units)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_watch, "mark_reported", collect_first)
+    monkeypatch.setattr(watch_module, "mark_reported", collect_first)
 
     async def forgotten() -> None:
         await asyncio.get_running_loop().create_future()

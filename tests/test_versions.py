@@ -13,7 +13,7 @@ import textwrap
 import threading
 
 import looseends
-from looseends import _canary
+from looseends.core import canary
 from looseends.sources import ThreadSource
 from looseends.sources.tasks import TaskSource
 
@@ -21,12 +21,12 @@ from leakfixtures import LoopThread, wait_until
 
 
 def test_the_canary_sees_a_thread_and_a_task_here() -> None:
-    assert _canary.canary() == []
+    assert canary.canary() == []
 
 
 def test_the_canary_fires_when_the_task_registry_is_hidden() -> None:
     hidden = TaskSource(_tasks=lambda: iter(()))
-    assert _canary.canary([ThreadSource(), hidden]) == [
+    assert canary.canary([ThreadSource(), hidden]) == [
         "asyncio tasks are not seen (or not what they wait on)"
     ]
 

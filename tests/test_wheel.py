@@ -85,7 +85,7 @@ def test_the_wheel_declares_the_command_and_the_pytest_plugin(wheel: Path) -> No
     parsed = configparser.ConfigParser()
     parsed.read_string(archive.read(entry_points).decode())
     assert parsed["console_scripts"]["looseends"] == "looseends.frontends.cli:main_exit"
-    assert parsed["pytest11"]["looseends"] == "looseends.frontends.pytest_plugin"
+    assert parsed["pytest11"]["looseends"] == "looseends.frontends.pytest.plugin"
 
 
 def test_the_installed_files_import_check_and_snapshot(wheel: Path, tmp_path: Path) -> None:

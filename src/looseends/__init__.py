@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from looseends._version import __version__
 
 if TYPE_CHECKING:
-    from looseends._check import check
-    from looseends._find import find, find_async, snapshot, verify_none
     from looseends._library import my_packages
     from looseends._redaction import redact
     from looseends.analysis.group import Group
@@ -29,6 +27,8 @@ if TYPE_CHECKING:
         ignore_top_function,
     )
     from looseends.analysis.patterns import Pattern
+    from looseends.core.check import check
+    from looseends.core.find import find, find_async, snapshot, verify_none
     from looseends.errors import DumpParseError, LeakError, LooseEndsError, LooseEndsWarning, OptionError
     from looseends.frontends import prometheus
     from looseends.frontends.mounts import asgi_app, wsgi_app
@@ -44,11 +44,11 @@ if TYPE_CHECKING:
 # Every public name loads on first use: importing looseends (as pytest does for its plugin, in every run
 # where looseends is installed) costs almost nothing until something is used.
 _LAZY = {
-    "check": "looseends._check",
-    "find": "looseends._find",
-    "find_async": "looseends._find",
-    "snapshot": "looseends._find",
-    "verify_none": "looseends._find",
+    "check": "looseends.core.check",
+    "find": "looseends.core.find",
+    "find_async": "looseends.core.find",
+    "snapshot": "looseends.core.find",
+    "verify_none": "looseends.core.find",
     "my_packages": "looseends._library",
     "redact": "looseends._redaction",
     "Group": "looseends.analysis.group",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from looseends.frontends import pytest_plugin
+from looseends.frontends.pytest import plugin as pytest_plugin
 from looseends.options import DEFAULT_TIMEOUT
 
 REPORT_MODULES = "import json, sys\nprint(json.dumps([m for m in sys.modules if 'looseends' in m]))"
@@ -21,11 +21,12 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_the_entry_point_imports_none_of_the_core() -> None:
-    assert loaded_after("import looseends.frontends.pytest_plugin") == {
+    assert loaded_after("import looseends.frontends.pytest.plugin") == {
         "looseends",
         "looseends._version",
         "looseends.frontends",
-        "looseends.frontends.pytest_plugin",
+        "looseends.frontends.pytest",
+        "looseends.frontends.pytest.plugin",
     }
 
 
@@ -34,7 +35,7 @@ def test_a_run_with_the_plugin_off_never_loads_the_checks(pytester: pytest.Pytes
     pytester.makeconftest(
         "import sys\n"
         "def pytest_unconfigure():\n"
-        "    print('core loaded:', 'looseends.frontends.pytest_checks' in sys.modules)\n"
+        "    print('core loaded:', 'looseends.frontends.pytest.checks' in sys.modules)\n"
     )
     off = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
     off.stdout.fnmatch_lines(["*core loaded: False*"])
@@ -48,7 +49,7 @@ LEAK_PATH = (
     "looseends._redaction",
     "looseends.report",
     "looseends.report_json",
-    "looseends.frontends.pytest_failures",
+    "looseends.frontends.pytest.failures",
     "looseends.analysis.reachability",
     "looseends.frontends.unittest_support",
 )
@@ -88,7 +89,7 @@ def test_awaited():
     leaky = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--looseends")
     leaky.assert_outcomes(passed=3, errors=1)
     leaky.stdout.fnmatch_lines(
-        ["*leak path loaded: ['looseends.report', *'looseends.frontends.pytest_failures'*"]
+        ["*leak path loaded: ['looseends.report', *'looseends.frontends.pytest.failures'*"]
     )
 
 

@@ -79,6 +79,7 @@ def alive(pid: int) -> bool:
 
 def report(arguments: dict[str, Any]) -> str:
     """The report as JSON text, or {"attach_error": ...} saying what went wrong."""
+    import importlib
     import sys
     import time
     import types
@@ -93,17 +94,21 @@ def report(arguments: dict[str, Any]) -> str:
     try:
         ours = "looseends" not in sys.modules  # else the target's own, whose state is not ours to set
         forget = load(arguments["code"])
-        from looseends import _cpython, _find, _library, sources
+        from looseends import _cpython, _library, sources
         from looseends.report import Report
 
+        try:
+            composing: Any = importlib.import_module("looseends.core.find")
+        except ImportError:  # an older looseends of the target's own, from before the core package
+            composing = importlib.import_module("looseends._find")
         if ours:
             _cpython.as_a_guest()
 
-        if hasattr(_find, "visit"):  # processes are read from outside, by the attacher
+        if hasattr(composing, "visit"):  # processes are read from outside, by the attacher
             chosen = tuple(source for source in sources.DEFAULT_SOURCES if source.name != "processes")
-            dump = _find.visit(sources=chosen, proven=arguments["proven"])
+            dump = composing.visit(sources=chosen, proven=arguments["proven"])
         else:  # an older looseends of the target's own
-            dump = _find.snapshot(proven=arguments["proven"])
+            dump = composing.snapshot(proven=arguments["proven"])
         data = Report.from_units(dump.units, now=dump.taken_at, errors=dump.errors).to_dict()
         # An older looseends of the target's own may not say: then its frames are folded as ours are.
         stdlib: set[str] = getattr(_library, "standard_library_paths", set)()

@@ -28,9 +28,9 @@ from looseends._version import __version__
 from looseends.analysis.ignore import GO_IGNORES
 from looseends.attach import ROUTES, Visit, visit
 from looseends.attach.family import visit_family
+from looseends.core.growth import Fleet, Growth
 from looseends.errors import DumpParseError, LooseEndsError
 from looseends.frontends.fetching import FetchError, fetch_url, read_file, read_stdin
-from looseends.frontends.growth import Fleet, Growth
 from looseends.frontends.run import run_program
 from looseends.model import Snapshot
 from looseends.report import Report

@@ -23,10 +23,10 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.test import runner as django_runner
 
-from looseends._ledger import RUN_END, Finding, Ledger
-from looseends._watch import Watch
 from looseends.analysis.leak_baseline import LeakBaseline, open_baseline
 from looseends.analysis.settle import run_sync
+from looseends.core.ledger import RUN_END, Finding, Ledger
+from looseends.core.watch import Watch
 from looseends.errors import LeakError, OptionError
 from looseends.options import Options, build_options
 

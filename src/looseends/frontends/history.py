@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from looseends.frontends.growth import Growth, Tally
+from looseends.core.growth import Growth, Tally
 from looseends.report import Report
 
 __all__ = ["History", "sampling"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 from looseends.analysis.group import Group
-from looseends.frontends.growth import group_key
+from looseends.core.growth import group_key
 from looseends.report import Report, plural
 
 __all__ = ["page"]

@@ -25,8 +25,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from looseends._find import snapshot
 from looseends._text import printable
+from looseends.core.find import snapshot
 from looseends.errors import OptionError
 from looseends.model import Snapshot
 from looseends.report import Report

@@ -18,8 +18,8 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from looseends._watch import Watch
 from looseends.analysis.settle import run_sync
+from looseends.core.watch import Watch
 from looseends.errors import LooseEndsError
 from looseends.options import build_options
 

@@ -17,8 +17,8 @@ import unittest
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from looseends._watch import Watch
 from looseends.analysis.settle import run_sync
+from looseends.core.watch import Watch
 from looseends.errors import LeakError
 from looseends.options import build_options
 

@@ -8,10 +8,11 @@ from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Unpack
 
-from looseends import _canary, _cpython
+from looseends import _cpython
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
 from looseends.analysis.settle import Settled, confirmed_proofs, run_async, run_sync, settle
+from looseends.core import canary
 from looseends.errors import LeakError
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options, OptionValues, build_options
@@ -23,6 +24,22 @@ from looseends.sources import (
     take_snapshot,
     trio_tasks,
 )
+
+__all__ = [
+    "LeakFilter",
+    "Reasons",
+    "candidate_filter",
+    "find",
+    "find_async",
+    "leak_filter",
+    "proofs",
+    "settle_steps",
+    "shutdown_proofs",
+    "snapshot",
+    "to_report",
+    "verify_none",
+    "visit",
+]
 
 if TYPE_CHECKING:  # the report stack and the prover load when first used, not with every run (figure 9)
     from looseends.report import Dump, Report
@@ -43,7 +60,7 @@ def snapshot(
 
         warnings.warn("snapshot(proven_only=...) is now snapshot(proven=...)", DeprecationWarning, 2)
         proven = proven or proven_only
-    _canary.sing_once()
+    canary.sing_once()
     return visit(sources=sources, proven=proven)
 
 
@@ -56,7 +73,7 @@ def visit(*, sources: Sequence[Source] = DEFAULT_SOURCES, proven: bool = False) 
     # With the tasks destroyed while pending since tracking began, summed by place: a fire-and-forget
     # leak grows there.
     taken = take_snapshot(sources, destroyed=True)
-    taken = replace(taken, errors=taken.errors + _canary.problems())
+    taken = replace(taken, errors=taken.errors + canary.problems())
     if not proven:
         return Dump(taken.units, taken.taken_at, taken.errors)
     looks: list[Snapshot] = []
@@ -135,7 +152,7 @@ def settle_steps(
     options: Options, baseline: IgnoreRule | None = None, *, only: Callable[[Unit], bool] | None = None
 ) -> Generator[float, None, tuple[Settled, LeakFilter]]:
     """Settle; the verdict, with the filter that says which rule ignored what."""
-    _canary.sing_once()
+    canary.sing_once()
     is_leak = leak_filter(options)
     settled = yield from settle(
         _look,
@@ -186,7 +203,7 @@ def to_report(judged: tuple[Settled, LeakFilter], options: Options) -> Report:
     return Report.from_units(
         settled.leaks,
         now=settled.snapshot.taken_at,
-        errors=settled.snapshot.errors + _canary.problems(),
+        errors=settled.snapshot.errors + canary.problems(),
         max_groups=options.max_groups,
         proofs_tried=settled.proofs_tried,
         proofs_abandoned=settled.proofs_abandoned,

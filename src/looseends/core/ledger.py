@@ -11,10 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from looseends._watch import Watch
 from looseends.analysis.leak_baseline import Key, LeakBaseline, keys_of
 from looseends.analysis.settle import run_sync
+from looseends.core.watch import Watch
 from looseends.model import Unit
+
+__all__ = ["RUN_END", "Finding", "Ledger"]
 
 if TYPE_CHECKING:  # the report stack loads with the first leak, not with every run (figure 9)
     from looseends.report import Report

@@ -2,7 +2,7 @@
 
 Turn it on with `--looseends` (ini `looseends = true`) or per test, class or module with the
 `looseends` marker. This module is what pytest loads in every run where looseends is installed, so it
-holds only the options and markers: the checks (`pytest_checks`) are imported and registered when asked
+holds only the options and markers: the checks (`checks`) are imported and registered when asked
 for, and a run with the plugin off pays nothing for them. The per-test check spans setup, call and
 teardown of function-scoped fixtures; units started while a wider-scoped fixture is set up belong to that
 fixture and are checked when it is torn down.
@@ -106,7 +106,7 @@ def activate(config: pytest.Config) -> None:
     """Import and register the checks (their own pytest_configure runs at once: a historic hook)."""
     if config.pluginmanager.get_plugin(_CHECKS) is None:
         with _without_assertion_rewriting():
-            from looseends.frontends.pytest_checks import ChecksPlugin
+            from looseends.frontends.pytest.checks import ChecksPlugin
 
         config.pluginmanager.register(ChecksPlugin(), _CHECKS)
 
@@ -139,7 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
     if any(item.get_closest_marker("looseends") for item in items):
         activate(config)
-        from looseends.frontends.pytest_checks import mark_active
+        from looseends.frontends.pytest.checks import mark_active
 
         mark_active(config)
 
@@ -151,6 +151,6 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     data = output.get("looseends")
     if data:
         activate(node.config)
-        from looseends.frontends.pytest_checks import merge_worker
+        from looseends.frontends.pytest.checks import merge_worker
 
         merge_worker(node.config, data, output.get("looseends_ran", ()))

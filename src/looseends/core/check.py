@@ -9,11 +9,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, Unpack, cast
 
-from looseends._watch import Watch
 from looseends.analysis.settle import run_async, run_sync
+from looseends.core.watch import Watch
 from looseends.errors import LeakError
 from looseends.options import OptionValues, build_options
 from looseends.report import Report
+
+__all__ = ["check"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from looseends._find import settle_steps, shutdown_proofs
-from looseends._ledger import Finding, Ledger
-from looseends._watch import Watch, with_vanished
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.settle import run_sync
+from looseends.core.find import settle_steps, shutdown_proofs
+from looseends.core.ledger import Finding, Ledger
+from looseends.core.watch import Watch, with_vanished
 from looseends.model import Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import take_snapshot

@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from looseends._ledger import RUN_END, Finding, Ledger
-from looseends._watch import Watch
 from looseends.analysis.ignore import IgnoreRule, idle_pool_worker
 from looseends.analysis.settle import run_sync
+from looseends.core.ledger import RUN_END, Finding, Ledger
+from looseends.core.watch import Watch
 from looseends.errors import OptionError
-from looseends.frontends.pytest_fixtures import FixtureOwners
-from looseends.frontends.pytest_settings import Settings
+from looseends.frontends.pytest.fixtures import FixtureOwners
+from looseends.frontends.pytest.settings import Settings
 from looseends.model import Kind, Unit
 from looseends.options import MAX_EXTENSION, Options, build_options
 from looseends.sources import _shutdown, take_snapshot
 from looseends.sources._tracking import tracking
 
 if TYPE_CHECKING:  # what only a leak (or a LeakCheckMixin test) needs loads then (figure 9)
-    from looseends.frontends.pytest_failures import LeakFailure
+    from looseends.frontends.pytest.failures import LeakFailure
     from looseends.frontends.unittest_support import LeakCheckMixin
     from looseends.report import Report
 
@@ -128,13 +128,13 @@ class PluginState:
             finally:
                 watch.stop()
         if failures or sections:
-            from looseends.frontends.pytest_failures import TeardownVerdict
+            from looseends.frontends.pytest.failures import TeardownVerdict
 
             TeardownVerdict(nodeid, failures, sections).register(item.config)
 
     def _fixture_failures(self) -> list[LeakFailure]:
         """Leaks of wider fixtures torn down during this test's teardown, failing it under their names."""
-        from looseends.frontends.pytest_failures import LeakFailure
+        from looseends.frontends.pytest.failures import LeakFailure
 
         return [
             LeakFailure.of(
@@ -159,7 +159,7 @@ class PluginState:
         failing = [part for part in recorded if part.fails]
         if not failing:
             return []
-        from looseends.frontends.pytest_failures import LeakFailure
+        from looseends.frontends.pytest.failures import LeakFailure
 
         return [LeakFailure.of(part.report, "leaked", "\n".join(part.over)) for part in failing]
 
@@ -307,7 +307,7 @@ STATE = pytest.StashKey[PluginState]()
 
 
 class ChecksPlugin:
-    """The hooks that do the checking, registered only once the checks are on (pytest_plugin.activate)."""
+    """The hooks that do the checking, registered only once the checks are on (plugin.activate)."""
 
     state: PluginState  # set by pytest_configure, which pytest calls at once on registration
 

@@ -7,8 +7,10 @@ from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from looseends import _canary
-from looseends._find import (
+from looseends.analysis.baseline import ignore_current
+from looseends.analysis.ignore import IgnoreRule
+from looseends.core import canary
+from looseends.core.find import (
     LeakFilter,
     candidate_filter,
     leak_filter,
@@ -16,8 +18,6 @@ from looseends._find import (
     shutdown_proofs,
     to_report,
 )
-from looseends.analysis.baseline import ignore_current
-from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import fingerprint, identities
@@ -25,6 +25,8 @@ from looseends.sources._collection import running_elsewhere, until_collected
 from looseends.sources._tracking import tracking
 from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
+
+__all__ = ["Watch", "with_vanished"]
 
 if TYPE_CHECKING:  # the report stack loads with the first verdict, not with every run (figure 9)
     from looseends.analysis.settle import Settled
@@ -77,7 +79,7 @@ class Watch:
         self._taker = Taker(0.0, lambda unit: False, None)
 
     def start(self) -> None:
-        _canary.sing_once()  # before the baseline: its thread and task are gone by then
+        canary.sing_once()  # before the baseline: its thread and task are gone by then
         # Entered by hand rather than through an ExitStack: every checked test pays for this span.
         lease = self._lease = tracking(self.label, check=True)
         lease.__enter__()

@@ -20,6 +20,8 @@ from looseends.errors import LooseEndsWarning
 from looseends.model import Unit
 from looseends.sources import DEFAULT_SOURCES, Source, take_snapshot
 
+__all__ = ["canary", "problems", "sing_once"]
+
 DEADLINE = 5.0
 EVENT_WAITS = ("event.wait", "gevent.event.wait")  # threading.Event, or gevent's under monkey-patching
 THREAD_NAME = "looseends-canary"
