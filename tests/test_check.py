@@ -335,3 +335,20 @@ def test_baseline_is_looked_at_again_after_anything_may_have_started(cleanup: Cl
         worker = threading.Thread(target=sum, args=([1],))
         worker.start()
         worker.join()
+
+
+def test_a_watch_stands_for_its_other_ids_exactly_while_it_runs() -> None:
+    from looseends.core.watch import Watch, checked_now
+    from looseends.options import build_options
+
+    options = build_options(source="test")
+    outer, inner = Watch(options, "a", stands_for=("mod.Case.test",)), Watch(options, "b", ("mod.Case.test",))
+    assert not checked_now("mod.Case.test")
+    outer.start()
+    inner.start()
+    assert checked_now("mod.Case.test")
+    inner.stop()
+    assert checked_now("mod.Case.test")  # the outer one still runs
+    outer.stop()
+    outer.stop()  # twice: no count below nothing
+    assert not checked_now("mod.Case.test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
@@ -26,7 +27,7 @@ from looseends.sources._tracking import tracking
 from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
 
-__all__ = ["Watch", "with_vanished"]
+__all__ = ["Watch", "checked_now", "with_vanished"]
 
 if TYPE_CHECKING:  # the report stack loads with the first verdict, not with every run (figure 9)
     from looseends.analysis.settle import Settled
@@ -60,17 +61,30 @@ def _vanished_since_seen(unit: Unit, vanished: list[Unit]) -> bool:
     )
 
 
+# Tests a running watch checks for another front end too (a unittest id the pytest plugin checks), with how
+# many watches check each: that front end then stands aside. Changed only under the lock.
+_standing_for: dict[str, int] = {}
+_standing_lock = threading.Lock()
+
+
+def checked_now(test_id: str) -> bool:
+    """Whether a running watch checks the test `test_id` on another front end's behalf."""
+    return test_id in _standing_for
+
+
 class Watch:
     """Baseline on `start()`; `verdict()` settles and reports what is new; `stop()` ends tracking.
 
     Tracking is on between start and stop, labelled with `label` (a test id, a fixture), so every unit
     created meanwhile knows where and during what it was created. Tasks that vanished meanwhile
-    (destroyed while pending, cancelled at loop shutdown) are part of the verdict.
+    (destroyed while pending, cancelled at loop shutdown) are part of the verdict. `stands_for`: the
+    ids other front ends know this test by (`checked_now` answers True for them while it runs).
     """
 
-    def __init__(self, options: Options, label: str | None = None) -> None:
+    def __init__(self, options: Options, label: str | None = None, stands_for: tuple[str, ...] = ()) -> None:
         self.options = options
         self.label = label
+        self.stands_for = stands_for
         self.started = 0.0
         self._before: Snapshot | None = None  # identities at start; made into a rule only when needed
         self._fingerprint: Hashable = None
@@ -83,6 +97,7 @@ class Watch:
         # Entered by hand rather than through an ExitStack: every checked test pays for this span.
         lease = self._lease = tracking(self.label, check=True)
         lease.__enter__()
+        self._stand(+1)
         try:
             self._fingerprint, self._before = identities()
         except BaseException:
@@ -156,4 +171,16 @@ class Watch:
         if untake is not None:
             untake()
         if lease is not None:
+            self._stand(-1)
             lease.__exit__(None, None, None)
+
+    def _stand(self, step: int) -> None:
+        if not self.stands_for:
+            return
+        with _standing_lock:
+            for test_id in self.stands_for:
+                count = _standing_for.get(test_id, 0) + step
+                if count > 0:
+                    _standing_for[test_id] = count
+                else:
+                    _standing_for.pop(test_id, None)

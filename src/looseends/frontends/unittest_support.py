@@ -18,14 +18,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from looseends.analysis.settle import run_sync
-from looseends.core.watch import Watch
+from looseends.core.watch import Watch, checked_now
 from looseends.errors import LeakError
 from looseends.options import build_options
 
-__all__ = ["LeakCheckMixin", "checked_elsewhere"]
-
-# Ids of tests the pytest plugin is checking right now: the mixin leaves those to it.
-checked_elsewhere: set[str] = set()
+__all__ = ["LeakCheckMixin"]
 
 
 class LeakCheckMixin:
@@ -35,7 +32,7 @@ class LeakCheckMixin:
 
     def run(self, result: unittest.TestResult | None = None) -> unittest.TestResult | None:
         assert isinstance(self, unittest.TestCase), "LeakCheckMixin goes before a TestCase base class"
-        if self.id() in checked_elsewhere:
+        if checked_now(self.id()):  # by the pytest plugin: the mixin leaves it to that check
             return super().run(result)  # type: ignore[misc,no-any-return]
         options = build_options(
             source=f"{type(self).__qualname__}.looseends_options", **self.looseends_options

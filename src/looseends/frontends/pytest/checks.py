@@ -55,7 +55,6 @@ class PluginState:
     # Ignore rules of tests whose marker or class added some: what they ignored is not the session's
     # leak either.
     _test_ignores: dict[str, tuple[IgnoreRule, ...]] = field(default_factory=dict)
-    _unittest_ids: dict[str, str] = field(default_factory=dict)  # of checked LeakCheckMixin tests
     current: str | None = None  # the test running now
 
     # Tests ----------------------------------------------------------------------------------------
@@ -93,17 +92,13 @@ class PluginState:
                 labelled = self._labels[nodeid] = tracking(nodeid)
                 labelled.__enter__()
             return
-        watch = Watch(options, nodeid)
+        # The plugin checks a LeakCheckMixin test itself; told by its TestCase.id(), the mixin stands by.
+        unittest_id = () if mixin is None else (f"{mixin.__module__}.{mixin.__qualname__}.{item.name}",)
+        watch = Watch(options, nodeid, stands_for=unittest_id)
         watch.start()
         self._tests[nodeid] = watch
         if options.ignore != self.settings.options.ignore:
             self._test_ignores[nodeid] = options.ignore
-        if mixin is not None:  # the plugin checks it: the mixin stands aside
-            unittest_id = f"{mixin.__module__}.{mixin.__qualname__}.{item.name}"  # what TestCase.id() says
-            self._unittest_ids[nodeid] = unittest_id
-            from looseends.frontends import unittest_support  # loaded: `mixin` derives from its class
-
-            unittest_support.checked_elsewhere.add(unittest_id)
 
     def end_test(self, item: pytest.Item) -> None:
         """After the test's teardown ran, before its report is made: what the test (and any wider fixture
@@ -117,10 +112,6 @@ class PluginState:
         sections: list[str] = []
         watch = self._tests.pop(nodeid, None)
         if watch is not None:
-            if self._unittest_ids:
-                from looseends.frontends import unittest_support
-
-                unittest_support.checked_elsewhere.discard(self._unittest_ids.pop(nodeid, ""))
             try:
                 if not watch.nothing_new():
                     leaks = run_sync(watch.verdict(also_ignore=self.fixtures.owned))
