@@ -424,12 +424,12 @@ def test_a_loop_shutdown_walks_nothing_unless_a_check_will_report_and_prove_it(
 ) -> None:
     """Proofs walk the heap: at a loop's shutdown only for tasks a running check will report, and only
     when it asked for proofs. A test runner closing a loop with its own ignored task pays nothing."""
-    from looseends.core import watch as watch_module
+    from looseends.core import find as find_module
     from looseends.sources import _vanished
 
     walks: list[int] = []
-    real = watch_module.shutdown_proofs
-    monkeypatch.setattr(watch_module, "shutdown_proofs", lambda look: walks.append(1) or real(look))
+    real = find_module.shutdown_proofs
+    monkeypatch.setattr(find_module, "shutdown_proofs", lambda look: walks.append(1) or real(look))
     monkeypatch.setattr(_vanished, "_takers", {})  # the suite's own checks would take these tasks too
 
     async def forget(name: str) -> None:

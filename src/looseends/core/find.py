@@ -24,6 +24,7 @@ from looseends.sources import (
     take_snapshot,
     trio_tasks,
 )
+from looseends.sources._vanished import ShutdownProver
 
 __all__ = [
     "LeakFilter",
@@ -35,6 +36,7 @@ __all__ = [
     "proofs",
     "settle_steps",
     "shutdown_proofs",
+    "shutdown_prover",
     "snapshot",
     "to_report",
     "verify_none",
@@ -194,6 +196,11 @@ def proofs(units: Sequence[Unit]) -> Reasons:
 def shutdown_proofs(look: Callable[[], Sequence[Unit]]) -> dict[Hashable, str]:
     """Proofs for the tasks a loop's shutdown is about to cancel, for checks that want proofs."""
     return confirmed_proofs(look, proofs)
+
+
+def shutdown_prover(options: Options) -> ShutdownProver | None:
+    """What a check hands a loop's shutdown to prove its pending tasks stuck with: none without `prove`."""
+    return shutdown_proofs if options.prove else None
 
 
 def to_report(judged: tuple[Settled, LeakFilter], options: Options) -> Report:

@@ -16,7 +16,7 @@ from looseends.core.find import (
     candidate_filter,
     leak_filter,
     settle_steps,
-    shutdown_proofs,
+    shutdown_prover,
     to_report,
 )
 from looseends.model import Kind, Snapshot, Unit
@@ -117,7 +117,7 @@ class Watch:
         self._taker = Taker(
             self.started,
             lambda unit: unit.kind in kinds and is_leak(unit),
-            shutdown_proofs if self.options.prove else None,
+            shutdown_prover(self.options),
             alive_at_start,
         )
         self._untake = taking(self._taker)

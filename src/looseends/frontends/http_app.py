@@ -201,12 +201,9 @@ def respond(
         query = Query.parse(query_string)
     except BadQuery as exc:
         return _text(400, f"{exc}\n")
-    try:
-        taken = _shared_snapshot(_snapshot, query.selection.proven)
-    except Exception as exc:  # never let an inspection take the host down
-        return _text(500, f"could not take a snapshot: {type(exc).__name__}: {printable(str(exc), 200)}\n")
-    if taken is None:
-        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
+    taken = _snapshot_or_refusal(_snapshot, query.selection.proven)
+    if isinstance(taken, Response):
+        return taken
     report = query.selection.select(taken)
     if query.selection == Selection():  # the whole process: a sample for the web page's chart
         from looseends.frontends.history import sampling
@@ -241,12 +238,9 @@ def _web_page(
     from looseends.frontends.history import sampling
     from looseends.frontends.html_page import page
 
-    try:
-        taken = _shared_snapshot(take, False)
-    except Exception as exc:  # never let an inspection take the host down
-        return _text(500, f"could not take a snapshot: {type(exc).__name__}: {printable(str(exc), 200)}\n")
-    if taken is None:
-        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
+    taken = _snapshot_or_refusal(take, False)
+    if isinstance(taken, Response):
+        return taken
     report = Selection().select(taken)
     history = sampling.history
     history.note(report)
@@ -277,6 +271,17 @@ def _refusal(
     if token is None and not host_allowed(headers, allowed_hosts):
         return _text(403, "this endpoint answers only requests addressed to a loopback name\n")
     return None
+
+
+def _snapshot_or_refusal(take: Callable[..., Snapshot], proven: bool) -> Snapshot | Response:
+    """The shared snapshot, or the answer that says why there is none (500: it failed; 503: busy)."""
+    try:
+        taken = _shared_snapshot(take, proven)
+    except Exception as exc:  # never let an inspection take the host down
+        return _text(500, f"could not take a snapshot: {type(exc).__name__}: {printable(str(exc), 200)}\n")
+    if taken is None:
+        return _text(503, "another dump is being taken; try again\n", ("Retry-After", RETRY_AFTER))
+    return taken
 
 
 def _shared_snapshot(take: Callable[..., Snapshot], proven: bool) -> Snapshot | None:

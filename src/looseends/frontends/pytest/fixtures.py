@@ -16,7 +16,7 @@ import pytest
 
 from looseends.analysis.baseline import ignore_current
 from looseends.analysis.settle import run_sync
-from looseends.core.find import settle_steps, shutdown_proofs
+from looseends.core.find import settle_steps, shutdown_prover
 from looseends.core.ledger import Finding, Ledger
 from looseends.core.watch import Watch, with_vanished
 from looseends.model import Snapshot, Unit
@@ -82,7 +82,7 @@ class FixtureOwners:
         new = {u.key: u for u in take_snapshot(detail=False).units if not known(u)}
         if new:
             ownership = FixtureOwnership(watch.label or fixturedef.argname, new)
-            ownership.start_taking(watch.started, shutdown_proofs if self.options.prove else None)
+            ownership.start_taking(watch.started, shutdown_prover(self.options))
             self._live[id(fixturedef)] = ownership
 
     def owned(self, unit: Unit) -> bool:
