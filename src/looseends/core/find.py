@@ -24,6 +24,7 @@ from looseends.sources import (
     take_snapshot,
     trio_tasks,
 )
+from looseends.sources._collection import until_collected
 from looseends.sources._vanished import ShutdownProver
 
 __all__ = [
@@ -153,7 +154,9 @@ def _look(detail: bool) -> Snapshot:
 def settle_steps(
     options: Options, baseline: IgnoreRule | None = None, *, only: Callable[[Unit], bool] | None = None
 ) -> Generator[float, None, tuple[Settled, LeakFilter]]:
-    """Settle; the verdict, with the filter that says which rule ignored what."""
+    """Settle; the verdict, with the filter that says which rule ignored what. It ends once no other
+    thread's collection is under way: what vanished in one begun before the last look is recorded by
+    then, for the caller to read (`with_vanished`)."""
     canary.sing_once()
     is_leak = leak_filter(options)
     settled = yield from settle(
@@ -165,6 +168,7 @@ def settle_steps(
         extension=options.timed_extension,
         collected_with=_pool_owner,
     )
+    yield from until_collected()
     return settled, is_leak
 
 

@@ -22,7 +22,7 @@ from looseends.core.find import (
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options
 from looseends.sources import fingerprint, identities
-from looseends.sources._collection import running_elsewhere, until_collected
+from looseends.sources._collection import running_elsewhere
 from looseends.sources._tracking import tracking
 from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
 from looseends.sources.tasks import STOPPED_BY_DESIGN
@@ -161,7 +161,6 @@ class Watch:
             extra = also_ignore
             baseline = IgnoreRule(known.description, lambda unit: known(unit) or extra(unit))
         judged = yield from settle_steps(self.options, baseline)
-        yield from until_collected()
         return with_vanished(judged, self._taker, candidate_filter(self.options, baseline), self.options)
 
     def stop(self) -> None:
