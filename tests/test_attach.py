@@ -35,6 +35,16 @@ ROUTES = [
         "remote-exec", marks=pytest.mark.skipif(not NEW_ENOUGH, reason="sys.remote_exec is new in 3.14")
     ),
 ]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LOOSEENDS_REQUIRE_ATTACH"), reason="LOOSEENDS_REQUIRE_ATTACH not set (CI sets it)"
+)
+def test_ci_can_borrow_a_thread_so_no_attach_test_is_skipped_there() -> None:
+    """The attach tests skip where the kernel refuses ptrace; in CI that would pass them untested."""
+    assert BORROWING is None, f"CI must be able to attach by a borrowed thread: {BORROWING}"
+
+
 TARGET = """
 import asyncio, ctypes, json, os, queue, sys, threading, time
 
