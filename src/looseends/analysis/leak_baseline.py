@@ -6,6 +6,10 @@ the kind, where the units were created (`module.function`, not a line number: it
 elsewhere in the file) and what they are blocked on, and counts units: the same test leaking more of them
 than recorded is new, and a different leak of the same test never matches another's entry. The file is
 sorted JSON, one entry a line, to be reviewed in a pull request like any other change.
+
+What a unit waits on is read when it can be: a task the collector destroyed with its coroutine closed
+first has no wait left to read, and is written as `unknown`. The same leak is read live in another run,
+so where either side has an unknown wait, a place's units are compared in total, whatever their waits.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from pathlib import Path
 
 from looseends.errors import OptionError
 from looseends.model import Unit, first_user_frame
+from looseends.sources.tasks import UNREAD
 
-__all__ = ["FORMAT", "Key", "LeakBaseline", "keys_of", "open_baseline", "place"]
+__all__ = ["FORMAT", "UNKNOWN_WAIT", "Key", "LeakBaseline", "keys_of", "open_baseline", "place"]
 
 FORMAT = 1
 MAX_BYTES = 16 * 1024 * 1024  # a baseline is a few entries per leaking test; anything larger is not one
 FIELDS = ("owner", "kind", "where", "blocked_on")
 
 Key = tuple[str, str, str, str]  # owner, kind, where, blocked on
+UNKNOWN_WAIT = "unknown"  # the wait of a unit destroyed before anything could read it
 
 
 def place(unit: Unit) -> str:
@@ -37,7 +43,24 @@ def place(unit: Unit) -> str:
 
 
 def key_of(owner: str, unit: Unit) -> Key:
-    return owner, str(unit.kind), place(unit), unit.blocked_on.code
+    wait = UNKNOWN_WAIT if UNREAD in unit.blocked_on.detail else unit.blocked_on.code
+    return owner, str(unit.kind), place(unit), wait
+
+
+def _comparable(entries: Mapping[Key, int], seen: Mapping[Key, int]) -> Callable[[Key], Key]:
+    """The key a count is compared under: its own, or, for a place with an unknown wait on either side,
+    that place's with the wait unknown (its waits summed)."""
+    vague = {key[:3] for counts in (entries, seen) for key in counts if key[3] == UNKNOWN_WAIT}
+    if not vague:
+        return lambda key: key
+    return lambda key: (*key[:3], UNKNOWN_WAIT) if key[:3] in vague else key
+
+
+def _summed(counts: Mapping[Key, int], comparable: Callable[[Key], Key]) -> Counter[Key]:
+    summed: Counter[Key] = Counter()
+    for key, count in counts.items():
+        summed[comparable(key)] += count
+    return summed
 
 
 def keys_of(owner: str, units: Iterable[Unit]) -> Counter[Key]:
@@ -73,14 +96,17 @@ class LeakBaseline:
     def split(self, owner: str, units: Iterable[Unit]) -> tuple[list[Unit], list[Unit], list[str]]:
         """The units the baseline covers, the new ones, and a line for each place that now leaks more
         units than its entry allows (all of that place's units are then new)."""
+        units = list(units)
+        comparable = _comparable(self.entries, keys_of(owner, units))
+        allowed_by = _summed(self.entries, comparable)
         by_key: dict[Key, list[Unit]] = {}
         for unit in units:
-            by_key.setdefault(key_of(owner, unit), []).append(unit)
+            by_key.setdefault(comparable(key_of(owner, unit)), []).append(unit)
         known: list[Unit] = []
         new: list[Unit] = []
         over: list[str] = []
         for key, found in by_key.items():
-            allowed, count = self.entries.get(key, 0), sum(unit.count for unit in found)
+            allowed, count = allowed_by.get(key, 0), sum(unit.count for unit in found)
             if count <= allowed:
                 known += found
                 continue
@@ -91,11 +117,13 @@ class LeakBaseline:
 
     def progress(self, seen: Mapping[Key, int], ran: Callable[[str], bool]) -> tuple[int, int]:
         """Entries of owners that ran which no longer occur (fixed), and which occur less (shrunk)."""
+        comparable = _comparable(self.entries, seen)
+        found = _summed(seen, comparable)
         fixed = shrunk = 0
-        for key, allowed in self.entries.items():
+        for key, allowed in _summed(self.entries, comparable).items():
             if not ran(key[0]):
                 continue
-            count = seen.get(key, 0)
+            count = found.get(key, 0)
             fixed += count == 0
             shrunk += 0 < count < allowed
         return fixed, shrunk
@@ -130,7 +158,8 @@ def open_baseline(path: str | None, update: bool) -> LeakBaseline | None:
 
 def _describe(key: Key) -> str:
     _owner, kind, where, blocked_on = key
-    return f"{kind}s {where} ({blocked_on})"
+    wait = "whatever they wait on" if blocked_on == UNKNOWN_WAIT else blocked_on
+    return f"{kind}s {where} ({wait})"
 
 
 def _entries(data: object, where: str) -> dict[Key, int]:
