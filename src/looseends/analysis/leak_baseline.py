@@ -47,12 +47,10 @@ def key_of(owner: str, unit: Unit) -> Key:
     return owner, str(unit.kind), place(unit), wait
 
 
-def _comparable(entries: Mapping[Key, int], seen: Mapping[Key, int]) -> Callable[[Key], Key]:
+def _comparable(entries: Iterable[Key], seen: Iterable[Key]) -> Callable[[Key], Key]:
     """The key a count is compared under: its own, or, for a place with an unknown wait on either side,
     that place's with the wait unknown (its waits summed)."""
-    vague = {key[:3] for counts in (entries, seen) for key in counts if key[3] == UNKNOWN_WAIT}
-    if not vague:
-        return lambda key: key
+    vague = {key[:3] for keys in (entries, seen) for key in keys if key[3] == UNKNOWN_WAIT}
     return lambda key: (*key[:3], UNKNOWN_WAIT) if key[:3] in vague else key
 
 
@@ -96,12 +94,12 @@ class LeakBaseline:
     def split(self, owner: str, units: Iterable[Unit]) -> tuple[list[Unit], list[Unit], list[str]]:
         """The units the baseline covers, the new ones, and a line for each place that now leaks more
         units than its entry allows (all of that place's units are then new)."""
-        units = list(units)
-        comparable = _comparable(self.entries, keys_of(owner, units))
+        keyed = [(key_of(owner, unit), unit) for unit in units]
+        comparable = _comparable(self.entries, (key for key, _ in keyed))
         allowed_by = _summed(self.entries, comparable)
         by_key: dict[Key, list[Unit]] = {}
-        for unit in units:
-            by_key.setdefault(comparable(key_of(owner, unit)), []).append(unit)
+        for key, unit in keyed:
+            by_key.setdefault(comparable(key), []).append(unit)
         known: list[Unit] = []
         new: list[Unit] = []
         over: list[str] = []
