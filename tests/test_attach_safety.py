@@ -465,3 +465,18 @@ def test_an_acknowledgement_made_before_the_report_is_written_is_not_lost(
     monkeypatch.setattr(os, "close", close)
     bootstrap.run({"nonce": "test", "deadline": time.monotonic() + 60, "attacher": os.getpid()})
     assert answered == [len('{"units": []}')]
+
+
+def test_a_script_whose_attacher_is_gone_takes_no_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attacher killed while it held a thread lets the thread run the script on: a snapshot nobody
+    will read would only take the target's time (and its GIL)."""
+    from looseends.attach import bootstrap
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(30)
+
+    def snapshot(arguments: object) -> str:
+        raise AssertionError("the script took a snapshot for an attacher that is gone")
+
+    monkeypatch.setattr(bootstrap, "report", snapshot)
+    bootstrap.run({"nonce": "test", "deadline": time.monotonic() + 60, "attacher": gone.pid})

@@ -39,8 +39,8 @@ def run(arguments: dict[str, Any]) -> None:
             (os.rmdir if path.endswith("/") else os.unlink)(path)
         except OSError:
             pass
-    if time.monotonic() > arguments["deadline"]:
-        return  # the attacher gave up long ago: nobody would read it
+    if time.monotonic() > arguments["deadline"] or not alive(arguments["attacher"]):
+        return  # the attacher gave up long ago, or was killed: nobody would read it
     try:
         answer = os.memfd_create("looseends-" + arguments["nonce"], getattr(os, "MFD_CLOEXEC", 1))
     except OSError:
