@@ -190,11 +190,12 @@ def test_a_healthy_apps_dump_shows_states_and_folds_the_framework(tmp_path: Path
     finally:
         process.terminate()
         process.wait(DEADLINE)
-    assert "why:" not in text  # states, not leak patterns, in a dump
-    assert "fix:" not in text
+    assert "why:" not in text, text  # states, not leak patterns, in a dump
+    assert "fix:" not in text, text
     stack_lines = [line.strip() for line in text.splitlines() if line.startswith("    ") and " at " in line]
-    assert stack_lines  # the app's own frames are there
-    assert not any(line.startswith(("uvicorn.", "starlette.", "anyio.", "click.")) for line in stack_lines)
+    assert stack_lines, text  # the app's own frames are there
+    framework = ("uvicorn.", "starlette.", "anyio.", "click.")
+    assert not [line for line in stack_lines if line.startswith(framework)], text
 
 
 def _port_of(pid: int) -> int:
