@@ -90,10 +90,13 @@ NOTES = {
         "SIGINT; real-time signals go to the target at random moments too. The target checks itself: "
         "busy threads' float sums and buffer copies, 20 ms sleeps that must not come back early or raise, "
         "a pipe read that must return whole records of a known pattern, and the time each signal's "
-        "handler ran. 'Left in the target' counts, once every attach is gone, traced threads, code "
-        "mappings, memfds and modules of ours. 'one thread': a single-threaded target, whose main "
-        "thread is the one borrowed. Rerun: `python bench/attach_probe.py --rounds 200 --signal KILL "
-        "[--shape single]`."
+        "handler ran, read against how late it runs with no attach at all (20 signals sent before the "
+        "rounds: the target's busy threads hold the GIL its main thread needs to run the handler); a "
+        "signal handled later than half the attach's time-out (5 s) hurts, as a thread or signal held "
+        "until the attach gives up would be. 'Left in the target' counts, once every attach is gone, "
+        "traced threads, code mappings, memfds and modules of ours. 'one thread': a single-threaded "
+        "target, whose main thread is the one borrowed. Rerun: `python bench/attach_probe.py --rounds "
+        "200 --signal KILL [--shape single]`."
     ),
     "loops": (
         "Every async test gets an event loop closed after it, so every test's end runs looseends' "
