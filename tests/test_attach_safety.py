@@ -480,3 +480,27 @@ def test_a_script_whose_attacher_is_gone_takes_no_snapshot(monkeypatch: pytest.M
 
     monkeypatch.setattr(bootstrap, "report", snapshot)
     bootstrap.run({"nonce": "test", "deadline": time.monotonic() + 60, "attacher": gone.pid})
+
+
+def test_an_attach_returns_only_once_the_borrowed_thread_is_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report comes before the script has tidied up and the thread has unmapped our pages: an
+    attach that returned then would leave them in the target while the caller reads its report (seen in
+    CI: the pages still mapped just after attach returned)."""
+    import looseends.attach as attach_module
+
+    looks: list[bool] = []
+
+    def returned(borrowed: object, memory: object) -> bool:
+        looks.append(len(looks) >= 5)  # home on the sixth look, well after the report
+        return looks[-1]
+
+    class Answered:
+        def wait(self, deadline: float, done: object) -> dict[str, object]:
+            return {"units": []}
+
+    monkeypatch.setattr(attach_module, "returned", returned)
+    borrowed = borrowed_thread.Borrowed(os.getpid(), os.getpid(), 0, 4096)
+    deadline = time.monotonic() + 60
+    answer = attach_module._wait(Answered(), borrowed, None, deadline)  # type: ignore[arg-type]
+    assert answer == {"units": []}
+    assert looks[-1] is True

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from looseends.attach import ptrace, remote_exec, target
 from looseends.attach.borrowed_thread import Borrowed, NotHere, borrow, returned
-from looseends.attach.channel import Channel, same_mount_namespace, script
+from looseends.attach.channel import POLL, Channel, same_mount_namespace, script
 from looseends.attach.memory import Memory, exited
 from looseends.errors import LooseEndsError
 from looseends.model import Kind, Unit
@@ -170,7 +170,7 @@ def _through_a_borrowed_thread(
 
 def _wait(channel: Channel, borrowed: Borrowed, memory: Memory, deadline: float) -> dict[str, object] | None:
     try:
-        return channel.wait(deadline, lambda: returned(borrowed, memory))
+        answer = channel.wait(deadline, lambda: returned(borrowed, memory))
     except ProcessLookupError:
         raise AttachError(f"process {borrowed.pid} exited before it answered") from None
     except TimeoutError:
@@ -181,6 +181,16 @@ def _wait(channel: Channel, borrowed: Borrowed, memory: Memory, deadline: float)
         ) from None
     except ValueError as exc:
         raise AttachError(f"process {borrowed.pid} answered with an unreadable report: {exc}") from None
+    if answer is not None:
+        _until_home(borrowed, memory, deadline)
+    return answer
+
+
+def _until_home(borrowed: Borrowed, memory: Memory, deadline: float) -> None:
+    """The report comes before the script has tidied up and the thread unmapped our pages: attach
+    returns once the target is as it was, or at the deadline (the thread then finishes on its own)."""
+    while not returned(borrowed, memory) and not exited(borrowed.pid) and time.monotonic() < deadline:
+        time.sleep(POLL)
 
 
 def _candidates(pid: int) -> tuple[list[int], bool]:

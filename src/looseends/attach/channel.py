@@ -21,7 +21,7 @@ from looseends.attach import bootstrap, shipment
 from looseends.attach.memory import exited
 from looseends.sources.threads import ATTACH_SCRIPT
 
-__all__ = ["Channel", "same_mount_namespace", "same_pid_namespace", "script"]
+__all__ = ["POLL", "Channel", "same_mount_namespace", "same_pid_namespace", "script"]
 
 MAX_REPORT = 256 << 20  # bytes: a report larger than this is refused, not read
 POLL = 0.005  # seconds between looks at the target (another process: nothing to wait on)
