@@ -15,6 +15,7 @@ import threading
 import time
 import types
 import weakref
+from collections.abc import Collection
 
 from looseends._library import is_stdlib_file
 from looseends.analysis.ignore import IgnoreRule
@@ -27,9 +28,10 @@ MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the w
 
 
 def _owner(thread: threading.Thread) -> object:
-    """The executor behind a pool worker (its first argument is a weak reference to it), else the thread."""
+    """The executor behind a pool worker (its first argument is a weak reference to it), else the thread.
+    Only a plain weak reference is called: a subclass's call could be anyone's code."""
     args = getattr(thread, "_args", ())
-    if args and isinstance(args[0], weakref.ref):
+    if args and type(args[0]) is weakref.ref:
         executor = args[0]()
         if executor is not None:
             return executor
@@ -51,34 +53,43 @@ def _user_namespaces() -> dict[int, tuple[str, dict[str, object]]]:
     return out
 
 
-def module_holding(obj: object) -> str | None:
-    """Name of the user module whose namespace reaches `obj` within MAX_HOPS references, else None."""
-    for name, reached in _reached_from_user_modules().items():
-        if id(obj) in reached:
-            return name
-    return None
+class _Walk:
+    """What one walk found, and what it can answer for. A walk remembers objects by address, and an
+    address freed since may hold a newer object: so it answers only for threads that were alive when it
+    began (held weakly: one of them, not a newcomer at its address), and names a module only for the
+    owner it reached itself (a newer object at that address is not it)."""
+
+    def __init__(self) -> None:
+        self.taken = time.monotonic()
+        self.threads: dict[int, weakref.ref[threading.Thread]] = {}
+        self.owners: dict[int, weakref.ref[object]] = {}
+        for thread in threading.enumerate():
+            self.threads[id(thread)] = weakref.ref(thread)
+            owner = _owner(thread)
+            self.owners[id(owner)] = weakref.ref(owner)
+        self.holders = _holders(self.owners.keys())
+
+    def answers_for(self, thread: threading.Thread) -> bool:
+        alive = self.threads.get(id(thread))
+        return alive is not None and alive() is thread and time.monotonic() - self.taken < CACHE_SECONDS
+
+    def holder(self, owner: object) -> str | None:
+        reached = self.owners.get(id(owner))
+        return self.holders.get(id(owner)) if reached is not None and reached() is owner else None
 
 
-_cache: tuple[float, dict[str, set[int]]] | None = None
-CACHE_SECONDS = 0.5  # one walk serves every candidate of one check, and stays fresh
-
-
-def _reached_from_user_modules() -> dict[str, set[int]]:
-    """Ids of objects each user module's namespace reaches within MAX_HOPS, walking forwards.
+def _holders(owners: Collection[int]) -> dict[int, str]:
+    """For each owner (by id) that a user module's namespace reaches within MAX_HOPS, that module's name.
 
     Forwards, from a few namespaces, is far cheaper than asking the collector for referrers (each
     such call scans the whole heap). The walk stops at other modules' namespaces and at threading's
     registries, which hold every thread and say nothing about ownership; it visits MAX_VISITS objects
     at most from each module.
     """
-    global _cache
-    now = time.monotonic()
-    if _cache is not None and now - _cache[0] < CACHE_SECONDS:
-        return _cache[1]
     namespaces = _user_namespaces()
     every_namespace = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
     stop = every_namespace | {id(threading._active), id(threading._limbo)}  # type: ignore[attr-defined]
-    out: dict[str, set[int]] = {}
+    found: dict[int, str] = {}
     for namespace_id, (name, namespace) in namespaces.items():
         budget = MAX_VISITS
         reached: set[int] = set()
@@ -90,14 +101,27 @@ def _reached_from_user_modules() -> dict[str, set[int]]:
                 if key in reached or key in stop or key == namespace_id or isinstance(item, types.ModuleType):
                     continue
                 reached.add(key)
+                if key in owners:
+                    found.setdefault(key, name)
                 budget -= 1
                 if budget <= 0:
                     break
                 following.extend(gc.get_referents(item))
             frontier = following
-        out[name] = reached
-    _cache = (now, out)
-    return out
+    return found
+
+
+_cache: _Walk | None = None
+CACHE_SECONDS = 0.5  # one walk serves every candidate of one check, and stays fresh
+
+
+def module_holding(thread: threading.Thread) -> str | None:
+    """Name of the user module whose namespace reaches `thread`'s owner within MAX_HOPS, else None."""
+    global _cache
+    walk = _cache
+    if walk is None or not walk.answers_for(thread):
+        walk = _cache = _Walk()
+    return walk.holder(_owner(thread))
 
 
 def _is_service(unit: Unit) -> bool:
@@ -106,9 +130,7 @@ def _is_service(unit: Unit) -> bool:
     thread = unit.ref()
     if not isinstance(thread, threading.Thread):
         return False
-    owner = _owner(thread)
-    del thread
-    return module_holding(owner) is not None
+    return module_holding(thread) is not None
 
 
 SERVICES = IgnoreRule("threads owned by module-level objects (lazily started services)", _is_service)
