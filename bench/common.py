@@ -47,26 +47,41 @@ def alternating(
     *,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
+    peaks: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Wall seconds of whole-process runs, the commands taken in turn (the order rotating each round),
-    so drift in a shared machine hits every command alike. One warm-up round first, discarded."""
-    import subprocess
-
+    so drift in a shared machine hits every command alike. One warm-up round first, discarded. `peaks`,
+    when given, gets each run's peak resident memory in MiB (the kernel's own count for that child)."""
     names = list(commands)
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_number in range(runs + 1):
         order = names[round_number % len(names) :] + names[: round_number % len(names)]
         for name in order:
-            start = time.perf_counter()
-            done = subprocess.run(
-                commands[name], cwd=cwd, env=env, capture_output=True, text=True, check=False
-            )
-            elapsed = time.perf_counter() - start
-            if done.returncode not in (0, 1):
-                raise RuntimeError(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            elapsed, peak = _run(name, commands[name], cwd, env)
             if round_number:
                 times[name].append(elapsed)
+                if peaks is not None:
+                    peaks.setdefault(name, []).append(peak)
     return times
+
+
+def _run(
+    name: str, command: Sequence[str], cwd: str | None, env: dict[str, str] | None
+) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one run; the child is reaped with wait4 for its own usage."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as output:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode not in (0, 1):
+            output.seek(0)
+            raise RuntimeError(f"{name} failed:\n{output.read()[-4000:].decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def spread(samples: Sequence[float]) -> str:

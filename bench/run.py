@@ -136,11 +136,12 @@ NOTES = {
         "Rerun: `cd bench && python sampling.py`."
     ),
     "service": (
-        "Each variant runs in a fresh process for 3 s: a loop keeps 100 tasks in flight, each awaiting one "
-        "loop turn; medians of 3 interleaved rounds. This is the worst case for tracking, a service that "
-        "does nothing but create tasks: every task pays the creation record (figure 3) and no work of "
-        "its own dilutes it. A dump a second costs the loop a further ~10 % of the untracked rate: the "
-        "snapshot runs in the endpoint's thread but shares the GIL. Rerun: `cd bench && python service.py`."
+        "Each variant runs in a fresh process for 3 s: a loop keeps 100 tasks in flight, each awaiting "
+        "one loop turn; medians (and ranges) of 7 interleaved rounds. This is the worst case for "
+        "tracking, a service that does nothing but create tasks: every task pays the creation record "
+        "(figure 3) and no work of its own dilutes it. A dump a second costs the loop a further ~7 % of "
+        "the untracked rate: the snapshot runs in the endpoint's thread but shares the GIL. Rerun: `cd "
+        "bench && python service.py`."
     ),
 }
 

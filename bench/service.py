@@ -2,7 +2,7 @@
 serve() answering a dump every second (the production set-up the endpoint is for).
 
 Each variant runs in a fresh process for DURATION seconds: a loop keeps WIDTH tasks in flight, each
-awaiting one loop turn and finishing; the figure is tasks completed per second (median of ROUNDS).
+awaiting one loop turn and finishing; the figure is tasks completed per second (median of ROUNDS, and range).
 
     cd bench && python service.py
 """
@@ -18,7 +18,7 @@ from common import table
 
 DURATION = 3.0
 WIDTH = 100
-ROUNDS = 3
+ROUNDS = 7
 HOST = textwrap.dedent(
     """
     import asyncio, sys, threading, time, urllib.request
@@ -77,8 +77,16 @@ def run() -> tuple[str, dict[str, float]]:
             rates[name].append(_rate(variant))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     base = medians["tracking off"]
-    rows = [[name, f"{rate:,.0f}", f"{rate / base:.2f}x"] for name, rate in medians.items()]
-    text = table(["a service creating tasks", "tasks completed per second", "÷ off"], rows)
+    rows = [
+        [
+            name,
+            f"{medians[name]:,.0f} ({min(values):,.0f}-{max(values):,.0f})",
+            f"{medians[name] / base:.2f}x",
+        ]
+        for name, values in rates.items()
+    ]
+    head = ["a service creating tasks", f"tasks completed per second (median of {ROUNDS}, range)", "÷ off"]
+    text = table(head, rows)
     return text, {name: rate / base for name, rate in medians.items()}
 
 

@@ -37,6 +37,7 @@ def creation(runs: int) -> tuple[str, dict[str, float]]:
         script = Path(tmp) / "create.py"
         script.write_text(COUNTED)
         python = [sys.executable, str(script)]
+        peaks: dict[str, list[float]] = {}
         times = alternating(
             {
                 "task": [*python, "task", "0", str(TASKS)],
@@ -45,12 +46,19 @@ def creation(runs: int) -> tuple[str, dict[str, float]]:
                 "thread tracked": [*python, "thread", "1", str(THREADS)],
             },
             runs,
+            peaks=peaks,
         )
     rows = [
         _ratio_row(f"{TASKS:,} tasks: create_task + run to completion", times["task tracked"], times["task"]),
         _ratio_row(f"{THREADS:,} threads: Thread.start + join", times["thread tracked"], times["thread"]),
     ]
-    header = ["whole process, alternated (median, range)", "untracked", "tracked", "÷ untracked"]
+    for row, kind in zip(rows, ("task", "thread"), strict=True):
+        untracked, tracked = (statistics.median(peaks[name]) for name in (kind, f"{kind} tracked"))
+        row.append(f"{untracked:.1f} / {tracked:.1f}")
+    header = [
+        "whole process, alternated (median, range)", "untracked", "tracked", "÷ untracked",
+        "peak RSS, MiB (untracked / tracked)",
+    ]  # fmt: skip
     facts = {
         "task_wall_ratio": ratio(times["task tracked"], times["task"]),
         "thread_wall_ratio": ratio(times["thread tracked"], times["thread"]),
