@@ -1,18 +1,26 @@
-"""Odd threads, closing loops, churn: a snapshot never raises, never deadlocks, keeps nothing alive."""
+"""Odd threads, closing loops, churn, odd objects: a snapshot never raises, never deadlocks, keeps nothing
+alive, and runs none of the program's code."""
 
 from __future__ import annotations
 
 import _thread
 import asyncio
+import contextlib
 import gc
+import importlib.util
+import sys
 import threading
+import traceback
+import types
 import weakref
+from pathlib import Path
+from typing import ClassVar
 
 import looseends
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
 
-from leakfixtures import DEADLINE, Cleanup, wait_until
+from leakfixtures import DEADLINE, Cleanup, wait_blocked, wait_until
 
 
 class Boom(Exception):
@@ -176,3 +184,53 @@ def test_snapshot_from_inside_a_running_loop_sees_its_own_tasks() -> None:
         return names
 
     assert {"own-0", "own-1", "own-2"} <= asyncio.run(main())
+
+
+class _Proxy:
+    """Like a framework's request proxy kept in a module global: asking it anything runs its code."""
+
+    asked: ClassVar[list[str]] = []
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        self.asked.append("".join(traceback.format_stack(limit=4)[:2]))  # where it was asked, if it was
+        raise RuntimeError("working outside of a request")
+
+    def __getattr__(self, name: str) -> object:
+        self.asked.append("".join(traceback.format_stack(limit=4)[:2]))
+        raise RuntimeError("working outside of a request")
+
+
+def test_the_walk_asks_nothing_of_the_programs_objects_and_imports_no_lazy_module(
+    tmp_path: Path, cleanup: Cleanup
+) -> None:
+    """A leaking check reads every module and module global (the services walk, the proof's walk, the
+    creation sites' module names): it must run none of the program's code, such as a proxy's `__class__`
+    (which `isinstance` asks for), a module's `__getattr__`, or a lazy module's import on first read."""
+    (tmp_path / "lazily_imported.py").write_text("raise RuntimeError('imported by the walk')\n")
+    spec = importlib.util.spec_from_file_location("lazily_imported", tmp_path / "lazily_imported.py")
+    assert spec is not None
+    assert spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    lazy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lazy)
+    holder = types.ModuleType("fake_module_with_a_proxy")
+    holder.__file__ = __file__
+    holder.request = _Proxy()  # type: ignore[attr-defined]
+    fileless = types.ModuleType("fake_module_with_a_getattr")  # PEP 562: asked for what it lacks
+    fileless.__getattr__ = _Proxy().__getattr__  # type: ignore[method-assign]
+    sys.modules.update({"lazily_imported": lazy, holder.__name__: holder, fileless.__name__: fileless})
+    try:
+        never = threading.Event()
+        thread = threading.Thread(target=never.wait, name="beside-a-proxy", daemon=True)
+        cleanup.stop(never.set, thread)
+        checked = looseends.check(timeout=0.05)
+        with contextlib.suppress(looseends.LeakError), checked:
+            thread.start()
+            wait_blocked("beside-a-proxy", 1, "event.wait")
+    finally:
+        del sys.modules["lazily_imported"], sys.modules[holder.__name__], sys.modules[fileless.__name__]
+    assert checked.report is not None
+    assert [unit.name for unit in checked.report.units] == ["beside-a-proxy"]
+    assert _Proxy.asked == []
+    assert type(lazy).__name__ == "_LazyModule"  # still not imported

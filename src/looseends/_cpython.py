@@ -65,7 +65,7 @@ def _plan(kind: type, name: str) -> object:
             value = klass.__dict__[name]
         except KeyError:
             continue
-        if isinstance(value, _C_DESCRIPTORS):
+        if issubclass(type(value), _C_DESCRIPTORS):  # by its type: a class attribute may be a proxy
             return value
         return _NEVER if hasattr(type(value), "__get__") else _GENERIC
     return _GENERIC
@@ -74,6 +74,23 @@ def _plan(kind: type, name: str) -> object:
 def reads_statically(kind: type, name: str) -> bool:
     """Whether `read_attr` can read `name` on instances of `kind` (no Python descriptor in the way)."""
     return _plan(kind, name) is not _NEVER
+
+
+def module_namespace(obj: object) -> dict[str, Any] | None:
+    """A module's namespace, the module known by its type and read statically: `isinstance` asks an
+    object that is not one for its `__class__` (a proxy answers by running its own code), `getattr` on
+    a module runs its `__getattr__` for a name it lacks, and a lazy module imports itself on any lookup."""
+    if not issubclass(type(obj), types.ModuleType):
+        return None
+    namespace = read_attr(obj, "__dict__")
+    return namespace if type(namespace) is dict else None
+
+
+def module_file(obj: object) -> str | None:
+    """A module's `__file__`, read as `module_namespace` reads."""
+    namespace = module_namespace(obj)
+    path = namespace.get("__file__") if namespace is not None else None
+    return path if type(path) is str else None
 
 
 def gil_enabled() -> bool:

@@ -72,9 +72,10 @@ def installed_module(name: str) -> bool:
     top = name.partition(".")[0]
     if top in _mine:
         return False
-    module = sys.modules.get(top)
-    filename = getattr(module, "__file__", None) if module is not None else None
-    return isinstance(filename, str) and _installed_package(filename) is not None
+    from looseends import _cpython  # here: this module is imported where asyncio is not wanted yet
+
+    filename = _cpython.module_file(sys.modules.get(top))  # statically: a lazy module would import itself
+    return filename is not None and _installed_package(filename) is not None
 
 
 # Go's standard library, by the first element of its import paths (trimmed file names start with it).

@@ -242,10 +242,10 @@ def _walk(
             woken.extend(pending.pop(key))
         if type(obj) is frame_type:
             referents = _frame_referents(obj)
-        elif isinstance(obj, types.ModuleType):
+        elif (namespace := _cpython.module_namespace(obj)) is not None:
             # A module's namespace is all it holds for Python code, and traversing some C modules
             # never returns (3.12.1's _asyncio module_traverse loops over its task list).
-            referents = [obj.__dict__]
+            referents = [namespace]
         elif key in holders:
             referents = _holder_referents(obj, holders[key].hidden)
         else:

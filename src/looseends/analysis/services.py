@@ -17,6 +17,7 @@ import types
 import weakref
 from collections.abc import Collection
 
+from looseends import _cpython
 from looseends._library import is_stdlib_file
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Unit
@@ -29,9 +30,10 @@ MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the w
 
 def _owner(thread: threading.Thread) -> object:
     """The executor behind a pool worker (its first argument is a weak reference to it), else the thread.
-    Only a plain weak reference is called: a subclass's call could be anyone's code."""
-    args = getattr(thread, "_args", ())
-    if args and type(args[0]) is weakref.ref:
+    Read statically, and only a plain weak reference is called: anything else could run the program's
+    code (a property, a subclass's call)."""
+    args = _cpython.read_attr(thread, "_args")
+    if type(args) is tuple and args and type(args[0]) is weakref.ref:
         executor = args[0]()
         if executor is not None:
             return executor
@@ -43,13 +45,10 @@ def _user_namespaces() -> dict[int, tuple[str, dict[str, object]]]:
     owns its pool as much as the program's does); the standard library's registries do not count."""
     out = {}
     for name, module in list(sys.modules.items()):
-        filename = getattr(module, "__file__", None)
-        if (
-            isinstance(module, types.ModuleType)
-            and isinstance(filename, str)
-            and not is_stdlib_file(filename)
-        ):
-            out[id(module.__dict__)] = (name, module.__dict__)
+        namespace = _cpython.module_namespace(module)
+        filename = _cpython.module_file(module)
+        if namespace is not None and filename is not None and not is_stdlib_file(filename):
+            out[id(namespace)] = (name, namespace)
     return out
 
 
@@ -87,7 +86,8 @@ def _holders(owners: Collection[int]) -> dict[int, str]:
     at most from each module.
     """
     namespaces = _user_namespaces()
-    every_namespace = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    namespaces_of_all = map(_cpython.module_namespace, list(sys.modules.values()))
+    every_namespace = {id(namespace) for namespace in namespaces_of_all if namespace is not None}
     stop = every_namespace | {id(threading._active), id(threading._limbo)}  # type: ignore[attr-defined]
     found: dict[int, str] = {}
     for namespace_id, (name, namespace) in namespaces.items():
@@ -98,7 +98,12 @@ def _holders(owners: Collection[int]) -> dict[int, str]:
             following: list[object] = []
             for item in frontier:
                 key = id(item)
-                if key in reached or key in stop or key == namespace_id or isinstance(item, types.ModuleType):
+                if (
+                    key in reached
+                    or key in stop
+                    or key == namespace_id
+                    or issubclass(type(item), types.ModuleType)
+                ):
                     continue
                 reached.add(key)
                 if key in owners:

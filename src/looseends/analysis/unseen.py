@@ -101,7 +101,7 @@ def _unexplained(
     internal = _references_from_tracked(leading)
     counts = _counts(leading)
     for key, obj in leading.items():
-        if counts[key] >= IMMORTAL or isinstance(obj, types.FrameType):
+        if counts[key] >= IMMORTAL or type(obj) is types.FrameType:
             continue  # immortal: its count says nothing; a frame: its thread's, accounted by its locals
         extra = counts[key] - internal.get(key, 0) - credited.get(key, 0)
         if extra > 0:

@@ -6,6 +6,7 @@ import sys
 import types
 from collections.abc import Iterator
 
+from looseends import _cpython
 from looseends.model import Frame
 
 # A stack deeper than this is recursion gone wrong; its innermost part is what explains the wait.
@@ -43,8 +44,8 @@ def module_of_file(filename: str) -> str:
     if name is None and len(sys.modules) != _modules_seen[0]:
         _modules_seen[0] = len(sys.modules)
         for module_name, module in list(sys.modules.items()):
-            path = getattr(module, "__file__", None)
-            if isinstance(path, str):
+            path = _cpython.module_file(module)  # statically: a lazy module would import itself
+            if path is not None:
                 _modules_by_file.setdefault(path, module_name)
         name = _modules_by_file.get(filename)
     return name or ""
