@@ -150,3 +150,25 @@ def _a_thread_where_a_held_one_was(
     finally:
         del sys.modules[module.__name__]
     return None
+
+
+def test_the_walk_takes_no_lock_of_threadings() -> None:
+    """A dump may run in a signal handler on a thread interrupted inside `Thread.start`, which holds
+    threading's registry lock: the walk must not wait for it (it would wait forever)."""
+    asked: list[str | None] = []
+    go, done = threading.Event(), threading.Event()
+
+    def ask() -> None:
+        go.wait(DEADLINE)
+        services._cache = None
+        asked.append(module_holding(threading.current_thread()))
+        done.set()
+
+    helper = threading.Thread(target=ask, name="walker")
+    helper.start()  # before the lock is held: starting a thread takes it too
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        go.set()
+        finished = done.wait(DEADLINE)
+    helper.join(DEADLINE)
+    assert finished, "the walk waited for threading's registry lock"
+    assert asked == [None]

@@ -19,6 +19,7 @@ from collections.abc import Collection
 
 from looseends import _cpython
 from looseends._library import is_stdlib_file
+from looseends._safe import safe_copy
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Unit
 
@@ -62,7 +63,8 @@ class _Walk:
         self.taken = time.monotonic()
         self.threads: dict[int, weakref.ref[threading.Thread]] = {}
         self.owners: dict[int, weakref.ref[object]] = {}
-        for thread in threading.enumerate():
+        starting: dict[threading.Thread, object] = safe_copy(threading._limbo)  # type: ignore[attr-defined]
+        for thread in [*_cpython.active_threads().values(), *starting]:  # no lock: a dump in a signal handler
             self.threads[id(thread)] = weakref.ref(thread)
             owner = _owner(thread)
             self.owners[id(owner)] = weakref.ref(owner)
