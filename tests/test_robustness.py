@@ -14,7 +14,7 @@ import traceback
 import types
 import weakref
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import looseends
 from looseends.sources.tasks import TaskSource
@@ -193,11 +193,13 @@ class _Proxy:
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
-        self.asked.append("".join(traceback.format_stack(limit=4)[:2]))  # where it was asked, if it was
-        raise RuntimeError("working outside of a request")
+        return self._answer()
 
     def __getattr__(self, name: str) -> object:
-        self.asked.append("".join(traceback.format_stack(limit=4)[:2]))
+        return self._answer()
+
+    def _answer(self) -> NoReturn:
+        self.asked.append("".join(traceback.format_stack(limit=5)[:2]))  # where it was asked, if it was
         raise RuntimeError("working outside of a request")
 
 

@@ -113,6 +113,13 @@ def current_thread_name() -> str | None:
     return thread_name(thread) if thread is not None else None
 
 
+def known_threads() -> list[threading.Thread]:
+    """Every Thread threading knows, running or starting (`_active`, `_limbo`), copied without its lock:
+    a thread interrupted inside `Thread.start` holds that lock, and a signal handler may be asking."""
+    starting: dict[threading.Thread, object] = safe_copy(threading._limbo)  # type: ignore[attr-defined]
+    return [*active_threads().values(), *starting]
+
+
 def thread_registries() -> tuple[object, ...]:
     """threading's own registries: they hold every thread and say nothing about who owns it."""
     return (threading._active, threading._limbo)  # type: ignore[attr-defined]
@@ -152,9 +159,10 @@ def thread_arguments(thread: threading.Thread) -> tuple[object, object]:
 
 
 def pool_executor_ref(thread: object) -> Callable[[], object] | None:
-    """A ThreadPoolExecutor worker's weak reference to its executor (its first argument), else None."""
+    """A ThreadPoolExecutor worker's weak reference to its executor (its first argument), else None.
+    Known by type alone: a subclass's call could run the program's code."""
     args = read_attr(thread, "_args")
-    if isinstance(args, tuple) and args and isinstance(args[0], weakref.ref):
+    if type(args) is tuple and args and type(args[0]) is weakref.ref:
         return args[0]
     return None
 

@@ -233,6 +233,7 @@ def _walk(
 ) -> list[_Candidate]:
     woken: list[_Candidate] = []
     get_referents, is_tracked, frame_type = gc.get_referents, gc.is_tracked, types.FrameType
+    module_type = types.ModuleType  # checked here first: the call below is for modules, not every object
     while frontier:
         obj = frontier.pop()
         key = id(obj)
@@ -242,7 +243,7 @@ def _walk(
             woken.extend(pending.pop(key))
         if type(obj) is frame_type:
             referents = _frame_referents(obj)
-        elif (namespace := _cpython.module_namespace(obj)) is not None:
+        elif issubclass(type(obj), module_type) and (namespace := _cpython.module_namespace(obj)) is not None:
             # A module's namespace is all it holds for Python code, and traversing some C modules
             # never returns (3.12.1's _asyncio module_traverse loops over its task list).
             referents = [namespace]

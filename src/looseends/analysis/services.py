@@ -19,7 +19,6 @@ from collections.abc import Collection
 
 from looseends import _cpython
 from looseends._library import is_stdlib_file
-from looseends._safe import safe_copy
 from looseends.analysis.ignore import IgnoreRule
 from looseends.model import Kind, Unit
 
@@ -30,27 +29,27 @@ MAX_VISITS = 50_000  # objects the walk may visit from each module: bounds the w
 
 
 def _owner(thread: threading.Thread) -> object:
-    """The executor behind a pool worker (its first argument is a weak reference to it), else the thread.
-    Read statically, and only a plain weak reference is called: anything else could run the program's
-    code (a property, a subclass's call)."""
-    args = _cpython.read_attr(thread, "_args")
-    if type(args) is tuple and args and type(args[0]) is weakref.ref:
-        executor = args[0]()
-        if executor is not None:
-            return executor
-    return thread
+    """The executor behind a pool worker (its first argument is a weak reference to it), else the thread."""
+    executor = _cpython.pool_executor_ref(thread)
+    owner = executor() if executor is not None else None
+    return owner if owner is not None else thread
 
 
-def _user_namespaces() -> dict[int, tuple[str, dict[str, object]]]:
-    """Namespaces of the program's modules, installed packages included (a library's module-level client
-    owns its pool as much as the program's does); the standard library's registries do not count."""
-    out = {}
+def _namespaces() -> dict[int, tuple[str, dict[str, object]]]:
+    """Every module's namespace by id, with the module's name (one entry for a module under two names)."""
+    found = {}
     for name, module in list(sys.modules.items()):
         namespace = _cpython.module_namespace(module)
-        filename = _cpython.module_file(module)
-        if namespace is not None and filename is not None and not is_stdlib_file(filename):
-            out[id(namespace)] = (name, namespace)
-    return out
+        if namespace is not None:
+            found[id(namespace)] = (name, namespace)
+    return found
+
+
+def _users(namespace: dict[str, object]) -> bool:
+    """A module of the program's, installed packages included (a library's module-level client owns its
+    pool as much as the program's does); the standard library's registries do not count."""
+    filename = namespace.get("__file__")
+    return type(filename) is str and not is_stdlib_file(filename)
 
 
 class _Walk:
@@ -63,8 +62,7 @@ class _Walk:
         self.taken = time.monotonic()
         self.threads: dict[int, weakref.ref[threading.Thread]] = {}
         self.owners: dict[int, weakref.ref[object]] = {}
-        starting: dict[threading.Thread, object] = safe_copy(threading._limbo)  # type: ignore[attr-defined]
-        for thread in [*_cpython.active_threads().values(), *starting]:  # no lock: a dump in a signal handler
+        for thread in _cpython.known_threads():
             self.threads[id(thread)] = weakref.ref(thread)
             owner = _owner(thread)
             self.owners[id(owner)] = weakref.ref(owner)
@@ -87,12 +85,12 @@ def _holders(owners: Collection[int]) -> dict[int, str]:
     registries, which hold every thread and say nothing about ownership; it visits MAX_VISITS objects
     at most from each module.
     """
-    namespaces = _user_namespaces()
-    namespaces_of_all = map(_cpython.module_namespace, list(sys.modules.values()))
-    every_namespace = {id(namespace) for namespace in namespaces_of_all if namespace is not None}
-    stop = every_namespace | {id(threading._active), id(threading._limbo)}  # type: ignore[attr-defined]
+    namespaces = _namespaces()
+    stop = set(namespaces) | set(map(id, _cpython.thread_registries()))
     found: dict[int, str] = {}
     for namespace_id, (name, namespace) in namespaces.items():
+        if not _users(namespace):
+            continue
         budget = MAX_VISITS
         reached: set[int] = set()
         frontier: list[object] = list(namespace.values())
