@@ -299,6 +299,7 @@ def test_two_tasks_awaiting_each_other_are_proven() -> None:
 
     loop.run_until_complete(start())
     refs = [weakref.ref(task) for task in box.values()]
+    gc.disable()  # only their cycle holds them now: the collector would reap them during the snapshot
     box.clear()
     try:
         units = [u for u in looseends.snapshot().units if u.name.startswith("cy-")]
@@ -316,7 +317,8 @@ def test_two_tasks_awaiting_each_other_are_proven() -> None:
         # They can never be cancelled (cancel() would recurse): the collector reaps them, quietly.
         for task in filter(None, (ref() for ref in refs)):
             task._log_destroy_pending = False  # type: ignore[attr-defined]
-        del task
+            del task
+        gc.enable()
         loop.close()
         gc.collect()
     assert all(ref() is None for ref in refs)
