@@ -114,7 +114,7 @@ def _stock_create_task() -> Callable[..., Any]:
 
 def _created_here(create_task: Callable[..., Any], loop: Any, coro: Any) -> tuple[Any, Any]:
     task = create_task(loop, coro)  # the user's line
-    record = _origins._task_origins.entries.pop(id(task), None)
+    record = _origins._task_origins.forget(task)
     return task, record if record is not None and record[0] == id(coro) else None  # not a stale one
 
 

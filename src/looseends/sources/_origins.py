@@ -200,24 +200,47 @@ class _OriginTable:
     Any thread may put while another prunes or reads: every step is one atomic dict operation (a store,
     `get`, `pop`, or a C-level copy of the dict), never a Python-level iteration of the shared dict, so no
     caller ever sees "changed size during iteration".
+
+    The C accelerator lets task records wait in C until the table is read (`drain` makes them), so every
+    read and write here drains first; `entries` is read only through these methods.
     """
 
     def __init__(self, alive: Callable[[], Iterable[int]]) -> None:
         self.entries: dict[int, Record] = {}
         self.prune_at = [1024]  # a list, so hot wrappers can bind it and see it change
+        self.drain: Callable[[], bool] | None = None  # False: a drain is under way (we run inside it)
+        self.waiting: Callable[[int], Record | None] = lambda key: None
         self._alive = alive
         self._pruning = threading.Lock()
 
     def put(self, obj: object, record: Record) -> None:
+        if self.drain is not None:
+            self.drain()  # older records first, as they were made
         self.entries[id(obj)] = record
         if len(self.entries) >= self.prune_at[0]:
             self.prune()
+
+    def record(self, obj: object) -> Record | None:
+        key = id(obj)
+        if self.drain is not None and not self.drain():  # a finaliser run by a drain: read what waits
+            waiting = self.waiting(key)
+            if waiting is not None:
+                return waiting
+        return self.entries.get(key)
+
+    def forget(self, obj: object) -> Record | None:
+        """Drop the record at `obj`'s address (left by an object gone since, or a test's own)."""
+        if self.drain is not None:
+            self.drain()
+        return self.entries.pop(id(obj), None)
 
     def prune(self) -> None:
         """Drop records of objects no longer alive; one pruner at a time, the others go on."""
         if not self._pruning.acquire(blocking=False):
             return
         try:
+            if self.drain is not None:
+                self.drain()
             entries = self.entries
             before = entries.copy()  # first: records put while we look are kept
             alive = set(self._alive())
@@ -231,7 +254,7 @@ class _OriginTable:
     def get(self, obj: object, partner: object) -> Origin | None:
         """The origin, built from the record on first read and kept (snapshots read the same ones often)."""
         key = id(obj)
-        record = self.entries.get(key)
+        record = self.record(obj)
         if record is None or record[0] != id(partner):
             return None
         if len(record) == 2 and isinstance(record[1], Origin):
@@ -259,7 +282,7 @@ def raw_thread_origin(ident: int) -> Origin | None:
 def task_created_at(task: asyncio.Task[Any]) -> float | None:
     """When the task was created (monotonic), read from its record without building its origin: None
     when creation tracking did not see it made."""
-    record = _task_origins.entries.get(id(task))
+    record = _task_origins.record(task)
     if record is None or record[0] != id(_cpython.task_call(task, "get_coro", None)):
         return None
     created = record[1].created_at if len(record) == 2 and isinstance(record[1], Origin) else record[3]
@@ -401,7 +424,7 @@ def _note_task(loop: Any, coro: Any, task: asyncio.Task[Any]) -> Any:
     creating task. Never raises: the host's call goes on."""
     try:
         if type(coro) is types.CoroutineType and coro.cr_code in _cpython.HOUSEKEEPING:
-            _task_origins.entries.pop(id(task), None)  # a record of a dead task at its address
+            _task_origins.forget(task)  # a record of a dead task at its address
             return None  # a loop closing: two per test, always awaited by the runner
         creator = _current_task(loop)
         site = _creation_site(2)
@@ -461,6 +484,8 @@ except ImportError:  # not built (no C compiler or headers at install): the same
     pass
 else:
     _configure_speedups(_speedups)
+    _task_origins.drain = _speedups.flush_tasks
+    _task_origins.waiting = _speedups.waiting_task_record
     _cpython.use_accelerated_frame_reads(_speedups.frame_variable)
 
     def wrap_start(original: Start) -> Start:

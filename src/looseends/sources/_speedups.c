@@ -31,6 +31,7 @@ static PyObject *running_loop;   /* asyncio.events._get_running_loop */
 static PyObject *current_task;   /* asyncio.current_task */
 static PyObject *current_tasks;  /* 3.11: the dict it reads (loop -> task), read here directly; or None */
 static PyObject *c_task;         /* asyncio.Task: its get_name runs no Python code */
+static PyObject *c_task_get_name;  /* its get_name descriptor, called without a method lookup */
 static PyObject *task_name;      /* _cpython.task_name: a static read, for any other task class */
 static PyObject *housekeeping;   /* tuple of the code objects of asyncio's own shutdown tasks */
 static PyObject *verdicts;       /* dict: co_filename -> True for library code (a cache of judge) */
@@ -49,18 +50,17 @@ static int task_hops, user_callers, thread_depth;
 static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name;
 static PyObject *cr_code;  /* the coroutine type's `cr_code` descriptor: read without an attribute lookup */
 
-/* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as a float of
- * seconds), without a call through Python: creation times are compared with time.monotonic() later. */
-static PyObject *
-monotonic(void)
+/* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as seconds), without
+ * a call through Python: creation times are compared with time.monotonic() later. -1 if unreadable. */
+static double
+now_seconds(void)
 {
     struct timespec now;
     if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return NULL;
+        return -1.0;
     }
     long long nanoseconds = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
-    return PyFloat_FromDouble((double)nanoseconds / 1e9);
+    return (double)nanoseconds / 1e9;
 }
 
 /* A new reference to the frame `skip` callers above the innermost Python frame (the wrapper calling
@@ -127,93 +127,80 @@ is_library(PyCodeObject *code)
     return library;
 }
 
-/* Code objects and offsets gathered on the C stack, then moved into the record: no list, no tuple of
- * their own. */
-#define MAX_LOCATIONS 64  /* configure() refuses depths that could need more */
+/* Code objects (strong) and instruction offsets gathered on the C stack: the offsets become ints only
+ * when a record is built from them, which a task's record may never be (see `Pending`). */
+#define MAX_PAIRS 32  /* configure() refuses depths that could need more */
 typedef struct {
-    Py_ssize_t count;
-    PyObject *items[MAX_LOCATIONS];
+    int count;
+    PyCodeObject *codes[MAX_PAIRS];
+    int offsets[MAX_PAIRS];
 } Locations;
 
-/* Add the frame's code and offset (as `f_lasti` reads it); steals nothing. */
-static int
+/* Add the frame's code and offset (as `f_lasti` reads it). */
+static void
 add_location(Locations *found, PyFrameObject *frame, PyCodeObject *code)
 {
-    PyObject *offset = PyLong_FromLong(PyFrame_GetLasti(frame));
-    if (offset == NULL) {
-        return -1;
-    }
-    found->items[found->count++] = Py_NewRef(code);
-    found->items[found->count++] = offset;
-    return 0;
+    found->codes[found->count] = (PyCodeObject *)Py_NewRef(code);
+    found->offsets[found->count++] = PyFrame_GetLasti(frame);
 }
 
 static void
 forget(Locations *found)
 {
     while (found->count > 0) {
-        Py_DECREF(found->items[--found->count]);
+        Py_DECREF(found->codes[--found->count]);
     }
 }
 
 /* Up to `depth` frames from `frame` (consumed), library or not. */
-static int
+static void
 add_frames(Locations *found, PyFrameObject *frame, int depth)
 {
-    int failed = 0;
-    while (frame != NULL && depth-- > 0 && !failed) {
+    while (frame != NULL && depth-- > 0) {
         PyCodeObject *code = PyFrame_GetCode(frame);
-        failed = add_location(found, frame, code);
+        add_location(found, frame, code);
         Py_DECREF(code);
         PyFrameObject *back = PyFrame_GetBack(frame);
         Py_DECREF(frame);
         frame = back;
     }
     Py_XDECREF(frame);
-    return failed;
 }
 
 /* Walk out of library frames from `frame` (consumed) to the first user frame: that frame and up to
  * `user_callers` of its callers while they are user code. Without a user frame within `task_hops`,
- * the library frames walked. As `_origins._site_by_frames`. */
+ * the library frames walked. As `_origins._site_by_frames`. -1 when a file could not be judged. */
 static int
 add_site(Locations *found, PyFrameObject *frame)
 {
-    int failed = 0;
-    for (int hop = 0; frame != NULL && hop < task_hops && !failed; hop++) {
+    int library = 1;
+    for (int hop = 0; frame != NULL && hop < task_hops && library > 0; hop++) {
         PyCodeObject *code = PyFrame_GetCode(frame);
-        int library = is_library(code);
+        library = is_library(code);
         if (library == 0) {
             forget(found);
-            failed = add_location(found, frame, code) < 0;
-            Py_DECREF(code);
-            PyFrameObject *caller = PyFrame_GetBack(frame);
-            Py_DECREF(frame);
-            for (int i = 0; caller != NULL && i < user_callers && !failed; i++) {
-                PyCodeObject *caller_code = PyFrame_GetCode(caller);
-                int caller_library = is_library(caller_code);
-                if (caller_library != 0) {
-                    failed = caller_library < 0;
-                    Py_DECREF(caller_code);
-                    break;
-                }
-                failed = add_location(found, caller, caller_code) < 0;
-                Py_DECREF(caller_code);
-                PyFrameObject *back = PyFrame_GetBack(caller);
-                Py_DECREF(caller);
-                caller = back;
-            }
-            Py_XDECREF(caller);
-            return failed ? -1 : 0;
         }
-        failed = library < 0 || add_location(found, frame, code) < 0;
+        if (library >= 0) {
+            add_location(found, frame, code);
+        }
         Py_DECREF(code);
         PyFrameObject *back = PyFrame_GetBack(frame);
         Py_DECREF(frame);
         frame = back;
     }
+    for (int i = 0; library == 0 && frame != NULL && i < user_callers; i++) {  /* the user frame's callers */
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        library = is_library(code);
+        if (library == 0) {
+            add_location(found, frame, code);
+        }
+        Py_DECREF(code);
+        PyFrameObject *back = i + 1 < user_callers ? PyFrame_GetBack(frame) : NULL;
+        Py_DECREF(frame);
+        frame = back;
+    }
     Py_XDECREF(frame);
-    return failed ? -1 : 0;
+    return library < 0 ? -1 : 0;
 }
 
 /* The name of a task, as `_cpython.task_name` gives it. */
@@ -221,7 +208,7 @@ static PyObject *
 name_of_task(PyObject *task)
 {
     if (Py_IS_TYPE(task, (PyTypeObject *)c_task)) {
-        return PyObject_CallMethodNoArgs(task, str_get_name);
+        return PyObject_Vectorcall(c_task_get_name, &task, 1, NULL);
     }
     return PyObject_CallOneArg(task_name, task);
 }
@@ -318,59 +305,237 @@ current_label(void)
     return Py_NewRef(label);
 }
 
-/* entries[id(obj)] = (id(partner), thread, task name, created at, during, code, offset, ...), the
- * locations moved into the record (one tuple per record, not two); prune when due. */
+/* (id(partner), thread, task name, created at, during, code, offset, ...), one tuple per record; NULL on
+ * error. Takes no reference. */
+static PyObject *
+make_record(void *partner, PyObject *thread, PyObject *creator_name, double created, PyObject *label,
+            Locations *found)
+{
+    PyObject *record = created >= 0 ? PyTuple_New(5 + 2 * (Py_ssize_t)found->count) : NULL;
+    if (record == NULL) {
+        return NULL;
+    }
+    PyObject *fields[5] = {PyLong_FromVoidPtr(partner), Py_NewRef(thread), Py_NewRef(creator_name),
+                           PyFloat_FromDouble(created), Py_NewRef(label)};
+    int complete = 1;
+    for (int i = 0; i < 5; i++) {
+        complete = complete && fields[i] != NULL;
+        PyTuple_SET_ITEM(record, i, fields[i]);  /* a tuple's dealloc skips NULL items */
+    }
+    for (int i = 0; i < found->count && complete; i++) {
+        PyObject *offset = PyLong_FromLong(found->offsets[i]);
+        complete = offset != NULL;
+        PyTuple_SET_ITEM(record, 5 + 2 * i, Py_NewRef(found->codes[i]));
+        PyTuple_SET_ITEM(record, 6 + 2 * i, offset);
+    }
+    if (!complete) {
+        Py_DECREF(record);
+        return NULL;
+    }
+    return record;
+}
+
+/* entries[address] = record, or the record at `address` dropped when `record` is NULL. */
+static void
+store(PyObject *entries, void *address, PyObject *record)
+{
+    PyObject *key = PyLong_FromVoidPtr(address);
+    if (key != NULL && record != NULL) {
+        PyDict_SetItem(entries, key, record);
+    }
+    else if (key != NULL) {
+        PyDict_DelItem(entries, key);
+    }
+    Py_XDECREF(key);
+    PyErr_Clear();
+}
+
+/* Call the table's prune once it has reached `prune_at[0]` records. */
+static void
+prune_when_due(PyObject *entries, PyObject *prune_at, PyObject *prune)
+{
+    PyObject *limit = PyList_Check(prune_at) && PyList_GET_SIZE(prune_at) > 0 ? PyList_GET_ITEM(prune_at, 0) : NULL;
+    Py_ssize_t at = limit != NULL ? PyLong_AsSsize_t(limit) : -1;
+    if (at < 0 || PyDict_GET_SIZE(entries) >= at) {
+        PyErr_Clear();
+        PyObject *done = PyObject_CallNoArgs(prune);
+        Py_XDECREF(done);
+    }
+    PyErr_Clear();
+}
+
+/* Record `obj` now (threads: their records are few, and read as soon as the thread runs). */
 static void
 put(PyObject *entries, PyObject *prune_at, PyObject *prune, PyObject *obj, PyObject *partner,
     PyObject *thread, PyObject *creator_name, Locations *found)
 {
-    PyObject *key = PyLong_FromVoidPtr(obj);
-    PyObject *record = PyTuple_New(5 + found->count);
-    PyObject *fields[5] = {PyLong_FromVoidPtr(partner), Py_NewRef(thread), Py_NewRef(creator_name), monotonic(),
-                           current_label()};
-    int complete = key != NULL && record != NULL;
-    for (int i = 0; i < 5; i++) {
-        complete = complete && fields[i] != NULL;
+    PyObject *label = current_label();
+    PyObject *record = make_record(partner, thread, creator_name, now_seconds(), label, found);
+    Py_DECREF(label);
+    if (record != NULL) {
+        store(entries, obj, record);
+        Py_DECREF(record);
+        prune_when_due(entries, prune_at, prune);
     }
-    if (!complete) {
-        for (int i = 0; i < 5; i++) {
-            Py_XDECREF(fields[i]);
-        }
-        Py_XDECREF(key);
-        Py_XDECREF(record);
-        return;
-    }
-    for (int i = 0; i < 5; i++) {
-        PyTuple_SET_ITEM(record, i, fields[i]);
-    }
-    for (Py_ssize_t i = 0; i < found->count; i++) {
-        PyTuple_SET_ITEM(record, 5 + i, found->items[i]);
-    }
-    found->count = 0;
-    if (PyDict_SetItem(entries, key, record) == 0) {
-        PyObject *limit = PyList_Check(prune_at) && PyList_GET_SIZE(prune_at) > 0
-                              ? PyList_GET_ITEM(prune_at, 0) : NULL;
-        Py_ssize_t at = limit != NULL ? PyLong_AsSsize_t(limit) : -1;
-        if (at < 0 || PyDict_GET_SIZE(entries) >= at) {
-            PyErr_Clear();
-            PyObject *done = PyObject_CallNoArgs(prune);
-            Py_XDECREF(done);
-        }
-    }
-    Py_DECREF(key);
-    Py_DECREF(record);
+    PyErr_Clear();
 }
 
-/* Drop a record left at `obj`'s address by an object gone since, which a task and coroutine born at the
- * addresses of a dead pair would otherwise inherit. */
-static void
-forget_record(PyObject *entries, PyObject *obj)
+/* Task records wait here, in C, before they become tuples in the table: most tasks are gone before anyone
+ * reads a record, and the next task created at the same address replaces theirs in place. So a record is
+ * an entry in a small table keyed by address, filled without allocating anything, and becomes a tuple
+ * only when the table fills or before any read (`flush_tasks`, which _origins' table calls first). What a
+ * record says is fixed when it is noted; only the tuple is made late. An entry holds no object of the
+ * host's: addresses, code objects, the creator's name, the ident and the check's label.
+ *
+ * A flush allocates and frees, so the program's finalisers may run during it: a task they create is
+ * stored at once (its address's waiting entry marked superseded), and a read they make, finding the flush
+ * under way, reads the waiting entry itself (`waiting_task_record`). */
+#define PENDING_SLOTS 512  /* a power of two */
+#define PENDING_LIMIT (PENDING_SLOTS / 2)
+#define PENDING_PAIRS 8  /* a site with more locations (no user frame near) is stored at once */
+typedef struct {
+    void *task;  /* NULL: a free slot */
+    void *partner;
+    PyObject *thread, *creator_name, *label;  /* NULL in a `forgotten` entry */
+    double created;
+    int forgotten;  /* asyncio's own shutdown task: drop the record of a dead task at this address */
+    int superseded;  /* a newer record at this address was stored directly */
+    int count;
+    PyCodeObject *codes[PENDING_PAIRS];
+    int offsets[PENDING_PAIRS];
+} Pending;
+
+static Pending pending[PENDING_SLOTS];
+static int pending_used, flushing;
+
+static Pending *
+slot_for(void *address)  /* its entry, or the free slot where it would go */
 {
-    PyObject *key = PyLong_FromVoidPtr(obj);
-    if (key == NULL || PyDict_DelItem(entries, key) < 0) {
-        PyErr_Clear();
+    size_t i = (size_t)(((uintptr_t)address >> 4) * 0x9E3779B97F4A7C15ull >> 55) & (PENDING_SLOTS - 1);
+    while (pending[i].task != NULL && pending[i].task != address) {
+        i = (i + 1) & (PENDING_SLOTS - 1);
     }
-    Py_XDECREF(key);
+    return &pending[i];
+}
+
+/* Empty the slot, returning what it held: releasing that may run a finaliser, which must find the slot
+ * either whole or free. */
+static Pending
+take(Pending *entry)
+{
+    Pending held = *entry;
+    entry->task = NULL;
+    entry->superseded = 0;
+    entry->thread = entry->creator_name = entry->label = NULL;
+    entry->count = 0;
+    return held;
+}
+
+static void
+release(Pending *held)
+{
+    Py_XDECREF(held->thread);
+    Py_XDECREF(held->creator_name);
+    Py_XDECREF(held->label);
+    while (held->count > 0) {
+        Py_DECREF(held->codes[--held->count]);
+    }
+}
+
+static PyObject *
+record_of(Pending *entry)
+{
+    Locations found;
+    found.count = entry->count;
+    memcpy(found.codes, entry->codes, (size_t)entry->count * sizeof(PyCodeObject *));
+    memcpy(found.offsets, entry->offsets, (size_t)entry->count * sizeof(int));
+    return make_record(entry->partner, entry->thread, entry->creator_name, entry->created, entry->label, &found);
+}
+
+/* Store a task's record (or, `forgotten`, drop the one at its address) in the table now. */
+static void
+store_now(void *task, PyObject *record, int forgotten)
+{
+    if (forgotten || record != NULL) {
+        store(task_entries, task, forgotten ? NULL : record);
+    }
+    PyErr_Clear();
+}
+
+/* Turn the waiting entries into records, then prune when due. */
+static void
+flush_pending(void)
+{
+    if (flushing || pending_used == 0 || task_entries == NULL) {
+        return;
+    }
+    flushing = 1;
+    for (int i = 0; i < PENDING_SLOTS; i++) {
+        Pending *entry = &pending[i];
+        if (entry->task != NULL && !entry->superseded) {
+            PyObject *record = entry->forgotten ? NULL : record_of(entry);
+            if (!entry->superseded) {  /* making it allocated: a finaliser may have stored a newer one */
+                store_now(entry->task, record, entry->forgotten);
+            }
+            Py_XDECREF(record);
+        }
+    }
+    for (int i = 0; i < PENDING_SLOTS; i++) {  /* only now: a finaliser run above may read any entry */
+        if (pending[i].task != NULL) {
+            Pending held = take(&pending[i]);
+            release(&held);
+        }
+    }
+    pending_used = 0;
+    flushing = 0;
+    prune_when_due(task_entries, task_prune_at, task_prune);
+}
+
+/* Note the record of `task` (or, `forgotten`, the dropping of a dead task's record at its address),
+ * replacing the entry of a dead task at the same address; the locations move into the entry. */
+static void
+pend(PyObject *task, PyObject *coro, PyObject *thread, PyObject *creator_name, Locations *found,
+     int forgotten)
+{
+    double created = now_seconds();
+    if (created < 0 && !forgotten) {
+        return;
+    }
+    if (!flushing && pending_used >= PENDING_LIMIT) {
+        flush_pending();
+    }
+    Pending *entry = slot_for(task);
+    int replaces = entry->task != NULL;  /* the entry of a dead task at this address */
+    if (flushing || found->count > PENDING_PAIRS || (!replaces && pending_used >= PENDING_LIMIT)) {
+        /* made by a finaliser during a flush, too deep a site, or still full: stored at once */
+        if (replaces) {
+            entry->superseded = 1;
+        }
+        PyObject *label = current_label();
+        PyObject *record = forgotten ? NULL : make_record(coro, thread, creator_name, created, label, found);
+        store_now(task, record, forgotten);
+        Py_XDECREF(record);
+        Py_DECREF(label);
+        return;
+    }
+    Pending old = replaces ? take(entry) : (Pending){.task = NULL};
+    if (!replaces) {
+        pending_used++;
+    }
+    entry->partner = coro;
+    entry->forgotten = forgotten;
+    entry->created = created;
+    entry->thread = forgotten ? NULL : Py_NewRef(thread);
+    entry->creator_name = forgotten ? NULL : Py_NewRef(creator_name);
+    entry->label = forgotten ? NULL : current_label();
+    entry->count = found->count;
+    memcpy(entry->codes, found->codes, (size_t)found->count * sizeof(PyCodeObject *));
+    memcpy(entry->offsets, found->offsets, (size_t)found->count * sizeof(int));
+    found->count = 0;
+    entry->task = task;  /* last: the entry is whole */
+    if (replaces) {
+        release(&old);
+    }
 }
 
 /* Record where `task` was just created by `loop.create_task(coro)`; `skip`: Python frames between here
@@ -387,13 +552,16 @@ note_task(PyObject *loop, PyObject *coro, PyObject *task, int skip)
         Py_XDECREF(code);
         if (shutting) {  /* a loop closing: two per test, always awaited by the runner */
             PyErr_Clear();
-            forget_record(task_entries, task);
+            Locations none;
+            none.count = 0;
+            pend(task, coro, NULL, NULL, &none, 1);
             Py_RETURN_NONE;
         }
     }
     PyObject *creator = creator_of(loop);
     PyObject *creator_name = NULL, *thread = NULL, *mark = NULL;
-    Locations found = {0};
+    Locations found;
+    found.count = 0;  /* only the count: the arrays are written before they are read */
     if (creator == NULL) {
         goto done;
     }
@@ -405,7 +573,7 @@ note_task(PyObject *loop, PyObject *coro, PyObject *task, int skip)
     mark = PyIter_Next(sequence);
     if (thread != NULL && mark != NULL) {
         store_slot(slot_tasks, Py_NewRef(mark));
-        put(task_entries, task_prune_at, task_prune, task, coro, thread, creator_name, &found);
+        pend(task, coro, thread, creator_name, &found, 0);
     }
 done:
     PyErr_Clear();
@@ -462,7 +630,8 @@ static void
 note_thread(PyObject *thread, int skip)
 {
     PyObject *creator = NULL, *creator_name = NULL, *by = NULL;
-    Locations found = {0};
+    Locations found;
+    found.count = 0;  /* only the count: the arrays are written before they are read */
     PyObject *loop = PyObject_CallNoArgs(running_loop);
     if (loop == NULL) {
         goto done;
@@ -472,9 +641,10 @@ note_thread(PyObject *thread, int skip)
         goto done;
     }
     creator_name = creator == Py_None ? Py_NewRef(Py_None) : name_of_task(creator);
-    if (creator_name == NULL || add_frames(&found, caller_frame(skip), thread_depth) < 0) {
+    if (creator_name == NULL) {
         goto done;
     }
+    add_frames(&found, caller_frame(skip), thread_depth);
     by = creating_thread();
     if (by != NULL) {
         put(thread_entries, thread_prune_at, thread_prune, thread, (PyObject *)Py_TYPE(thread), by,
@@ -690,8 +860,8 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
                                      &thread_depth)) {
         return NULL;
     }
-    if (task_hops < 0 || user_callers < 0 || thread_depth < 0 || 2 * (task_hops + user_callers) > MAX_LOCATIONS
-        || 2 * thread_depth > MAX_LOCATIONS) {
+    if (task_hops < 0 || user_callers < 0 || thread_depth < 0 || task_hops + user_callers > MAX_PAIRS
+        || thread_depth > MAX_PAIRS) {
         PyErr_SetString(PyExc_ValueError, "configure: depths must be small and positive");
         return NULL;
     }
@@ -702,6 +872,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
                         "active a dict, thread_module a module");
         return NULL;
     }
+    flush_pending();  /* into the table the waiting records were made for */
     PyObject *tables[2] = {task_table, thread_table};
     PyObject *parts[6];
     static const char *fields[] = {"entries", "prune_at", "prune"};
@@ -745,6 +916,10 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
                                 &thread_entries, &thread_prune_at, &thread_prune};
     for (int i = 0; i < 6; i++) {
         Py_XSETREF(*table_slots[i], parts[i]);
+    }
+    Py_XSETREF(c_task_get_name, PyObject_GetAttr(c_task, str_get_name));
+    if (c_task_get_name == NULL) {
+        return NULL;
     }
     Py_XSETREF(thread_names, Py_NewRef(PyModule_GetDict(thread_module)));
     Py_XSETREF(stock_get_ident, PyObject_GetAttr(thread_module, str_get_ident));
@@ -833,6 +1008,27 @@ frame_variable(PyObject *self, PyObject *args)
     return read_variable((PyFrameObject *)frame, name, fallback);
 }
 
+static PyObject *
+flush_tasks(PyObject *module, PyObject *unused)
+{
+    flush_pending();
+    return PyBool_FromLong(!flushing);
+}
+
+static PyObject *
+waiting_task_record(PyObject *module, PyObject *address)
+{
+    void *task = PyLong_AsVoidPtr(address);
+    if (task == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    Pending *entry = slot_for(task);
+    if (entry->task == NULL || entry->superseded || entry->forgotten) {
+        Py_RETURN_NONE;
+    }
+    return record_of(entry);  /* a waiting entry's time is valid: its tuple fails only with an error set */
+}
+
 static PyMethodDef methods[] = {
     {"tracked_start", tracked_start, METH_O,
      "tracked_start(Thread.start) -> the same method, recording where each thread is started."},
@@ -841,6 +1037,11 @@ static PyMethodDef methods[] = {
      "where each task is created."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(**what_the_records_read) -> None: called once by looseends.sources._origins."},
+    {"flush_tasks", flush_tasks, METH_NOARGS,
+     "flush_tasks() -> bool: make the task records still waiting in C, before the task table is read; False "
+     "when a flush was already under way (a finaliser run by it is reading)."},
+    {"waiting_task_record", waiting_task_record, METH_O,
+     "waiting_task_record(id(task)) -> the record still waiting in C for the task at that address, or None."},
     {"frame_variable", frame_variable, METH_VARARGS,
      "frame_variable(frame, name, default) -> the variable's value, or default: no copy of the frame's "
      "variables is left on it."},
