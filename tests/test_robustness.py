@@ -16,6 +16,8 @@ import weakref
 from pathlib import Path
 from typing import ClassVar, NoReturn
 
+import pytest
+
 import looseends
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
@@ -236,3 +238,39 @@ def test_the_walk_asks_nothing_of_the_programs_objects_and_imports_no_lazy_modul
     assert [unit.name for unit in checked.report.units] == ["beside-a-proxy"]
     assert _Proxy.asked == []
     assert type(lazy).__name__ == "_LazyModule"  # still not imported
+
+
+def test_a_snapshot_in_a_gevent_process_never_breaks_a_tuple_another_thread_is_building() -> None:
+    """With gevent imported, a snapshot looks for greenlets among every object the collector tracks, which
+    include a tuple another thread's `tuple(generator)` is still filling: had the scan held it while that
+    thread ran, the thread's resize would have failed and its call raised SystemError."""
+    pytest.importorskip("gevent.hub", reason="gevent is not installed (the `dev` extra has it)")
+    try:
+        import looseends.sources._speedups
+    except ImportError:
+        pytest.skip("the C accelerator is not built: in Python the scan holds every object for a moment")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def build() -> None:
+        while not stop.is_set():
+            try:
+                tuple(str(n) for n in range(200))  # each item runs Python code: the thread may switch
+            except BaseException as exc:  # what the program would see
+                errors.append(exc)
+                return
+
+    builders = [threading.Thread(target=build, name=f"builder-{n}") for n in range(2)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in builders:
+            thread.start()
+        for _ in range(100):
+            looseends.snapshot()
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        for thread in builders:
+            thread.join(DEADLINE)
+    assert errors == []

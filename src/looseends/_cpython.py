@@ -11,7 +11,9 @@ from __future__ import annotations
 import _thread
 import asyncio
 import functools
+import gc
 import inspect
+import itertools
 import sys
 import threading
 import types
@@ -595,6 +597,33 @@ def owns_its_variables(frame: types.FrameType) -> bool:
 
 def _copying_read(frame: types.FrameType, name: str, default: object) -> object:
     return frame.f_locals.get(name, default)
+
+
+def tracked_instances(kind: type) -> list[Any]:
+    """The objects the collector tracks whose type is `kind` or a subclass (by type: nothing is asked of
+    them). `gc.get_objects()` also returns objects other threads are still building, and a tuple that
+    `tuple(generator)` is filling must not have its count raised when it is resized (the program's call
+    would raise SystemError): the accelerator picks them in C, never holding the rest while another
+    thread runs; without it the list of all is held for one pass in C-level iterators, a narrow window."""
+    return _instance_finders[0](kind)
+
+
+def _instances_in_python(kind: type) -> list[Any]:
+    everything = gc.get_objects()
+    try:
+        return list(
+            itertools.compress(everything, map(issubclass, map(type, everything), itertools.repeat(kind)))
+        )
+    finally:
+        everything.clear()
+
+
+_instance_finders: list[Callable[[type], list[Any]]] = [_instances_in_python]
+
+
+def use_accelerated_instances(find: Callable[[type], list[Any]]) -> None:
+    """The accelerator's finder (`sources._speedups.tracked_instances`), handed in where it is imported."""
+    _instance_finders[:] = [find]
 
 
 def use_accelerated_frame_reads(read: Callable[[types.FrameType, str, object], object]) -> None:

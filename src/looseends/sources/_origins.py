@@ -487,6 +487,7 @@ else:
     _task_origins.drain = _speedups.flush_tasks
     _task_origins.waiting = _speedups.waiting_task_record
     _cpython.use_accelerated_frame_reads(_speedups.frame_variable)
+    _cpython.use_accelerated_instances(_speedups.tracked_instances)
 
     def wrap_start(original: Start) -> Start:
         return _speedups.tracked_start(original)

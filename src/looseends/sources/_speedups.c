@@ -49,6 +49,7 @@ static int task_hops, user_callers, thread_depth;
 
 static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name;
 static PyObject *cr_code;  /* the coroutine type's `cr_code` descriptor: read without an attribute lookup */
+static PyObject *gc_get_objects;  /* gc.get_objects */
 
 /* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as seconds), without
  * a call through Python: creation times are compared with time.monotonic() later. -1 if unreadable. */
@@ -1029,6 +1030,35 @@ waiting_task_record(PyObject *module, PyObject *address)
     return record_of(entry);  /* a waiting entry's time is valid: its tuple fails only with an error set */
 }
 
+/* The objects the collector tracks whose type is `kind` or a subclass of it, chosen in C: the list of all
+ * objects is never held while another thread could run. An object another thread is still building (a
+ * tuple that `tuple(generator)` fills, then resizes) must not have its reference count raised meanwhile:
+ * the resize would fail, and the program's call raise SystemError. */
+static PyObject *
+tracked_instances(PyObject *module, PyObject *kind)
+{
+    if (!PyType_Check(kind)) {
+        PyErr_SetString(PyExc_TypeError, "tracked_instances: kind must be a type");
+        return NULL;
+    }
+    PyObject *found = PyList_New(0);
+    PyObject *all = found != NULL ? PyObject_CallNoArgs(gc_get_objects) : NULL;
+    if (all == NULL || !PyList_Check(all)) {
+        Py_XDECREF(all);
+        Py_XDECREF(found);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+        PyObject *obj = PyList_GET_ITEM(all, i);
+        if (PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)kind) && PyList_Append(found, obj) < 0) {
+            Py_CLEAR(found);
+            break;
+        }
+    }
+    Py_DECREF(all);
+    return found;
+}
+
 static PyMethodDef methods[] = {
     {"tracked_start", tracked_start, METH_O,
      "tracked_start(Thread.start) -> the same method, recording where each thread is started."},
@@ -1042,6 +1072,9 @@ static PyMethodDef methods[] = {
      "when a flush was already under way (a finaliser run by it is reading)."},
     {"waiting_task_record", waiting_task_record, METH_O,
      "waiting_task_record(id(task)) -> the record still waiting in C for the task at that address, or None."},
+    {"tracked_instances", tracked_instances, METH_O,
+     "tracked_instances(kind) -> the objects the collector tracks that are instances of kind (by type), "
+     "chosen without holding the others while another thread runs."},
     {"frame_variable", frame_variable, METH_VARARGS,
      "frame_variable(frame, name, default) -> the variable's value, or default: no copy of the frame's "
      "variables is left on it."},
@@ -1068,6 +1101,12 @@ PyInit__speedups(void)
     cr_code = PyObject_GetAttrString((PyObject *)&PyCoro_Type, "cr_code");
     if (cr_code == NULL || Py_TYPE(cr_code)->tp_descr_get == NULL) {
         PyErr_SetString(PyExc_ImportError, "coroutines have no cr_code descriptor");
+        return NULL;
+    }
+    PyObject *gc = PyImport_ImportModule("gc");
+    gc_get_objects = gc != NULL ? PyObject_GetAttrString(gc, "get_objects") : NULL;
+    Py_XDECREF(gc);
+    if (gc_get_objects == NULL) {
         return NULL;
     }
     if (PyType_Ready(&TrackedType) < 0) {

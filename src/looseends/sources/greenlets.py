@@ -15,7 +15,6 @@ Everything is read statically (`_cpython.read_attr`); nothing of gevent runs dur
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 import threading
 import types
@@ -63,10 +62,9 @@ def is_patched() -> bool:
 def _greenlets(greenlet: Any, hub: Any) -> Iterator[object]:
     """Live greenlets that are the program's: not dead, not a main greenlet, not the hub, not the caller."""
     kind, hub_type, me = greenlet.greenlet, getattr(hub, "Hub", None), greenlet.getcurrent()
-    for obj in gc.get_objects():
+    for obj in _cpython.tracked_instances(kind):  # by type: `isinstance` asks others for `__class__`
         if (
-            issubclass(type(obj), kind)  # by its type: `isinstance` asks others for their `__class__`
-            and obj is not me
+            obj is not me
             and type(obj) is not hub_type
             and read_attr(obj, "dead") is False
             and read_attr(obj, "parent") is not None  # each OS thread's main greenlet has none
