@@ -27,7 +27,8 @@ except ImportError:
     speedups = None  # type: ignore[assignment]
 
 WITNESSES = 32  # tasks whose records wait in C, some of them behind the one a flush is making
-NO_REUSE = "this allocator never gave a freed task's address to the next task (ASan's quarantine does not)"
+NO_REUSE = "this allocator never gave a freed task's address to the next task (under ASan it does not)"
+FIRSTS = 64  # tasks that die together, so the allocator has their addresses at hand for the next
 ATTEMPTS = 200  # tries at getting a freed task's address for the next task; the allocator gives it at once
 
 
@@ -56,7 +57,7 @@ def _at_a_dead_tasks_address(
 
     async def attempts() -> Origin | None:
         for _ in range(ATTEMPTS):
-            tasks = [first() for _ in range(64)]
+            tasks = [first() for _ in range(FIRSTS)]
             if read_first:
                 assert all(task_origin(task) is not None for task in tasks)
             addresses = {id(task) for task in tasks}
@@ -169,20 +170,20 @@ def test_a_finaliser_run_while_records_are_made_may_create_and_read_tasks() -> N
     async def main() -> bool:
         reused = False
         for _ in range(ATTEMPTS):
-            make = creator()
-            watches.append(weakref.ref(make.__code__, on_freed))
-            first = make()
-            assert task_created_at(first) is not None  # its record made: a tuple holding make's code
-            address = id(first)
-            await first
-            del first, make
-            gc.collect()  # make's code now lives in the first task's record only
+            makers = [creator() for _ in range(FIRSTS)]
+            watches.extend(weakref.ref(make.__code__, on_freed) for make in makers)
+            first = [make() for make in makers]
+            assert all(task_created_at(task) is not None for task in first)  # tuples holding the codes
+            addresses = {id(task) for task in first}
+            await asyncio.gather(*first)
+            del first, makers
+            gc.collect()  # each make's code now lives in its first task's record only
             await asyncio.sleep(0)
             second = asyncio.create_task(_sleeper())  # waits in C, as do the witnesses
             witness.extend(asyncio.create_task(_parked(release)) for _ in range(WITNESSES))  # witness line
-            if id(second) == address:
+            if id(second) in addresses:
                 reused = True
-                task_created_at(second)  # its record replaces the first's, freeing the code, mid-flush
+                task_created_at(second)  # its record replaces a first's, freeing a code, mid-flush
             await second
             if any(inside for inside, _, _ in read):
                 break
