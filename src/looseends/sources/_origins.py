@@ -210,6 +210,8 @@ class _OriginTable:
         self.prune_at = [1024]  # a list, so hot wrappers can bind it and see it change
         self.drain: Callable[[], bool] | None = None  # False: a drain is under way (we run inside it)
         self.waiting: Callable[[int], Record | None] = lambda key: None
+        self.forget_if_same: Callable[[dict[int, Record], int, Record], None] = _forget_if_same
+        self._built: dict[int, tuple[Record, Origin]] = {}  # origins read before, by the record read
         self._alive = alive
         self._pruning = threading.Lock()
 
@@ -235,7 +237,9 @@ class _OriginTable:
         return self.entries.pop(id(obj), None)
 
     def prune(self) -> None:
-        """Drop records of objects no longer alive; one pruner at a time, the others go on."""
+        """Drop records of objects no longer alive; one pruner at a time, the others go on. A record is
+        dropped only if it is still the one looked at (`forget_if_same`): another thread may have put a
+        new object's record at that address meanwhile."""
         if not self._pruning.acquire(blocking=False):
             return
         try:
@@ -245,24 +249,35 @@ class _OriginTable:
             before = entries.copy()  # first: records put while we look are kept
             alive = set(self._alive())
             for key, record in before.items():
-                if key not in alive and entries.get(key) is record:
-                    entries.pop(key, None)
+                if key not in alive:
+                    self.forget_if_same(entries, key, record)
+            for key in [key for key in self._built.copy() if key not in alive]:
+                self._built.pop(key, None)
             self.prune_at[0] = max(1024, 2 * len(entries))
         finally:
             self._pruning.release()
 
     def get(self, obj: object, partner: object) -> Origin | None:
-        """The origin, built from the record on first read and kept (snapshots read the same ones often)."""
+        """The origin, built from the record on first read and kept beside it (snapshots read the same
+        ones often); the table itself is never written here, so no new record can be overwritten."""
         key = id(obj)
         record = self.record(obj)
         if record is None or record[0] != id(partner):
             return None
-        if len(record) == 2 and isinstance(record[1], Origin):
-            return record[1]
+        built = self._built.get(key)
+        if built is not None and built[0] is record:
+            return built[1]
         origin = to_origin(record)
-        if self.entries.get(key) is record:  # not replaced meanwhile by a new object's record
-            self.entries[key] = (record[0], origin)
+        self._built[key] = (record, origin)
         return origin
+
+
+def _forget_if_same(entries: dict[int, Record], key: int, record: Record) -> None:
+    """Without the accelerator a test and a delete are two steps: a record put between them is put back
+    (a reader may miss it for that moment; it is never lost)."""
+    taken = entries.pop(key, None)
+    if taken is not None and taken is not record:
+        entries.setdefault(key, taken)
 
 
 _thread_origins = _OriginTable(lambda: map(id, _cpython.active_threads().values()))
@@ -285,7 +300,7 @@ def task_created_at(task: asyncio.Task[Any]) -> float | None:
     record = _task_origins.record(task)
     if record is None or record[0] != id(_cpython.task_call(task, "get_coro", None)):
         return None
-    created = record[1].created_at if len(record) == 2 and isinstance(record[1], Origin) else record[3]
+    created = record[3]
     return created if isinstance(created, float) else None
 
 
@@ -486,6 +501,7 @@ else:
     _configure_speedups(_speedups)
     _task_origins.drain = _speedups.flush_tasks
     _task_origins.waiting = _speedups.waiting_task_record
+    _task_origins.forget_if_same = _thread_origins.forget_if_same = _speedups.forget_if_same
     _cpython.use_accelerated_frame_reads(_speedups.frame_variable)
     _cpython.use_accelerated_instances(_speedups.tracked_instances)
 

@@ -1030,6 +1030,25 @@ waiting_task_record(PyObject *module, PyObject *address)
     return record_of(entry);  /* a waiting entry's time is valid: its tuple fails only with an error set */
 }
 
+/* del entries[key] if it is still `record`, in one step under the GIL: a table pruned in one thread while
+ * another puts a new object's record at the same address must keep the new record. */
+static PyObject *
+forget_if_same(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "forget_if_same(entries: dict, key, record)");
+        return NULL;
+    }
+    PyObject *now = PyDict_GetItemWithError(args[0], args[1]);  /* borrowed */
+    if (now == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (now != NULL && now == args[2] && PyDict_DelItem(args[0], args[1]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* The objects the collector tracks whose type is `kind` or a subclass of it, chosen in C: the list of all
  * objects is never held while another thread could run. An object another thread is still building (a
  * tuple that `tuple(generator)` fills, then resizes) must not have its reference count raised meanwhile:
@@ -1072,6 +1091,8 @@ static PyMethodDef methods[] = {
      "when a flush was already under way (a finaliser run by it is reading)."},
     {"waiting_task_record", waiting_task_record, METH_O,
      "waiting_task_record(id(task)) -> the record still waiting in C for the task at that address, or None."},
+    {"forget_if_same", (PyCFunction)(void (*)(void))forget_if_same, METH_FASTCALL,
+     "forget_if_same(entries, key, record) -> None: del entries[key] if it is still record, in one step."},
     {"tracked_instances", tracked_instances, METH_O,
      "tracked_instances(kind) -> the objects the collector tracks that are instances of kind (by type), "
      "chosen without holding the others while another thread runs."},
