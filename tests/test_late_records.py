@@ -63,6 +63,7 @@ def _at_a_dead_tasks_address(
             await asyncio.gather(*tasks)
             del tasks
             await asyncio.sleep(0)  # the done callbacks run and let go of them
+            gc.collect()
             again = second()
             reused = id(again) in addresses
             origin = task_origin(again)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 
-from looseends.sources import _tracking
-from looseends.sources._origins import _OriginTable, capture
+from looseends.sources import _origins, _tracking
+from looseends.sources._origins import PRUNE_GRACE, Record, _OriginTable, capture
 
 from leakfixtures import DEADLINE
 
@@ -76,7 +77,31 @@ def test_a_record_put_while_the_table_is_pruned_is_kept() -> None:
 
     table = _OriginTable(alive_and_a_put_meanwhile)
     gone = object()
-    table.put(gone, capture(None, 0))
+    table.put(gone, _made_ago(capture(None, 0), 2 * PRUNE_GRACE))
     table.prune()
     assert id(late) in table.entries
     assert id(gone) not in table.entries
+
+
+def _made_ago(record: Record, seconds: float) -> Record:
+    return (*record[:3], time.monotonic() - seconds, *record[4:])
+
+
+def test_a_thread_whose_record_makes_the_table_due_for_a_prune_keeps_it() -> None:
+    """A Thread's record is made before `start` registers the thread anywhere: the prune that its own
+    record triggers (or another thread's, meanwhile) must not take it for a dead thread's."""
+    never = threading.Event()
+    thread = threading.Thread(target=never.wait, name="due", daemon=True)
+    table = _origins._thread_origins
+    with _tracking.tracking():
+        table.prune_at[0] = len(table.entries) + 1  # the next record makes the table due
+        try:
+            thread.start()
+            origin = _origins.thread_origin(thread)
+        finally:
+            never.set()
+            thread.join(DEADLINE)
+    assert origin is not None
+    assert origin.frames[0].function.endswith(
+        "test_a_thread_whose_record_makes_the_table_due_for_a_prune_keeps_it"
+    )

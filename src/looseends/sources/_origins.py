@@ -41,6 +41,9 @@ from looseends.sources._frames import module_of_file
 # code: a helper of the user's own that creates the task shows who called it.
 TASK_HOPS = 10
 CALLERS = 2
+# A prune keeps records younger than this whatever `alive` says: a Thread's record is made before
+# `start` registers it anywhere, and the put that makes a table due for pruning may be that very record's.
+PRUNE_GRACE = 1.0
 
 _getframe = sys._getframe
 _monotonic = time.monotonic
@@ -248,8 +251,9 @@ class _OriginTable:
             entries = self.entries
             before = entries.copy()  # first: records put while we look are kept
             alive = set(self._alive())
+            recent = _monotonic() - PRUNE_GRACE
             for key, record in before.items():
-                if key not in alive:
+                if key not in alive and not _made_after(record, recent):
                     self.forget_if_same(entries, key, record)
             for key in [key for key in self._built.copy() if key not in alive]:
                 self._built.pop(key, None)
@@ -272,6 +276,11 @@ class _OriginTable:
         return origin
 
 
+def _made_after(record: Record, moment: float) -> bool:
+    made = record[3] if len(record) > 3 else None
+    return isinstance(made, float) and made > moment
+
+
 def _forget_if_same(entries: dict[int, Record], key: int, record: Record) -> None:
     """Without the accelerator a test and a delete are two steps: a record put between them is put back
     (a reader may miss it for that moment; it is never lost)."""
@@ -280,7 +289,7 @@ def _forget_if_same(entries: dict[int, Record], key: int, record: Record) -> Non
         entries.setdefault(key, taken)
 
 
-_thread_origins = _OriginTable(lambda: map(id, _cpython.active_threads().values()))
+_thread_origins = _OriginTable(lambda: map(id, _cpython.known_threads()))
 _task_origins = _OriginTable(_cpython.live_task_ids)
 _raw_origins: dict[int, Record] = {}  # ident -> record, for threads started with _thread directly
 
