@@ -277,7 +277,7 @@ class _OriginTable:
 
 
 def _made_after(record: Record, moment: float) -> bool:
-    made = record[3] if len(record) > 3 else None
+    made = record[3]  # every record: (partner, thread, creator, created at, during, ...)
     return isinstance(made, float) and made > moment
 
 

@@ -310,9 +310,9 @@ current_label(void)
  * error. Takes no reference. */
 static PyObject *
 make_record(void *partner, PyObject *thread, PyObject *creator_name, double created, PyObject *label,
-            Locations *found)
+            int count, PyCodeObject *const *codes, const int *offsets)
 {
-    PyObject *record = created >= 0 ? PyTuple_New(5 + 2 * (Py_ssize_t)found->count) : NULL;
+    PyObject *record = created >= 0 ? PyTuple_New(5 + 2 * (Py_ssize_t)count) : NULL;
     if (record == NULL) {
         return NULL;
     }
@@ -323,10 +323,10 @@ make_record(void *partner, PyObject *thread, PyObject *creator_name, double crea
         complete = complete && fields[i] != NULL;
         PyTuple_SET_ITEM(record, i, fields[i]);  /* a tuple's dealloc skips NULL items */
     }
-    for (int i = 0; i < found->count && complete; i++) {
-        PyObject *offset = PyLong_FromLong(found->offsets[i]);
+    for (int i = 0; i < count && complete; i++) {
+        PyObject *offset = PyLong_FromLong(offsets[i]);
         complete = offset != NULL;
-        PyTuple_SET_ITEM(record, 5 + 2 * i, Py_NewRef(found->codes[i]));
+        PyTuple_SET_ITEM(record, 5 + 2 * i, Py_NewRef(codes[i]));
         PyTuple_SET_ITEM(record, 6 + 2 * i, offset);
     }
     if (!complete) {
@@ -371,7 +371,8 @@ put(PyObject *entries, PyObject *prune_at, PyObject *prune, PyObject *obj, PyObj
     PyObject *thread, PyObject *creator_name, Locations *found)
 {
     PyObject *label = current_label();
-    PyObject *record = make_record(partner, thread, creator_name, now_seconds(), label, found);
+    PyObject *record = make_record(partner, thread, creator_name, now_seconds(), label, found->count,
+                                   found->codes, found->offsets);
     Py_DECREF(label);
     if (record != NULL) {
         store(entries, obj, record);
@@ -446,11 +447,8 @@ release(Pending *held)
 static PyObject *
 record_of(Pending *entry)
 {
-    Locations found;
-    found.count = entry->count;
-    memcpy(found.codes, entry->codes, (size_t)entry->count * sizeof(PyCodeObject *));
-    memcpy(found.offsets, entry->offsets, (size_t)entry->count * sizeof(int));
-    return make_record(entry->partner, entry->thread, entry->creator_name, entry->created, entry->label, &found);
+    return make_record(entry->partner, entry->thread, entry->creator_name, entry->created, entry->label,
+                       entry->count, entry->codes, entry->offsets);
 }
 
 /* Store a task's record (or, `forgotten`, drop the one at its address) in the table now. */
@@ -513,7 +511,8 @@ pend(PyObject *task, PyObject *coro, PyObject *thread, PyObject *creator_name, L
             entry->superseded = 1;
         }
         PyObject *label = current_label();
-        PyObject *record = forgotten ? NULL : make_record(coro, thread, creator_name, created, label, found);
+        PyObject *record = forgotten ? NULL : make_record(coro, thread, creator_name, created, label,
+                                                          found->count, found->codes, found->offsets);
         store_now(task, record, forgotten);
         Py_XDECREF(record);
         Py_DECREF(label);
