@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import replace
 
 from looseends.analysis.patterns import pattern_for
-from looseends.analysis.settle import CONFIRM_STEP, GRACE, Backoff, Settled, run_sync, settle
+from looseends.analysis.settle import (
+    CONFIRM_STEP,
+    GRACE,
+    NEWCOMER_LOOKS,
+    TICK,
+    Backoff,
+    Settled,
+    run_sync,
+    settle,
+)
 from looseends.model import BlockedOn, Frame, Kind, Snapshot, Unit
 
 A = Unit(kind=Kind.THREAD, key=("thread", 1), name="a")
@@ -254,3 +264,58 @@ def test_a_timed_wait_gets_until_its_timeout_within_the_extension() -> None:
     assert run(extension=0.0).leaks == (poller,)  # judged at the deadline (and the collection's grace)
     assert run(extension=1.0).leaks == ()  # it left within its timeout, inside the extension
     assert run(extension=0.2).leaks == (poller,)  # the extension caps the wait
+
+
+class Owner:
+    pass
+
+
+def _settle_timed(present: Callable[[float], tuple[Unit, ...]], timeout: float) -> tuple[Settled, float]:
+    """Settle a world whose units depend on the clock: `present(now)` says which are running then."""
+    now = [0.0]
+
+    def look(detail: bool) -> Snapshot:
+        return Snapshot(present(now[0]), now[0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    steps = settle(
+        look, lambda u: True, lambda u: True, timeout, _clock=lambda: now[0], _collect=lambda: None
+    )
+    return run_sync(steps, _sleep=sleep), now[0]
+
+
+def test_a_unit_started_just_before_the_verdict_gets_a_tick_to_leave() -> None:
+    """A service thread's short-lived child, started during the collection's grace, is not a leak."""
+    settled, ended = _settle_timed(lambda now: (A, B) if 0.55 <= now < 0.62 else (A,), timeout=0.5)
+    assert settled.leaks == (A,)
+    assert abs(ended - (0.5 + GRACE + TICK)) < 1e-9  # one tick more, no longer
+
+
+def test_a_unit_started_just_before_the_verdict_that_stays_is_reported() -> None:
+    settled, ended = _settle_timed(lambda now: (A, B) if now >= 0.55 else (A,), timeout=0.5)
+    assert settled.leaks == (A, B)  # waiting for a newcomer never hides it
+    assert abs(ended - (0.5 + GRACE + TICK)) < 1e-9
+
+
+def test_a_reused_ident_is_a_newcomer() -> None:
+    """Thread idents are reused at once: a new thread under an old key has not been seen for long."""
+    owner_a, owner_b = Owner(), Owner()
+    first, second = replace(B, ref=weakref.ref(owner_a)), replace(B, ref=weakref.ref(owner_b))
+
+    def present(now: float) -> tuple[Unit, ...]:
+        return (A, first) if now < 0.2 else (A, second) if 0.55 <= now < 0.62 else (A,)
+
+    assert _settle_timed(present, timeout=0.5)[0].leaks == (A,)
+
+
+def test_newcomers_that_keep_coming_delay_the_verdict_a_bounded_time() -> None:
+    def present(now: float) -> tuple[Unit, ...]:
+        if now < 0.55:
+            return (A,)
+        return (A, Unit(kind=Kind.THREAD, key=("thread", round(now * 1e6)), name="churn"))
+
+    settled, ended = _settle_timed(present, timeout=0.5)
+    assert ended <= 0.5 + GRACE + NEWCOMER_LOOKS * TICK + 1e-9
+    assert [u.name for u in settled.leaks] == ["a", "churn"]  # then judged as it is: never silent

@@ -145,8 +145,10 @@ def settle(
     stop must not be hidden by ours), followed by a short grace. A unit whose owner, given by
     `collected_with` (an executor's weak reference), died in that collection is a leak left to the
     collector, reported with `detail["gone"] = "collected"` even though it is gone now, once the ignore
-    rules have judged it again with that mark. The verdict always comes from a look taken after the (slow)
-    collection and proof attempts, never from one before them.
+    rules have judged it again with that mark. An unproven unit first seen less than a tick before the
+    verdict (started meanwhile, say by a service thread) has had no time to leave: the verdict waits until
+    each has been seen for a tick, `NEWCOMER_LOOKS` times at most. The verdict always comes from a look
+    taken after the (slow) collection and proof attempts, never from one before them.
     """
     state = _Settling(timeout, extension, backoff, prove, collected_with, _clock, _collect)
     attempt = 0
@@ -198,8 +200,28 @@ class _Settling:
         self._confirm = False  # the next look owes a proof attempt that confirms the last one
         self._extended = self._at_deadline = False
         self._collection: _Collection | None = None
+        self._first_seen: dict[Hashable, tuple[Unit, float]] = {}
+        self._newcomer_looks = 0
 
     def next_step(self, leaks: tuple[Unit, ...], attempt: int) -> float | None:
+        now = self._clock()
+        self._first_seen = {unit.key: self._seen_since(unit, now) for unit in leaks}
+        step = self._next_step(leaks, attempt)
+        if step is not None or not leaks or self._newcomer_looks >= NEWCOMER_LOOKS:
+            return step
+        proofs = self._proofs
+        unproven = [u for u in leaks if proofs is None or proofs.proof(u) is None]
+        youngest = max((self._first_seen[u.key][1] for u in unproven), default=now - TICK)
+        if now - youngest >= TICK:
+            return None
+        self._newcomer_looks += 1
+        return youngest + TICK - now
+
+    def _seen_since(self, unit: Unit, now: float) -> tuple[Unit, float]:
+        seen = self._first_seen.get(unit.key)
+        return seen if seen is not None and seen[0].same_object(unit) else (unit, now)
+
+    def _next_step(self, leaks: tuple[Unit, ...], attempt: int) -> float | None:
         remaining = self._deadline - self._clock()
         if self._proofs is not None and leaks and (self._first_attempt or self._confirm):
             return self._prove(self._proofs, leaks)
@@ -260,6 +282,7 @@ class _Settling:
 
 TICK = 0.05  # after a timed wait expires, the moment its unit needs to leave
 GRACE = 0.1  # after the forced collection, the moment woken workers need to leave
+NEWCOMER_LOOKS = 3  # looks more at most for units too new to judge, when new ones keep coming
 
 
 def _all_proven(proofs: _Proofs | None, leaks: Sequence[Unit]) -> bool:
