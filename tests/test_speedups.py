@@ -220,9 +220,10 @@ def test_the_rare_paths_call_their_hooks(loop: asyncio.AbstractEventLoop) -> Non
     loop.set_debug(True)
     debug = speedups.tracked_create_task(_stock_create_task(), debug_hook=called.append)
     other = speedups.tracked_create_task(_stock_create_task(), thread_hook=called.append)
+    plain = speedups.tracked_create_task(_stock_create_task())  # no hook: nothing read, nothing called
 
     async def main() -> None:
-        for create_task in (debug, other):
+        for create_task in (plain, debug, other):
             task, _ = _created_here(create_task, loop, _sleeper())
             await task
             called.append(task)
@@ -231,8 +232,8 @@ def test_the_rare_paths_call_their_hooks(loop: asyncio.AbstractEventLoop) -> Non
         loop.run_until_complete(main())
         outside, _ = _created_here(other, loop, _sleeper())  # no task running: no thread to learn
         loop.run_until_complete(outside)
-    first, second = called[1], called[3]
-    assert called == [first, first, loop, second]
+    first, second, third = called[0], called[2], called[4]
+    assert called == [first, second, second, loop, third]
 
 
 @needs_speedups
@@ -297,6 +298,6 @@ def test_configure_refuses_what_it_cannot_use() -> None:
         _origins._configure_speedups(speedups, state=object())
     with pytest.raises(TypeError, match="thread_module a module"):
         _origins._configure_speedups(speedups, thread_module=object())
-    with pytest.raises(TypeError, match="one of"):
-        speedups.tracked_create_task(_no_start)
+    with pytest.raises(TypeError, match="at most one of"):
+        speedups.tracked_create_task(_no_start, debug_hook=print, thread_hook=print)
     _origins._configure_speedups(speedups)  # as it was

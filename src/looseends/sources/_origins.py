@@ -518,9 +518,12 @@ else:
         return _speedups.tracked_start(original)
 
     def wrap_create_task(original: Callable[..., Any], *, stock: bool) -> Callable[..., Any]:
-        if stock:
-            return _speedups.tracked_create_task(original, debug_hook=_without_own_frames)
-        return _speedups.tracked_create_task(original, thread_hook=_loop_thread)
+        if not stock:
+            return _speedups.tracked_create_task(original, thread_hook=_loop_thread)
+        # A task's debug-mode "created at" traceback passes no frame of this wrapper (written in C), only
+        # of the run_forever wrapper that 3.14+ needs: trimmed only there, no per-task read elsewhere.
+        trim = _without_own_frames if _cpython.TASKS_PER_THREAD else None
+        return _speedups.tracked_create_task(original, debug_hook=trim)
 
 
 _tracking.register(_install)

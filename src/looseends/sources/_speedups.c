@@ -688,7 +688,7 @@ advance(Py_ssize_t slot)
 typedef struct {
     PyObject_HEAD
     PyObject *original;
-    PyObject *debug_hook;   /* create_task on asyncio's loops: hook(task) when the loop is in debug mode */
+    PyObject *debug_hook;   /* create_task on asyncio's loops, or None: hook(task) in debug mode */
     PyObject *thread_hook;  /* create_task on other loops (uvloop): hook(loop) when a task of it created it */
     int start;              /* Thread.start, else create_task */
     vectorcallfunc vectorcall;
@@ -720,7 +720,7 @@ tracked_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject 
         }
         Py_XDECREF(debug);
     }
-    else if (creator != Py_None) {
+    else if (self->thread_hook != Py_None && creator != Py_None) {
         done = PyObject_CallOneArg(self->thread_hook, args[0]);
     }
     Py_XDECREF(done);
@@ -837,8 +837,8 @@ tracked_create_task(PyObject *module, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &original, &debug_hook, &thread_hook)) {
         return NULL;
     }
-    if ((debug_hook == Py_None) == (thread_hook == Py_None)) {
-        PyErr_SetString(PyExc_TypeError, "tracked_create_task: give one of debug_hook and thread_hook");
+    if (debug_hook != Py_None && thread_hook != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "tracked_create_task: give at most one of debug_hook and thread_hook");
         return NULL;
     }
     return new_tracked(original, 0, debug_hook, thread_hook);
