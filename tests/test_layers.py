@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "looseends._safe",
             "looseends._version",
             "looseends._cpython",
+            "looseends._heap",
             "looseends._library",
         ),
     ),

@@ -23,19 +23,19 @@ credit). docs/proofs.md has the argument.
 
 from __future__ import annotations
 
-import gc
-import sys
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
+from looseends import _heap
 from looseends._cpython import MISSING, frame_variable, frame_variables, owns_its_variables, read_attr
+from looseends._heap import CELL, EXIT_METHOD, FRAME, FUNCTION, METHOD, HeapEntry
 from looseends.sources._frames import code_key
 
 __all__ = ["MAX_OBJECTS", "UNREADABLE_FRAMES", "Abandoned", "unseen_holders"]
 
 MAX_OBJECTS = 2_000_000  # objects the collector tracks, beyond which the accounting is abandoned
 IMMORTAL = 1 << 30  # a reference count this high is an immortal object's (3.12+), not a count
-EXITS = ("__exit__", "__aexit__")
 
 
 UNREADABLE_FRAMES = "frame variables cannot be read without keeping them alive (3.11 without the accelerator)"
@@ -56,162 +56,73 @@ def unseen_holders(
     the roots visited; `ours`: ids of the checker's own objects; `frames`: the candidates' running
     frames; `innermost`: those blocked inside a call (their receiver may sit on the value stack).
 
-    Raises Abandoned past MAX_OBJECTS tracked objects."""
-    tracked = gc.get_objects()
-    try:
-        if len(tracked) > MAX_OBJECTS:
-            raise Abandoned(f"walk abandoned after {MAX_OBJECTS:,} objects")
-        ours = ours | {id(tracked), id(primitives)}
-        unreached = {id(obj): obj for obj in tracked if id(obj) not in reached and id(obj) not in ours}
-        found: dict[int, str] = {}
-        for key in primitives:  # no local of this frame holds a primitive while it is counted
-            why = _unexplained(_leading_to(primitives[key], unreached), frames, innermost)
-            if why is not None:
-                found[key] = why
-        return found
-    finally:
-        tracked.clear()
-
-
-def _leading_to(target: object, unreached: dict[int, object]) -> dict[int, object]:
-    """The unreached objects from which `target` can be reached (itself included)."""
-    parents: dict[int, list[object]] = {}
-    for obj in unreached.values():
-        for referent in gc.get_referents(obj):
-            parents.setdefault(id(referent), []).append(obj)
-    leading = {id(target): target}
-    frontier = [target]
-    while frontier:
-        for parent in parents.get(id(frontier.pop()), ()):
-            if id(parent) not in leading:
-                leading[id(parent)] = parent
-                frontier.append(parent)
-    parents.clear()
-    return leading
-
-
-def _unexplained(
-    leading: dict[int, object], frames: Sequence[types.FrameType], innermost: Iterable[types.FrameType]
-) -> str | None:
-    """The first object of `leading` held from where nothing explains it, described; None if none.
-
     Credits are taken first: reading a frame's variables may make the dictionary that holds them (3.11,
-    3.12), which the count of references from tracked objects then sees; nothing is made after it."""
-    credited = _credits(leading, frames, set(map(id, innermost)))
-    internal = _references_from_tracked(leading)
-    counts = _counts(leading)
-    for key, obj in leading.items():
-        if counts[key] >= IMMORTAL or type(obj) is types.FrameType:
-            continue  # immortal: its count says nothing; a frame: its thread's, accounted by its locals
-        extra = counts[key] - internal.get(key, 0) - credited.get(key, 0)
-        if extra > 0:
-            return (
-                f"a {type(obj).__name__} held from outside the objects Python can see ({extra} reference(s))"
-            )
-    return None
+    3.12), which the accounting then sees; nothing is made after it. Raises Abandoned past MAX_OBJECTS
+    tracked objects."""
+    credits = _Credits(frames, set(map(id, innermost)))
+    keys, targets = list(primitives), list(primitives.values())
+    accounts = _heap.accounts(targets, reached, ours | {id(targets), id(primitives)}, MAX_OBJECTS)
+    targets.clear()  # no local of this frame holds a primitive once it is counted
+    if accounts is None:
+        raise Abandoned(f"walk abandoned after {MAX_OBJECTS:,} objects")
+    found: dict[int, str] = {}
+    for key, leading in zip(keys, accounts, strict=True):
+        why = credits.unexplained(leading)
+        if why is not None:
+            found[key] = why
+    return found
 
 
-def _counts(leading: dict[int, object]) -> dict[int, int]:
-    """Each object's reference count, less the references counting makes (`leading`'s own, the loop's,
-    the call's: how many depends on the version, so a fresh object held once measures them)."""
-    probe = object()
-    overhead = _refcounts({0: probe})[0] - 1  # its one real holder: `probe`
-    return {key: count - overhead for key, count in _refcounts(leading).items()}
+class _Credits:
+    """References the candidates' running frames hold, which the collector does not see, by the id of
+    what they hold: each frame's code, globals, builtins and function; its local variables (a cell
+    variable's cell, not the value); the callable of the call it made through C; the exit method of each
+    `with` on its stack; and, for a frame blocked inside a call, the call's receiver, which may sit on
+    the stack beside the variable that names it. Only numbers are kept: nothing of the frames is held
+    while the heap is accounted for."""
 
+    def __init__(self, frames: Sequence[types.FrameType], innermost: set[int]) -> None:
+        self.plain: Counter[int] = Counter()
+        self.cell_contents: Counter[int] = Counter()  # a cell holding this is credited
+        self.codes: Counter[int] = Counter()  # a function (or method) running this code is credited
+        self.frames = len(frames)  # each `with` on a stack may hold an exit method
+        callees = {id(inner.f_back): inner.f_code for inner in frames if inner.f_back is not None}
+        for frame in frames:
+            self.plain.update(map(id, (frame.f_code, frame.f_globals, frame.f_builtins)))
+            self.codes[id(frame.f_code)] += 1
+            callee = callees.get(id(frame))
+            if callee is not None:
+                self.codes[id(callee)] += 1
+            self._variables(frame, id(frame) in innermost)
+            _credit_call_arguments(frame, self.plain)
 
-def _refcounts(objects: dict[int, object]) -> dict[int, int]:
-    return {key: sys.getrefcount(obj) for key, obj in objects.items()}
+    def _variables(self, frame: types.FrameType, blocked_in_a_call: bool) -> None:
+        code = frame.f_code
+        closure_names = set(code.co_cellvars) | set(code.co_freevars)
+        variables = frame_variables(frame)
+        if variables is None:
+            raise Abandoned(UNREADABLE_FRAMES)
+        if not owns_its_variables(frame):  # a module or class body: the frame holds its namespace dict
+            self.plain[id(frame.f_locals)] += 1
+        for name, value in variables:
+            (self.cell_contents if name in closure_names else self.plain)[id(value)] += 1
+            if blocked_in_a_call:  # the call's receiver, loaded from a variable, sits on the stack too
+                self.plain[id(value)] += 1
 
-
-def _references_from_tracked(leading: dict[int, object]) -> dict[int, int]:
-    """How many references to each object of `leading` come from objects the collector tracks."""
-    counts: dict[int, int] = {}
-    targets = tuple(leading.values())
-    referrers = gc.get_referrers(*targets)
-    try:
-        for referrer in referrers:
-            if referrer is leading or _is_the_arguments(referrer, targets):
-                continue  # our own: `leading`, and the call's argument tuple (gone once it returns)
-            for referent in gc.get_referents(referrer):
-                key = id(referent)
-                if key in leading and leading[key] is referent:
-                    counts[key] = counts.get(key, 0) + 1
-    finally:
-        referrers.clear()
-    return counts
-
-
-def _is_the_arguments(referrer: object, targets: tuple[object, ...]) -> bool:
-    return (
-        type(referrer) is tuple
-        and len(referrer) == len(targets)
-        and all(a is b for a, b in zip(referrer, targets, strict=True))
-    )
-
-
-def _credits(
-    leading: dict[int, object], frames: Sequence[types.FrameType], innermost: set[int]
-) -> dict[int, int]:
-    """References the candidates' running frames hold to objects of `leading`, which the collector does
-    not see: each frame's code, globals, builtins and function; its local variables (a cell variable's
-    cell, not the value); the callable of the call it made through C; the exit method of each `with` on
-    its stack; and, for a frame blocked inside a call, the call's receiver, which may sit on the stack
-    beside the variable that names it."""
-    credits: dict[int, int] = {}
-
-    def credit(obj: object) -> None:
-        if id(obj) in leading and leading[id(obj)] is obj:
-            credits[id(obj)] = credits.get(id(obj), 0) + 1
-
-    cells = _cells_by_content(leading)
-    callees = {id(inner.f_back): inner.f_code for inner in frames if inner.f_back is not None}
-    for frame in frames:
-        for obj in (frame.f_code, frame.f_globals, frame.f_builtins, *_functions_of(frame.f_code, leading)):
-            credit(obj)
-        callee = callees.get(id(frame))
-        for function in _functions_of(callee, leading) if callee is not None else ():
-            credit(function)
-        _credit_variables(frame, cells, id(frame) in innermost, credit)
-        _credit_call_arguments(frame, credit)
-    for obj in leading.values():
-        if isinstance(obj, types.MethodType) and obj.__func__.__name__ in EXITS:
-            for _ in frames:
-                credit(obj)
-    return credits
-
-
-def _cells_by_content(leading: dict[int, object]) -> dict[int, list[object]]:
-    cells: dict[int, list[object]] = {}
-    for obj in leading.values():
-        if isinstance(obj, types.CellType):
-            try:
-                cells.setdefault(id(obj.cell_contents), []).append(obj)
-            except ValueError:  # an empty cell
-                continue
-    return cells
-
-
-def _credit_variables(
-    frame: types.FrameType,
-    cells: dict[int, list[object]],
-    blocked_in_a_call: bool,
-    credit: Callable[[object], None],
-) -> None:
-    code = frame.f_code
-    closure_names = set(code.co_cellvars) | set(code.co_freevars)
-    variables = frame_variables(frame)
-    if variables is None:
-        raise Abandoned(UNREADABLE_FRAMES)
-    if not owns_its_variables(frame):  # a module or class body: the frame holds its namespace dict
-        credit(frame.f_locals)
-    for name, value in variables:
-        if name in closure_names:
-            for cell in cells.get(id(value), ()):
-                credit(cell)
-        else:
-            credit(value)
-        if blocked_in_a_call:  # the call's receiver, loaded from a variable, sits on the stack too
-            credit(value)
+    def unexplained(self, leading: Sequence[HeapEntry]) -> str | None:
+        """The first object leading to a primitive held from where nothing explains it, described."""
+        for address, count, internal, kind, link, type_name in leading:
+            if count >= IMMORTAL or kind == FRAME:
+                continue  # immortal: its count says nothing; a frame: its thread's, accounted by its locals
+            credited = self.plain[address]
+            if kind == CELL:
+                credited += self.cell_contents[link]
+            elif kind in (FUNCTION, METHOD, EXIT_METHOD):
+                credited += self.codes[link] + (self.frames if kind == EXIT_METHOD else 0)
+            extra = count - internal - credited
+            if extra > 0:
+                return f"a {type_name} held from outside the objects Python can see ({extra} reference(s))"
+        return None
 
 
 # Calls the standard library makes through C with what an object keeps (`self.fn(*self.args,
@@ -222,7 +133,7 @@ CALLS_KEPT_ON_THE_STACK = {
 }
 
 
-def _credit_call_arguments(frame: types.FrameType, credit: Callable[[object], None]) -> None:
+def _credit_call_arguments(frame: types.FrameType, credits: Counter[int]) -> None:
     names = CALLS_KEPT_ON_THE_STACK.get(code_key(frame))
     owner = frame_variable(frame, "self") if names is not None else MISSING
     if owner is MISSING or owner is None or names is None:
@@ -230,15 +141,4 @@ def _credit_call_arguments(frame: types.FrameType, credit: Callable[[object], No
     for name in names:
         value = read_attr(owner, name)
         if value is not MISSING:
-            credit(value)
-
-
-def _functions_of(code: types.CodeType, leading: dict[int, object]) -> list[object]:
-    """The functions (and methods bound to them) among `leading` that run `code`: one of them is the
-    frame's own, or the callable its caller keeps."""
-    found: list[object] = []
-    for obj in leading.values():
-        function = obj.__func__ if isinstance(obj, types.MethodType) else obj
-        if isinstance(function, types.FunctionType) and function.__code__ is code:
-            found.append(obj)
-    return found
+            credits[id(value)] += 1

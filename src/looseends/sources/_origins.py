@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from looseends import _cpython
+from looseends import _cpython, _heap
 from looseends._library import installed_module, is_library_file, is_own_file
 from looseends.model import Frame, Origin
 from looseends.sources import _tracking
@@ -513,6 +513,7 @@ else:
     _task_origins.forget_if_same = _thread_origins.forget_if_same = _speedups.forget_if_same
     _cpython.use_accelerated_frame_reads(_speedups.frame_variable)
     _cpython.use_accelerated_instances(_speedups.tracked_instances)
+    _heap.use_accelerated(_speedups.heap_accounts)
 
     def wrap_start(original: Start) -> Start:
         return _speedups.tracked_start(original)

@@ -1077,6 +1077,399 @@ tracked_instances(PyObject *module, PyObject *kind)
     return found;
 }
 
+/* ---- The proof's heap accounting (for `analysis/unseen.py`), done in one call that runs no Python code:
+ * no other thread runs while it holds what the collector lists, and it keeps no reference to any of it
+ * when it returns (only numbers). See `heap_accounts`. */
+
+/* Addresses mapped to a number, open addressing: the sets of the accounting without a Python object per
+ * entry. */
+typedef struct {
+    void **keys;
+    Py_ssize_t *values;
+    size_t mask;
+    size_t used;
+} AddressMap;
+
+static int
+address_map_init(AddressMap *map, size_t expected)
+{
+    size_t size = 16;
+    while (size < 2 * expected + 2) {
+        size <<= 1;
+    }
+    map->keys = PyMem_Calloc(size, sizeof(void *));
+    map->values = PyMem_Calloc(size, sizeof(Py_ssize_t));
+    map->mask = size - 1;
+    map->used = 0;
+    return map->keys != NULL && map->values != NULL ? 0 : -1;
+}
+
+static void
+address_map_free(AddressMap *map)
+{
+    PyMem_Free(map->keys);
+    PyMem_Free(map->values);
+    map->keys = NULL;
+    map->values = NULL;
+}
+
+static size_t
+address_slot(const AddressMap *map, void *key)
+{
+    size_t slot = (size_t)(((uintptr_t)key >> 4) * (uintptr_t)0x9E3779B97F4A7C15ULL >> 7) & map->mask;
+    while (map->keys[slot] != NULL && map->keys[slot] != key) {
+        slot = (slot + 1) & map->mask;
+    }
+    return slot;
+}
+
+/* The value at `key`, or NULL when absent. */
+static Py_ssize_t *
+address_find(const AddressMap *map, void *key)
+{
+    size_t slot = address_slot(map, key);
+    return map->keys[slot] == key ? &map->values[slot] : NULL;
+}
+
+/* Add `key` with `value` unless present: 1 added, 0 present, -1 out of memory. Grows at half full. */
+static int
+address_add(AddressMap *map, void *key, Py_ssize_t value)
+{
+    if (2 * (map->used + 1) > map->mask + 1) {
+        AddressMap bigger;
+        if (address_map_init(&bigger, map->used + 1) < 0) {
+            address_map_free(&bigger);
+            return -1;
+        }
+        for (size_t i = 0; i <= map->mask; i++) {
+            if (map->keys[i] != NULL) {
+                size_t slot = address_slot(&bigger, map->keys[i]);
+                bigger.keys[slot] = map->keys[i];
+                bigger.values[slot] = map->values[i];
+            }
+        }
+        bigger.used = map->used;
+        address_map_free(map);
+        *map = bigger;
+    }
+    size_t slot = address_slot(map, key);
+    if (map->keys[slot] == key) {
+        return 0;
+    }
+    map->keys[slot] = key;
+    map->values[slot] = value;
+    map->used++;
+    return 1;
+}
+
+/* Every int of a set of ids, added to `map`. */
+static int
+add_ids(AddressMap *map, PyObject *ids)
+{
+    PyObject *iterator = PyObject_GetIter(ids);
+    if (iterator == NULL) {
+        return -1;
+    }
+    PyObject *id;
+    while ((id = PyIter_Next(iterator)) != NULL) {
+        void *address = PyLong_AsVoidPtr(id);
+        Py_DECREF(id);
+        if ((address == NULL && PyErr_Occurred()) || (address != NULL && address_add(map, address, 0) < 0)) {
+            Py_DECREF(iterator);
+            return PyErr_Occurred() ? -1 : (PyErr_NoMemory(), -1);
+        }
+    }
+    Py_DECREF(iterator);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* A reference from an unreached object (by its index) to `referent`. */
+typedef struct {
+    void *referent;
+    Py_ssize_t parent;
+} Edge;
+
+typedef struct {
+    Edge *edges;
+    Py_ssize_t count, capacity, parent;
+    int failed;
+} Edges;
+
+static int
+visit_edge(PyObject *referent, void *arg)
+{
+    Edges *found = arg;
+    if (found->count == found->capacity) {
+        Py_ssize_t capacity = found->capacity ? 2 * found->capacity : 1024;
+        Edge *grown = PyMem_Realloc(found->edges, (size_t)capacity * sizeof(Edge));
+        if (grown == NULL) {
+            found->failed = 1;
+            return 1;  /* stops the traversal */
+        }
+        found->edges = grown;
+        found->capacity = capacity;
+    }
+    found->edges[found->count++] = (Edge){referent, found->parent};
+    return 0;
+}
+
+static int
+by_referent(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const Edge *)a)->referent, y = (uintptr_t)((const Edge *)b)->referent;
+    return x < y ? -1 : x > y;
+}
+
+/* The first edge to `referent` in the sorted edges. */
+static Py_ssize_t
+first_edge_to(const Edges *found, void *referent)
+{
+    Py_ssize_t low = 0, high = found->count;
+    while (low < high) {
+        Py_ssize_t middle = low + (high - low) / 2;
+        if ((uintptr_t)found->edges[middle].referent < (uintptr_t)referent) {
+            low = middle + 1;
+        }
+        else {
+            high = middle;
+        }
+    }
+    return low;
+}
+
+static int
+visit_count(PyObject *referent, void *arg)
+{
+    Py_ssize_t *count = address_find(arg, referent);
+    if (count != NULL) {
+        ++*count;
+    }
+    return 0;
+}
+
+enum { HEAP_OTHER, HEAP_FRAME, HEAP_CELL, HEAP_FUNCTION, HEAP_METHOD, HEAP_EXIT_METHOD };
+
+/* (id, reference count less the listing's, references from tracked objects, kind, link, type name) for
+ * one object: the kind and link say what a running frame may hold of it (see `unseen.py`). */
+static PyObject *
+heap_entry(PyObject *obj, Py_ssize_t internal, int listed)
+{
+    int kind = HEAP_OTHER;
+    void *link = NULL;
+    if (PyFrame_Check(obj)) {
+        kind = HEAP_FRAME;
+    }
+    else if (PyCell_Check(obj)) {
+        kind = HEAP_CELL;
+        link = PyCell_GET(obj);
+    }
+    else if (PyFunction_Check(obj)) {
+        kind = HEAP_FUNCTION;
+        link = PyFunction_GET_CODE(obj);
+    }
+    else if (PyMethod_Check(obj) && PyFunction_Check(PyMethod_GET_FUNCTION(obj))) {
+        PyFunctionObject *function = (PyFunctionObject *)PyMethod_GET_FUNCTION(obj);
+        int exits = PyUnicode_Check(function->func_name)
+                    && (PyUnicode_CompareWithASCIIString(function->func_name, "__exit__") == 0
+                        || PyUnicode_CompareWithASCIIString(function->func_name, "__aexit__") == 0);
+        kind = exits ? HEAP_EXIT_METHOD : HEAP_METHOD;
+        link = function->func_code;
+    }
+    const char *name = Py_TYPE(obj)->tp_name;
+    const char *dot = strrchr(name, '.');
+    return Py_BuildValue("(NnniNs)", PyLong_FromVoidPtr(obj), Py_REFCNT(obj) - listed, internal, kind,
+                         PyLong_FromVoidPtr(link), dot != NULL ? dot + 1 : name);
+}
+
+typedef struct {
+    PyObject *all;           /* gc.get_objects(): every object is held once more while it lives */
+    PyObject **unreached;    /* borrowed from `all` */
+    Py_ssize_t unreached_count;
+    Edges edges;
+    AddressMap leading;      /* every leading object -> references to it from tracked objects */
+    PyObject ***chains;      /* per target: its leading objects (borrowed), the target first */
+    Py_ssize_t *chain_lengths;
+    Py_ssize_t targets;
+} Accounting;
+
+static void
+accounting_free(Accounting *work)
+{
+    for (Py_ssize_t i = 0; work->chains != NULL && i < work->targets; i++) {
+        PyMem_Free(work->chains[i]);
+    }
+    PyMem_Free(work->chains);
+    PyMem_Free(work->chain_lengths);
+    PyMem_Free(work->unreached);
+    PyMem_Free(work->edges.edges);
+    address_map_free(&work->leading);
+    Py_CLEAR(work->all);  /* last: nothing borrowed from it is read after */
+}
+
+/* The unreached objects from which `target` can be reached (itself first), into work->chains[index]. */
+static int
+chain_to(Accounting *work, Py_ssize_t index, PyObject *target)
+{
+    AddressMap seen;
+    Py_ssize_t length = 0, capacity = 16, next = 0;
+    PyObject **chain = PyMem_Malloc((size_t)capacity * sizeof(PyObject *));
+    if (chain == NULL || address_map_init(&seen, 64) < 0 || address_add(&seen, target, 0) < 0) {
+        PyMem_Free(chain);
+        address_map_free(&seen);
+        return -1;
+    }
+    chain[length++] = target;
+    int failed = 0;
+    while (next < length && !failed) {  /* the chain is its own frontier */
+        PyObject *obj = chain[next++];
+        for (Py_ssize_t e = first_edge_to(&work->edges, obj);
+             e < work->edges.count && work->edges.edges[e].referent == (void *)obj && !failed; e++) {
+            PyObject *parent = work->unreached[work->edges.edges[e].parent];
+            int added = address_add(&seen, parent, 0);
+            if (added > 0 && length == capacity) {
+                PyObject **grown = PyMem_Realloc(chain, (size_t)(capacity *= 2) * sizeof(PyObject *));
+                failed = grown == NULL;
+                chain = grown != NULL ? grown : chain;
+            }
+            failed = failed || added < 0;
+            if (added > 0 && !failed) {
+                chain[length++] = parent;
+            }
+        }
+    }
+    address_map_free(&seen);
+    for (Py_ssize_t i = 0; i < length && !failed; i++) {
+        failed = address_add(&work->leading, chain[i], 0) < 0;
+    }
+    work->chains[index] = chain;
+    work->chain_lengths[index] = length;
+    return failed ? -1 : 0;
+}
+
+static int
+account(Accounting *work, PyObject *targets, PyObject *reached, PyObject *ours)
+{
+    AddressMap skip;
+    if (address_map_init(&skip, 1024) < 0 || add_ids(&skip, reached) < 0 || add_ids(&skip, ours) < 0) {
+        address_map_free(&skip);
+        return -1;
+    }
+    Py_ssize_t total = PyList_GET_SIZE(work->all);
+    work->unreached = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+    work->chains = PyMem_Calloc((size_t)work->targets + 1, sizeof(PyObject **));
+    work->chain_lengths = PyMem_Calloc((size_t)work->targets + 1, sizeof(Py_ssize_t));
+    if (work->unreached == NULL || work->chains == NULL || work->chain_lengths == NULL
+        || address_map_init(&work->leading, 256) < 0) {
+        address_map_free(&skip);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < total; i++) {
+        PyObject *obj = PyList_GET_ITEM(work->all, i);
+        if (address_find(&skip, obj) == NULL) {
+            work->unreached[work->unreached_count++] = obj;
+        }
+    }
+    address_map_free(&skip);
+    for (Py_ssize_t i = 0; i < work->unreached_count && !work->edges.failed; i++) {
+        traverseproc traverse = Py_TYPE(work->unreached[i])->tp_traverse;
+        work->edges.parent = i;
+        if (traverse != NULL) {
+            traverse(work->unreached[i], visit_edge, &work->edges);
+        }
+    }
+    if (work->edges.failed) {
+        return -1;
+    }
+    qsort(work->edges.edges, (size_t)work->edges.count, sizeof(Edge), by_referent);
+    for (Py_ssize_t t = 0; t < work->targets; t++) {
+        if (chain_to(work, t, PyList_GET_ITEM(targets, t)) < 0) {
+            return -1;
+        }
+    }
+    PyMem_Free(work->edges.edges);  /* the largest part, not needed from here */
+    work->edges.edges = NULL;
+    for (Py_ssize_t i = 0; i < total; i++) {  /* references from every tracked object, ours included */
+        PyObject *obj = PyList_GET_ITEM(work->all, i);
+        traverseproc traverse = Py_TYPE(obj)->tp_traverse;
+        if (traverse != NULL) {
+            traverse(obj, visit_count, &work->leading);
+        }
+    }
+    return 0;
+}
+
+/* For each target, the accounts of the unreached objects leading to it (see `unseen.py`); None past
+ * `limit` tracked objects. The collector is held off and no Python code runs until the numbers are
+ * made: the list of everything is never held while another thread could run (an object it is still
+ * building, such as a tuple `tuple(generator)` fills, must not have its count raised when it resizes). */
+static PyObject *
+heap_accounts(PyObject *module, PyObject *args)
+{
+    PyObject *targets, *reached, *ours;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!n", &PyList_Type, &targets, &PySet_Type, &reached, &PySet_Type, &ours,
+                          &limit)) {
+        return NULL;
+    }
+    int collecting = PyGC_Disable();
+    Accounting work = {.targets = PyList_GET_SIZE(targets)};
+    PyObject *result = NULL;
+    work.all = PyObject_CallNoArgs(gc_get_objects);
+    if (work.all == NULL || !PyList_Check(work.all)) {
+        goto done;
+    }
+    if (PyList_GET_SIZE(work.all) > limit) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (account(&work, targets, reached, ours) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        goto done;
+    }
+    /* Whether each leading object is in the listing (tracked, not frozen): it holds one reference more. */
+    AddressMap listed;
+    if (address_map_init(&listed, (size_t)work.leading.used) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(work.all); i++) {
+        PyObject *obj = PyList_GET_ITEM(work.all, i);
+        if (address_find(&work.leading, obj) != NULL && address_add(&listed, obj, 1) < 0) {
+            address_map_free(&listed);
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    result = PyList_New(work.targets);
+    for (Py_ssize_t t = 0; result != NULL && t < work.targets; t++) {
+        PyObject *entries = PyTuple_New(work.chain_lengths[t]);
+        for (Py_ssize_t i = 0; entries != NULL && i < work.chain_lengths[t]; i++) {
+            PyObject *obj = work.chains[t][i];
+            int in_listing = address_find(&listed, obj) != NULL;
+            PyObject *entry = heap_entry(obj, *address_find(&work.leading, obj), in_listing);
+            if (entry == NULL) {
+                Py_CLEAR(entries);
+                break;
+            }
+            PyTuple_SET_ITEM(entries, i, entry);
+        }
+        if (entries == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, t, entries);
+    }
+    address_map_free(&listed);
+done:
+    accounting_free(&work);
+    if (collecting) {
+        PyGC_Enable();
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"tracked_start", tracked_start, METH_O,
      "tracked_start(Thread.start) -> the same method, recording where each thread is started."},
@@ -1095,6 +1488,9 @@ static PyMethodDef methods[] = {
     {"tracked_instances", tracked_instances, METH_O,
      "tracked_instances(kind) -> the objects the collector tracks that are instances of kind (by type), "
      "chosen without holding the others while another thread runs."},
+    {"heap_accounts", heap_accounts, METH_VARARGS,
+     "heap_accounts(targets, reached_ids, our_ids, limit) -> per target, (id, count, internal, kind, link, "
+     "type name) of each unreached object leading to it; None past limit tracked objects."},
     {"frame_variable", frame_variable, METH_VARARGS,
      "frame_variable(frame, name, default) -> the variable's value, or default: no copy of the frame's "
      "variables is left on it."},
