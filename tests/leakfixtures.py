@@ -167,3 +167,17 @@ class HeldCollection:
         assert not self._thread.is_alive(), "the held collection did not end"
         if self._enabled:
             gc.enable()
+
+
+def start_thread_on_a_lock_nobody_holds(cleanup: Cleanup, name: str) -> None:
+    """A thread blocked forever (until teardown) on a lock only it can reach: provably stuck."""
+
+    def start() -> weakref.ref[threading.Lock]:
+        lock = threading.Lock()
+        lock.acquire()
+        threading.Thread(target=lock.acquire, name=name, daemon=True).start()
+        return weakref.ref(lock)
+
+    ref = start()
+    cleanup(lambda: (lock := ref()) is not None and lock.release())
+    wait_blocked(name, 1, "lock.acquire")

@@ -20,7 +20,14 @@ import pytest
 import looseends
 from looseends.analysis.reachability import prove
 
-from leakfixtures import Cleanup, LoopThread, units_named, wait_blocked, wait_until
+from leakfixtures import (
+    Cleanup,
+    LoopThread,
+    start_thread_on_a_lock_nobody_holds,
+    units_named,
+    wait_blocked,
+    wait_until,
+)
 
 MODULE_QUEUE: queue.Queue[int] = queue.Queue(maxsize=1)
 
@@ -325,15 +332,7 @@ def test_two_tasks_awaiting_each_other_are_proven() -> None:
 
 
 def test_a_thread_whose_target_is_the_lock_itself_is_proven(cleanup: Cleanup) -> None:
-    def start() -> weakref.ref[threading.Lock]:
-        lock = threading.Lock()
-        lock.acquire()
-        threading.Thread(target=lock.acquire, name="bm-acquire", daemon=True).start()
-        return weakref.ref(lock)
-
-    ref = start()
-    cleanup(lambda: (lock := ref()) is not None and lock.release())
-    wait_blocked("bm-acquire", 1, "lock.acquire")
+    start_thread_on_a_lock_nobody_holds(cleanup, "bm-acquire")
     proofs = proofs_for("bm-")
     assert list(proofs) == ["bm-acquire"]
     assert "the Lock it waits on" in proofs["bm-acquire"]

@@ -23,7 +23,7 @@ import looseends
 from looseends.sources.tasks import TaskSource
 from looseends.sources.threads import ThreadSource
 
-from leakfixtures import DEADLINE, Cleanup, wait_blocked, wait_until
+from leakfixtures import DEADLINE, Cleanup, start_thread_on_a_lock_nobody_holds, wait_blocked, wait_until
 
 
 class Boom(Exception):
@@ -296,15 +296,7 @@ def test_a_proof_never_breaks_a_tuple_another_thread_is_building(cleanup: Cleanu
     _needs_the_accelerator("in Python the proof's accounting holds every object while it runs")
     from looseends.analysis.reachability import prove
 
-    def start() -> weakref.ref[threading.Lock]:
-        lock = threading.Lock()
-        lock.acquire()
-        threading.Thread(target=lock.acquire, name="tb-acquire", daemon=True).start()
-        return weakref.ref(lock)
-
-    ref = start()
-    cleanup(lambda: (lock := ref()) is not None and lock.release())
-    wait_blocked("tb-acquire", 1, "lock.acquire")
+    start_thread_on_a_lock_nobody_holds(cleanup, "tb-acquire")
     units = [u for u in looseends.snapshot().units if u.name == "tb-acquire"]
     with _tuples_being_built() as errors:
         proven = sum(len(prove(units)) for _ in range(30))
