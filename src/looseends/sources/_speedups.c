@@ -48,7 +48,6 @@ static PyObject *thread_entries, *thread_prune_at, *thread_prune;
 static int task_hops, user_callers, thread_depth;
 
 static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name;
-static PyObject *cr_code;  /* the coroutine type's `cr_code` descriptor: read without an attribute lookup */
 static PyObject *gc_get_objects;  /* gc.get_objects */
 
 /* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as seconds), without
@@ -538,20 +537,31 @@ pend(PyObject *task, PyObject *coro, PyObject *thread, PyObject *creator_name, L
     }
 }
 
+/* A coroutine's code (new reference), read from the object: its `cr_code` attribute would raise the
+ * audit event "object.__getattr__", running the program's audit hooks for every task created. */
+static PyObject *
+coroutine_code(PyObject *coro)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return (PyObject *)PyGen_GetCode((PyGenObject *)coro);
+#else
+    return Py_NewRef(((PyCoroObject *)coro)->cr_code);
+#endif
+}
+
 /* Record where `task` was just created by `loop.create_task(coro)`; `skip`: Python frames between here
  * and the caller of create_task. Returns the creating task or None (new reference); never fails. */
 static PyObject *
 note_task(PyObject *loop, PyObject *coro, PyObject *task, int skip)
 {
     if (PyCoro_CheckExact(coro)) {
-        PyObject *code = Py_TYPE(cr_code)->tp_descr_get(cr_code, coro, (PyObject *)&PyCoro_Type);
-        int shutting = code == NULL;  /* unreadable: not recorded */
+        PyObject *code = coroutine_code(coro);
+        int shutting = 0;
         for (Py_ssize_t i = 0; !shutting && i < PyTuple_GET_SIZE(housekeeping); i++) {
             shutting = code == PyTuple_GET_ITEM(housekeeping, i);  /* identity: a code's hash is costly */
         }
-        Py_XDECREF(code);
+        Py_DECREF(code);
         if (shutting) {  /* a loop closing: two per test, always awaited by the runner */
-            PyErr_Clear();
             Locations none;
             none.count = 0;
             pend(task, coro, NULL, NULL, &none, 1);
@@ -1512,11 +1522,6 @@ PyInit__speedups(void)
     str_get_name = PyUnicode_InternFromString("get_name");
     if (verdicts == NULL || readable_name == NULL || str_debug == NULL || str_get_ident == NULL
         || str_name == NULL || str_get_name == NULL) {
-        return NULL;
-    }
-    cr_code = PyObject_GetAttrString((PyObject *)&PyCoro_Type, "cr_code");
-    if (cr_code == NULL || Py_TYPE(cr_code)->tp_descr_get == NULL) {
-        PyErr_SetString(PyExc_ImportError, "coroutines have no cr_code descriptor");
         return NULL;
     }
     PyObject *gc = PyImport_ImportModule("gc");
