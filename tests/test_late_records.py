@@ -104,7 +104,12 @@ def test_every_live_task_keeps_its_own_record_past_a_full_table() -> None:
     for task, before, after in made:
         created = task_created_at(task)
         assert created is not None
-        assert before <= created <= after
+        assert before - EARLY <= created <= after
+
+
+# The accelerator reads a task's creation time from the coarse clock, last set at a tick: it may read a
+# tick early, a little more when a tick comes late.
+EARLY = 2 * getattr(speedups, "TASK_CLOCK_RESOLUTION", 0.0)
 
 
 def test_a_task_born_at_a_dead_tasks_address_shows_its_own_record() -> None:

@@ -341,3 +341,27 @@ def test_creating_a_task_runs_none_of_the_programs_audit_hooks() -> None:
     )
     untracked, tracked = done.stdout.strip().split("] [")
     assert tracked.rstrip("]") == untracked.lstrip("[")  # no event of ours among the program's
+
+
+@needs_speedups
+def test_a_task_made_just_after_a_check_began_reads_as_made_during_it(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Tasks are stamped with the coarse clock (a tick behind the precise one): a task made a moment
+    after a check began must still not read as made before it (the check would skip it), and one made a
+    moment before must not read as made after."""
+
+    async def main() -> list[tuple[float, float | None, float | None]]:
+        made = []
+        for _ in range(20):
+            before = asyncio.create_task(_sleeper())
+            began = _origins.check_began()
+            after = asyncio.create_task(_sleeper())
+            made.append((began, _origins.task_created_at(before), _origins.task_created_at(after)))
+            await asyncio.gather(before, after)
+        return made
+
+    with tracking("the check"):
+        made = loop.run_until_complete(main())
+    assert all(before is not None and before < began for began, before, _ in made)
+    assert all(after is not None and after >= began for began, _, after in made)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Generator, Hashable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from looseends.core.find import (
 )
 from looseends.model import Kind, Snapshot, Unit
 from looseends.options import Options
-from looseends.sources import fingerprint, identities
+from looseends.sources import _origins, fingerprint, identities
 from looseends.sources._collection import running_elsewhere
 from looseends.sources._tracking import tracking
 from looseends.sources._vanished import Taker, mark_reported, take_vanished, taking, vanished_since
@@ -103,7 +102,7 @@ class Watch:
         except BaseException:
             self.stop()
             raise
-        self.started = time.monotonic()
+        self.started = _origins.check_began()
         kinds, is_leak = self.options.kinds, leak_filter(self.options)
         before = self._before
 

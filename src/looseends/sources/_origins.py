@@ -499,6 +499,9 @@ def _configure_speedups(module: Any, **changes: Any) -> None:
     module.configure(**{**what, **changes})
 
 
+# When a check begins (time.monotonic()): the accelerator also makes it the earliest creation time of any
+# task made after, since it stamps tasks with the coarse clock (`_speedups.check_began`).
+check_began: Callable[[], float] = time.monotonic
 Start = Callable[[threading.Thread], None]
 wrap_start: Callable[[Start], Start] = _tracked_start
 wrap_create_task: Callable[..., Callable[..., Any]] = _tracked_create_task
@@ -514,6 +517,7 @@ else:
     _cpython.use_accelerated_frame_reads(_speedups.frame_variable)
     _cpython.use_accelerated_instances(_speedups.tracked_instances)
     _heap.use_accelerated(_speedups.heap_accounts)
+    check_began = _speedups.check_began
 
     def wrap_start(original: Start) -> Start:
         return _speedups.tracked_start(original)

@@ -63,6 +63,28 @@ now_seconds(void)
     return (double)nanoseconds / 1e9;
 }
 
+/* When the latest check began (`check_began`), on the same clock. */
+static double checks_began;
+
+/* A task's creation time: the coarse clock (the last tick: a fraction of the precise clock's cost), never
+ * earlier than the latest check's start. So a task made after a check began reads as made during it,
+ * as the precise clock would have it, and one made before reads as before (the coarse clock never runs
+ * ahead of the precise one). */
+static double
+task_created_now(void)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) {
+        return -1.0;
+    }
+    double created = (double)((long long)now.tv_sec * 1000000000LL + now.tv_nsec) / 1e9;
+#else
+    double created = now_seconds();
+#endif
+    return created < checks_began ? checks_began : created;
+}
+
 /* A new reference to the frame `skip` callers above the innermost Python frame (the wrapper calling
  * us), or NULL without an error set. */
 static PyFrameObject *
@@ -495,7 +517,7 @@ static void
 pend(PyObject *task, PyObject *coro, PyObject *thread, PyObject *creator_name, Locations *found,
      int forgotten)
 {
-    double created = now_seconds();
+    double created = task_created_now();
     if (created < 0 && !forgotten) {
         return;
     }
@@ -1018,6 +1040,21 @@ frame_variable(PyObject *self, PyObject *args)
     return read_variable((PyFrameObject *)frame, name, fallback);
 }
 
+/* The time a check begins, made known to task records in the same step (under the GIL): see
+ * `task_created_now`. */
+static PyObject *
+check_began(PyObject *module, PyObject *unused)
+{
+    double now = now_seconds();
+    if (now < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (now > checks_began) {
+        checks_began = now;
+    }
+    return PyFloat_FromDouble(now);
+}
+
 static PyObject *
 flush_tasks(PyObject *module, PyObject *unused)
 {
@@ -1488,6 +1525,8 @@ static PyMethodDef methods[] = {
      "where each task is created."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(**what_the_records_read) -> None: called once by looseends.sources._origins."},
+    {"check_began", check_began, METH_NOARGS,
+     "check_began() -> time.monotonic(), made the earliest creation time of any task made from now on."},
     {"flush_tasks", flush_tasks, METH_NOARGS,
      "flush_tasks() -> bool: make the task records still waiting in C, before the task table is read; False "
      "when a flush was already under way (a finaliser run by it is reading)."},
@@ -1533,5 +1572,18 @@ PyInit__speedups(void)
     if (PyType_Ready(&TrackedType) < 0) {
         return NULL;
     }
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+    double resolution = 0.0;  /* how early a task's creation time may read (see task_created_now) */
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec tick;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0) {
+        resolution = (double)tick.tv_sec + (double)tick.tv_nsec / 1e9;
+    }
+#endif
+    PyObject *value = PyFloat_FromDouble(resolution);
+    if (module != NULL && (value == NULL || PyModule_AddObjectRef(module, "TASK_CLOCK_RESOLUTION", value) < 0)) {
+        Py_CLEAR(module);
+    }
+    Py_XDECREF(value);
+    return module;
 }
