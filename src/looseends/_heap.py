@@ -47,7 +47,7 @@ def _in_python(
     try:
         if len(tracked) > limit:
             return None
-        ours = ours | {id(tracked)}
+        ours = ours | {id(tracked), id(targets), id(reached), id(ours)}  # the arguments are ours too
         parents = _parents(tracked, reached, ours)
         leading = [_leading_to(target, parents) for target in targets]
         parents.clear()

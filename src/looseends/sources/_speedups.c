@@ -1396,8 +1396,11 @@ chain_to(Accounting *work, Py_ssize_t index, PyObject *target)
 static int
 account(Accounting *work, PyObject *targets, PyObject *reached, PyObject *ours)
 {
-    AddressMap skip;
-    if (address_map_init(&skip, 1024) < 0 || add_ids(&skip, reached) < 0 || add_ids(&skip, ours) < 0) {
+    AddressMap skip;  /* what the walk reached, the checker's own, and these arguments (a set of a
+                       * million ids would otherwise be walked, its every int an edge) */
+    if (address_map_init(&skip, (size_t)PySet_GET_SIZE(reached) + (size_t)PySet_GET_SIZE(ours) + 3) < 0
+        || add_ids(&skip, reached) < 0 || add_ids(&skip, ours) < 0 || address_add(&skip, targets, 0) < 0
+        || address_add(&skip, reached, 0) < 0 || address_add(&skip, ours, 0) < 0) {
         address_map_free(&skip);
         return -1;
     }
