@@ -206,7 +206,7 @@ class _Settling:
     def next_step(self, leaks: tuple[Unit, ...], attempt: int) -> float | None:
         now = self._clock()
         self._first_seen = {unit.key: self._seen_since(unit, now) for unit in leaks}
-        step = self._next_step(leaks, attempt)
+        step = self._next_step(leaks, attempt, now)
         if step is not None or not leaks or self._newcomer_looks >= NEWCOMER_LOOKS:
             return step
         proofs = self._proofs
@@ -221,8 +221,8 @@ class _Settling:
         seen = self._first_seen.get(unit.key)
         return seen if seen is not None and seen[0].same_object(unit) else (unit, now)
 
-    def _next_step(self, leaks: tuple[Unit, ...], attempt: int) -> float | None:
-        remaining = self._deadline - self._clock()
+    def _next_step(self, leaks: tuple[Unit, ...], attempt: int, now: float) -> float | None:
+        remaining = self._deadline - now
         if self._proofs is not None and leaks and (self._first_attempt or self._confirm):
             return self._prove(self._proofs, leaks)
         unproven = leaks and not _all_proven(self._proofs, leaks)
