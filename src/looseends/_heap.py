@@ -21,8 +21,9 @@ __all__ = ["CELL", "EXIT_METHOD", "FRAME", "FUNCTION", "METHOD", "HeapEntry", "a
 OTHER, FRAME, CELL, FUNCTION, METHOD, EXIT_METHOD = range(6)
 EXITS = ("__exit__", "__aexit__")
 
-# (id, reference count, references from tracked objects, kind, link, type name). The link: a cell's
-# content, a function's (or a method's function's) code, by id; else 0.
+# (id, reference count, references from tracked objects, kind, link, type name): the references the
+# counting itself holds are in both counts, so their difference is what holds the object from elsewhere.
+# The link: a cell's content, a function's (or a method's function's) code, by id; else 0.
 HeapEntry = tuple[int, int, int, int, int, str]
 Accounts = Callable[[list[object], set[int], set[int], int], list[tuple[HeapEntry, ...]] | None]
 
@@ -31,7 +32,7 @@ def accounts(
     targets: list[object], reached: set[int], ours: set[int], limit: int
 ) -> list[tuple[HeapEntry, ...]] | None:
     """Per target, an entry for it and for each unreached object (tracked, not in `reached` nor `ours`)
-    from which it can be reached; None past `limit` tracked objects. Counts exclude what counting adds."""
+    from which it can be reached; None past `limit` tracked objects."""
     return _accounts[0](targets, reached, ours, limit)
 
 

@@ -50,39 +50,45 @@ static int task_hops, user_callers, thread_depth;
 static PyObject *str_debug, *str_get_ident, *str_name, *str_get_name;
 static PyObject *gc_get_objects;  /* gc.get_objects */
 
-/* time.monotonic(), as CPython computes it on Linux (nanoseconds of CLOCK_MONOTONIC, as seconds), without
- * a call through Python: creation times are compared with time.monotonic() later. -1 if unreadable. */
+/* A time in seconds, as CPython computes time.monotonic() on Linux (nanoseconds, as seconds). */
+static double
+seconds_of(const struct timespec *time)
+{
+    return (double)((long long)time->tv_sec * 1000000000LL + time->tv_nsec) / 1e9;
+}
+
+/* A clock read in seconds, -1 if unreadable. */
+static double
+clock_seconds(clockid_t clock)
+{
+    struct timespec now;
+    return clock_gettime(clock, &now) == 0 ? seconds_of(&now) : -1.0;
+}
+
+/* time.monotonic() without a call through Python: creation times are compared with it later. */
 static double
 now_seconds(void)
 {
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
-        return -1.0;
-    }
-    long long nanoseconds = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
-    return (double)nanoseconds / 1e9;
+    return clock_seconds(CLOCK_MONOTONIC);
 }
+
+#ifdef CLOCK_MONOTONIC_COARSE
+#define TASK_CLOCK CLOCK_MONOTONIC_COARSE  /* the last tick: a fraction of the precise clock's cost */
+#else
+#define TASK_CLOCK CLOCK_MONOTONIC
+#endif
 
 /* When the latest check began (`check_began`), on the same clock. */
 static double checks_began;
 
-/* A task's creation time: the coarse clock (the last tick: a fraction of the precise clock's cost), never
- * earlier than the latest check's start. So a task made after a check began reads as made during it,
- * as the precise clock would have it, and one made before reads as before (the coarse clock never runs
- * ahead of the precise one). */
+/* A task's creation time: the coarse clock, never earlier than the latest check's start (-1 if
+ * unreadable). So a task made after a check began reads as made during it, as the precise clock would
+ * have it, and one made before reads as before (the coarse clock never runs ahead of the precise one). */
 static double
 task_created_now(void)
 {
-#ifdef CLOCK_MONOTONIC_COARSE
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) {
-        return -1.0;
-    }
-    double created = (double)((long long)now.tv_sec * 1000000000LL + now.tv_nsec) / 1e9;
-#else
-    double created = now_seconds();
-#endif
-    return created < checks_began ? checks_began : created;
+    double created = clock_seconds(TASK_CLOCK);
+    return created >= 0 && created < checks_began ? checks_began : created;
 }
 
 /* A new reference to the frame `skip` callers above the innermost Python frame (the wrapper calling
@@ -1296,10 +1302,10 @@ visit_count(PyObject *referent, void *arg)
 
 enum { HEAP_OTHER, HEAP_FRAME, HEAP_CELL, HEAP_FUNCTION, HEAP_METHOD, HEAP_EXIT_METHOD };
 
-/* (id, reference count less the listing's, references from tracked objects, kind, link, type name) for
- * one object: the kind and link say what a running frame may hold of it (see `unseen.py`). */
+/* (id, reference count, references from tracked objects and the listing, kind, link, type name) for one
+ * object: the kind and link say what a running frame may hold of it (see `unseen.py`). */
 static PyObject *
-heap_entry(PyObject *obj, Py_ssize_t internal, int listed)
+heap_entry(PyObject *obj, Py_ssize_t internal)
 {
     int kind = HEAP_OTHER;
     void *link = NULL;
@@ -1324,7 +1330,7 @@ heap_entry(PyObject *obj, Py_ssize_t internal, int listed)
     }
     const char *name = Py_TYPE(obj)->tp_name;
     const char *dot = strrchr(name, '.');
-    return Py_BuildValue("(NnniNs)", PyLong_FromVoidPtr(obj), Py_REFCNT(obj) - listed, internal, kind,
+    return Py_BuildValue("(NnniNs)", PyLong_FromVoidPtr(obj), Py_REFCNT(obj), internal, kind,
                          PyLong_FromVoidPtr(link), dot != NULL ? dot + 1 : name);
 }
 
@@ -1445,6 +1451,8 @@ account(Accounting *work, PyObject *targets, PyObject *reached, PyObject *ours)
             traverse(obj, visit_count, &work->leading);
         }
     }
+    /* and from the listing itself, which holds each object it lists (tracked, not frozen) once more */
+    Py_TYPE(work->all)->tp_traverse(work->all, visit_count, &work->leading);
     return 0;
 }
 
@@ -1478,27 +1486,12 @@ heap_accounts(PyObject *module, PyObject *args)
         }
         goto done;
     }
-    /* Whether each leading object is in the listing (tracked, not frozen): it holds one reference more. */
-    AddressMap listed;
-    if (address_map_init(&listed, (size_t)work.leading.used) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(work.all); i++) {
-        PyObject *obj = PyList_GET_ITEM(work.all, i);
-        if (address_find(&work.leading, obj) != NULL && address_add(&listed, obj, 1) < 0) {
-            address_map_free(&listed);
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
     result = PyList_New(work.targets);
     for (Py_ssize_t t = 0; result != NULL && t < work.targets; t++) {
         PyObject *entries = PyTuple_New(work.chain_lengths[t]);
         for (Py_ssize_t i = 0; entries != NULL && i < work.chain_lengths[t]; i++) {
             PyObject *obj = work.chains[t][i];
-            int in_listing = address_find(&listed, obj) != NULL;
-            PyObject *entry = heap_entry(obj, *address_find(&work.leading, obj), in_listing);
+            PyObject *entry = heap_entry(obj, *address_find(&work.leading, obj));
             if (entry == NULL) {
                 Py_CLEAR(entries);
                 break;
@@ -1511,7 +1504,6 @@ heap_accounts(PyObject *module, PyObject *args)
         }
         PyList_SET_ITEM(result, t, entries);
     }
-    address_map_free(&listed);
 done:
     accounting_free(&work);
     if (collecting) {
@@ -1576,13 +1568,8 @@ PyInit__speedups(void)
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
-    double resolution = 0.0;  /* how early a task's creation time may read (see task_created_now) */
-#ifdef CLOCK_MONOTONIC_COARSE
-    struct timespec tick;
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0) {
-        resolution = (double)tick.tv_sec + (double)tick.tv_nsec / 1e9;
-    }
-#endif
+    struct timespec tick;  /* how early a task's creation time may read (see task_created_now) */
+    double resolution = clock_getres(TASK_CLOCK, &tick) == 0 ? seconds_of(&tick) : 0.0;
     PyObject *value = PyFloat_FromDouble(resolution);
     if (module != NULL && (value == NULL || PyModule_AddObjectRef(module, "TASK_CLOCK_RESOLUTION", value) < 0)) {
         Py_CLEAR(module);
