@@ -287,6 +287,20 @@ def test_a_thread_started_behind_trackings_back_is_still_caught(cleanup: Cleanup
         wait_until(lambda: ident in sys._current_frames(), what="the untracked thread to run")
 
 
+def test_a_child_forked_behind_trackings_back_is_still_caught(cleanup: Cleanup) -> None:
+    """A fork in C that no wrapper or audit hook sees: only the kernel's list of children, in the
+    fingerprint, moves. The child exits at once; unwaited for, it stays listed (a zombie)."""
+    import ctypes
+    import os
+
+    fork = ctypes.PyDLL(None).fork  # holds the GIL across the call: the child can run os._exit
+    with pytest.raises(looseends.LeakError, match="1 process"), looseends.check(timeout=QUICK):
+        pid = fork()
+        if pid == 0:
+            os._exit(0)
+        cleanup(lambda: os.waitpid(pid, 0))
+
+
 def test_a_task_built_without_create_task_is_still_caught(loop_thread: LoopThread) -> None:
     built = threading.Event()
     held: list[asyncio.Task[None]] = []  # referenced, as a real service would; cancelled at teardown

@@ -430,7 +430,7 @@ def _lister(registry: Collection[Task]) -> Callable[[], list[Task]]:
     guard, per task; its set of weak references (never rebound) is copied and each reference called."""
     refs = read_attr(registry, "data") if isinstance(registry, weakref.WeakSet) else None
     if isinstance(refs, set):
-        return lambda: list(filter(None, map(weakref.ref.__call__, safe_list(refs))))
+        return lambda: list(filter(None, map(weakref.ref.__call__, safe_list(refs)))) if refs else []
     return lambda: safe_list(registry)
 
 

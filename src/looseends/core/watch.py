@@ -103,8 +103,13 @@ class Watch:
             self.stop()
             raise
         self.started = _origins.check_began()
-        kinds, is_leak = self.options.kinds, leak_filter(self.options)
-        before = self._before
+        options, before = self.options, self._before
+        filters: list[LeakFilter] = []  # made when a vanished task is first judged: few checks ever judge one
+
+        def wants(unit: Unit) -> bool:
+            if not filters:
+                filters.append(leak_filter(options))
+            return unit.kind in options.kinds and filters[0](unit)
 
         tasks_at_start: list[frozenset[Hashable]] = []  # made when first asked: few checks ever ask
 
@@ -113,12 +118,7 @@ class Watch:
                 tasks_at_start.append(frozenset(u.key for u in before.units if u.kind is Kind.TASK))
             return key in tasks_at_start[0]
 
-        self._taker = Taker(
-            self.started,
-            lambda unit: unit.kind in kinds and is_leak(unit),
-            shutdown_prover(self.options),
-            alive_at_start,
-        )
+        self._taker = Taker(self.started, wants, shutdown_prover(options), alive_at_start)
         self._untake = taking(self._taker)
 
     def unchanged(self) -> bool:

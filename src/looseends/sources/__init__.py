@@ -26,7 +26,7 @@ from looseends.sources import (  # noqa: F401 - each registers its tracking
     _vanished,
     greenlets,
 )
-from looseends.sources._kernel import children
+from looseends.sources._kernel import children_listed
 from looseends.sources._tracking import is_tracking
 from looseends.sources.greenlets import GreenletSource
 from looseends.sources.processes import ProcessSource
@@ -97,6 +97,8 @@ class Alive:
         self._refs = {id(obj): weakref.ref(obj) for obj in objects}
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
         if not isinstance(other, Alive) or self._refs.keys() != other._refs.keys():
             return False
         return all(
@@ -107,6 +109,10 @@ class Alive:
         return len(self._refs)
 
 
+# Most fingerprints (a test's, outside any loop) see no task: one shared value, compared by identity.
+NO_TASKS = Alive(())
+
+
 def fingerprint() -> tuple[Hashable, ...]:
     """What changes when anything may have started, whatever made it: live threads (by ident) and tasks
     (by identity), children (from the kernel), and the creation marks of what no cheap registry lists
@@ -115,10 +121,11 @@ def fingerprint() -> tuple[Hashable, ...]:
     cheaper than even an identity-only snapshot."""
     marks = _tracking.state
     threads = frozenset(sys._current_frames())
+    tasks = _cpython.live_tasks()
     return (
         (marks.threads, threads),
-        (marks.tasks, Alive(_cpython.live_tasks())),
-        (marks.others, children(threads)),
+        (marks.tasks, Alive(tasks) if tasks else NO_TASKS),
+        (marks.others, children_listed(threads)),
     )
 
 

@@ -15,7 +15,7 @@ import time
 
 from looseends.model import BlockedOn
 
-__all__ = ["children", "kernel_wait", "time_left"]
+__all__ = ["children", "children_listed", "kernel_wait", "time_left"]
 
 # System call number (x86-64, aarch64's differ: no fallback there) -> (code, what it is, descriptor?).
 _CALLS: dict[int, tuple[str, str, bool]] = {
@@ -204,19 +204,22 @@ class _ChildLists:
         self.threads: frozenset[int] = frozenset()
         self.fds: dict[str, int] = {}
 
-    def read(self, threads: frozenset[int]) -> frozenset[int] | None:
+    def listed(self, threads: frozenset[int]) -> bytes | None:
+        """The lists as the kernel writes them ("pid pid "), one after another: equal bytes, same children
+        (a fingerprint compares these unparsed; the same children listed in another order only costs a
+        look)."""
         if self.pid != os.getpid() or threads != self.threads:
             if not self._reopen():
                 return None
             self.threads = threads
-        found: list[bytes] = []
+        found = b""
         for tid, fd in list(self.fds.items()):
             try:
-                found += os.pread(fd, 65536, 0).split()
+                found += os.pread(fd, 65536, 0)
             except OSError:  # the thread ended: its children went to the process's other threads
                 self.fds.pop(tid, None)
                 os.close(fd)
-        return frozenset(map(int, found))
+        return found
 
     def _reopen(self) -> bool:
         if self.pid == os.getpid():
@@ -242,4 +245,11 @@ def children(threads: frozenset[int]) -> frozenset[int] | None:
     C, `pty.fork`, `_posixsubprocess`. `threads`: the Python threads now, whose change means the lists
     must be opened again. None where the kernel does not list children (not Linux, or no
     CONFIG_PROC_CHILDREN): then only tracked creations say that a child started."""
-    return _lists.read(threads)
+    listed = _lists.listed(threads)
+    return None if listed is None else frozenset(map(int, listed.split()))
+
+
+def children_listed(threads: frozenset[int]) -> bytes | None:
+    """`children()` as the kernel lists them, unparsed: what a fingerprint compares, twice per checked
+    test."""
+    return _lists.listed(threads)
