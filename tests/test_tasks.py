@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 
 import pytest
 
 import looseends
+from looseends import _cpython
 from looseends.model import Kind
 from looseends.sources import tasks
 
@@ -276,6 +279,61 @@ def test_tasks_of_a_closed_loop_are_reported_without_error() -> None:
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # asyncio's own switch for this message
     del task, never
     gc.collect()  # a test that leaves a task pending on a closed loop cleans it up itself
+
+
+COUNTED_TASKS = """
+import asyncio, gc, looseends
+
+calls = []
+
+class Counted(asyncio.Task):
+    def get_loop(self):
+        calls.append("get_loop")
+        return super().get_loop()
+
+    def done(self):
+        calls.append("done")
+        return super().done()
+
+background = set()
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(lambda loop, coro, **kwargs: Counted(coro, loop=loop, **kwargs))
+    background.add(asyncio.create_task(asyncio.Event().wait(), name="counted"))
+    await asyncio.sleep(0)
+
+asyncio.run(main())
+unchecked = sorted(calls)
+calls.clear()
+background.clear()  # the first run's task, done, would be listed (and asked) by asyncio itself
+gc.collect()
+try:
+    with looseends.check(timeout=0.05):
+        asyncio.run(main())
+except looseends.LeakError as leak:
+    assert "counted" in str(leak), leak
+else:
+    raise AssertionError("the cancelled task was not reported")
+print(unchecked == sorted(calls), unchecked, sorted(calls))
+"""
+
+
+@pytest.mark.xfail(
+    _cpython.TASKS_PER_THREAD,
+    reason="3.14+: asyncio.all_tasks(loop), the only listing of a loop's native tasks, calls a Task "
+    "subclass's get_loop and done itself (docs/security.md)",
+    strict=True,
+)
+def test_a_loops_shutdown_reads_its_tasks_without_calling_their_methods() -> None:
+    """The tasks a loop's shutdown cancels are read with asyncio's own methods, never a subclass's: a
+    checked run calls the subclass's get_loop and done exactly as often as an unchecked one (in a process
+    of its own: here the suite's own checks run throughout)."""
+    done = subprocess.run(
+        [sys.executable, "-c", COUNTED_TASKS], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True"), done.stdout
 
 
 def test_tasks_that_asyncio_run_cancels_at_exit_are_still_leaks() -> None:

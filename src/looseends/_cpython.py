@@ -461,6 +461,16 @@ def all_tasks() -> list[Task]:
     return list(found.values())
 
 
+def loop_tasks(loop: object) -> list[Task]:
+    """One loop's tasks, done ones too. Before 3.14, the registries' tasks whose loop (read by asyncio's
+    own get_loop, never a subclass's) is `loop`: `asyncio.all_tasks(loop)` walks a WeakSet in Python and
+    calls every task's own get_loop and done, at each loop's shutdown (every async test). From 3.14,
+    asyncio's listing in C."""
+    if TASKS_PER_THREAD:
+        return _loop_tasks(loop)
+    return [task for task in live_tasks() if task_call(task, "get_loop", None) is loop]
+
+
 def _loop_tasks(loop: object) -> list[Task]:
     try:
         return list(asyncio.all_tasks(loop))  # type: ignore[arg-type]

@@ -64,12 +64,15 @@ def canary(sources: Sequence[Source] = DEFAULT_SOURCES) -> list[str]:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
+    made: list[asyncio.Task[bool]] = []  # its own task, cancelled by name: listing all_tasks(loop) would
+    # call the get_loop of every task in the process, a host's subclass's too
+
     def run_loop() -> None:
         never = asyncio.Event()
-        task = loop.create_task(never.wait(), name=TASK_NAME)
+        made.append(loop.create_task(never.wait(), name=TASK_NAME))
         loop.call_soon(ready.set)
         loop.run_forever()
-        del task
+        made.clear()
 
     thread = threading.Thread(target=release.wait, name=THREAD_NAME, daemon=True)
     runner = threading.Thread(target=run_loop, name=f"{THREAD_NAME}-loop", daemon=True)
@@ -85,7 +88,7 @@ def canary(sources: Sequence[Source] = DEFAULT_SOURCES) -> list[str]:
             missing.append("asyncio tasks are not seen (or not what they wait on)")
     finally:
         release.set()
-        loop.call_soon_threadsafe(_cancel_all_and_stop, loop)
+        loop.call_soon_threadsafe(_cancel_and_stop, loop, made)
         thread.join(DEADLINE)
         runner.join(DEADLINE)
         if not runner.is_alive():
@@ -106,7 +109,7 @@ def _settled_look(sources: Sequence[Source]) -> list[Unit]:
     return units
 
 
-def _cancel_all_and_stop(loop: asyncio.AbstractEventLoop) -> None:
-    for task in asyncio.all_tasks(loop):
+def _cancel_and_stop(loop: asyncio.AbstractEventLoop, made: list[asyncio.Task[bool]]) -> None:
+    for task in made:
         task.cancel()
     loop.call_soon(loop.stop)

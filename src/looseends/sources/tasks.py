@@ -167,8 +167,7 @@ def _closed(unit: Unit, coro: object) -> Unit:
 
 
 def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[Task]:
-    tasks: list[Task] = safe(lambda: list(asyncio.all_tasks(loop)), [])
-    return [task for task in tasks if not _cpython.task_done(task)]
+    return [task for task in _cpython.loop_tasks(loop) if not _cpython.task_done(task)]
 
 
 def _task_unit(task: Task, threads: dict[int, str]) -> Unit:
