@@ -55,6 +55,16 @@ class TestMarkedClass:
     assert "unit: opted-out" not in out
 
 
+def test_a_marker_on_a_module_alone_turns_the_checks_on(pytester: pytest.Pytester) -> None:
+    """No test carries the marker itself: the module's `pytestmark` is found above it."""
+    pytester.makepyfile(test_other="def test_elsewhere():\n    pass\n")
+    marked = "pytestmark = pytest.mark.looseends(timeout=0.05)\n\ndef test_leaks():\n    start_waiter('m')\n"
+    suite(pytester, marked)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # no --looseends
+    result.assert_outcomes(passed=2, errors=1)
+    assert "ERROR at teardown of test_leaks" in result.stdout.str()
+
+
 def test_allowed_leak_needs_a_reason_and_is_shown_with_it(pytester: pytest.Pytester) -> None:
     suite(
         pytester,

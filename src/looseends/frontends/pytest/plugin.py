@@ -137,11 +137,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)  # after every other plugin and conftest has added its markers
 def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
-    if any(item.get_closest_marker("looseends") for item in items):
+    if _marked(items):
         activate(config)
         from looseends.frontends.pytest.checks import mark_active
 
         mark_active(config)
+
+
+def _marked(items: list[pytest.Item]) -> bool:
+    """Whether a collected test, or a class, module or package above it, carries the looseends marker:
+    what `get_closest_marker` answers, with each node looked at once (it walks every test's whole chain
+    of parents, in every run with looseends installed, on or off)."""
+    seen: set[int] = set()
+    for item in items:
+        node: pytest.Item | pytest.Collector | None = item
+        while node is not None and id(node) not in seen:
+            seen.add(id(node))
+            if any(getattr(mark, "name", None) == "looseends" for mark in node.own_markers):
+                return True
+            node = node.parent
+    return False
 
 
 @pytest.hookimpl(optionalhook=True)
