@@ -64,8 +64,9 @@ def canary(sources: Sequence[Source] = DEFAULT_SOURCES) -> list[str]:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
-    made: list[asyncio.Task[bool]] = []  # its own task, cancelled by name: listing all_tasks(loop) would
-    # call the get_loop of every task in the process, a host's subclass's too
+    # Its own task, kept to be cancelled: listing all_tasks(loop) instead would call the get_loop of
+    # every task in the process, a host's subclass's too.
+    made: list[asyncio.Task[bool]] = []
 
     def run_loop() -> None:
         never = asyncio.Event()
